@@ -1,0 +1,17 @@
+"""Snakemake adapter: clean one part of the raw folder."""
+
+from helox.config import CleanConfig, section_from_dict
+from helox.data.clean import clean_part
+from helox.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+config = section_from_dict(CleanConfig, snakemake.params.clean, "clean")
+clean_part(
+    snakemake.input[0],
+    part=int(snakemake.wildcards.part),
+    parts=config.parts,
+    config=config,
+    output=snakemake.output.kept,
+    rejected_output=snakemake.output.rejected,
+    stats_output=snakemake.output.stats,
+)

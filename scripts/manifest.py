@@ -1,0 +1,16 @@
+"""Snakemake adapter: gather the shard parts into manifest.json."""
+
+from pathlib import Path
+
+from helox.logs import setup_logging
+from helox.shards import SPLITS, write_manifest
+
+setup_logging(snakemake.log[0])
+manifest_path = Path(snakemake.output[0])
+write_manifest(
+    manifest_path.parent,
+    list(snakemake.input.stats),
+    {split: [p for p in snakemake.input.shards if Path(p).parent.name == split] for split in SPLITS},
+    snakemake.input.tokenizer,
+    manifest_path,
+)

@@ -1,0 +1,12 @@
+"""Snakemake adapter: derive instruction pairs from the standard library's documented functions."""
+
+from helox.data.stdlib import derive_sft_pairs
+from helox.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+derive_sft_pairs(
+    snakemake.output[0],
+    max_pairs=snakemake.params.max_pairs,
+    max_response_chars=snakemake.params.max_response_chars,
+    seed=snakemake.params.seed,
+)

@@ -1,0 +1,16 @@
+"""Snakemake adapter: tokenize one deduplicated part into Arrow shards."""
+
+from helox.config import ShardsConfig, section_from_dict
+from helox.logs import setup_logging
+from helox.shards import tokenize_part
+
+setup_logging(snakemake.log[0])
+tokenize_part(
+    snakemake.input.docs,
+    snakemake.input.tokenizer,
+    {split: snakemake.output[split] for split in ("train", "val", "test")},
+    snakemake.output.stats,
+    section_from_dict(ShardsConfig, snakemake.params.shards, "shards"),
+    seed=snakemake.params.seed,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,39 @@
+"""Shared fixtures: small corpora made of real text (the standard library's own sources)."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from helox.io import JsonlZstWriter
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_sources(count: int, max_bytes: int = 60_000) -> list[tuple[str, str]]:
+    """The first `count` top-level standard-library modules under `max_bytes`, as (name, text)."""
+    found = []
+    for path in sorted(STDLIB.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if 500 < len(text.encode()) <= max_bytes:
+            found.append((path.name, text))
+        if len(found) == count:
+            break
+    return found
+
+
+@pytest.fixture(scope="session")
+def doc_parts(tmp_path_factory) -> list[Path]:
+    """Two JSONL.zst parts of real documents, as the dedup stage writes them."""
+    folder = tmp_path_factory.mktemp("dedup")
+    sources = stdlib_sources(80)
+    paths = []
+    for index in range(2):
+        path = folder / f"part-{index}.jsonl.zst"
+        with JsonlZstWriter(path) as writer:
+            for name, text in sources[index::2]:
+                writer.write({"text": text, "source": name, "kind": "code"})
+        paths.append(path)
+    return paths

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from helox.config import ShardsConfig, TokenizerConfig
+from helox.io import iter_jsonl
+from helox.shards import SPLITS, assign_split, build_dataset_shards, read_shard, token_dtype
+from helox.tokenizer import SPECIAL_IDS, build_tokenizer, load_tokenizer
+
+
+def test_token_dtype_is_the_smallest_that_fits():
+    assert token_dtype(8000) == np.uint16
+    assert token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32
+
+
+def test_split_is_deterministic_and_follows_ratios():
+    config = ShardsConfig(train_split=0.8, val_split=0.1, test_split=0.1)
+    texts = [f"doc {i}" for i in range(5000)]
+    first = [assign_split(t, 7, config) for t in texts]
+    assert first == [assign_split(t, 7, config) for t in texts]
+    assert first != [assign_split(t, 8, config) for t in texts]
+    share = {s: first.count(s) / len(first) for s in SPLITS}
+    assert abs(share["train"] - 0.8) < 0.03 and abs(share["val"] - 0.1) < 0.02
+
+
+def test_shards_hold_every_document_once_with_eos(doc_parts, tmp_path):
+    build_tokenizer(doc_parts, tmp_path / "tok", TokenizerConfig(vocab_size=1000, eval_docs=5))
+    model = tmp_path / "tok" / "spm.model"
+    config = ShardsConfig(train_split=0.6, val_split=0.2, test_split=0.2)
+    manifest = build_dataset_shards(doc_parts, model, tmp_path / "shards", config, seed=3)
+
+    processor = load_tokenizer(model)
+    texts = [r["text"] for p in doc_parts for r in iter_jsonl(p)]
+    expected = sorted(processor.encode(t) + [SPECIAL_IDS["</s>"]] for t in texts)
+    found = []
+    for split in SPLITS:
+        tables = [read_shard(tmp_path / "shards" / f) for f in manifest["splits"][split]["files"]]
+        rows = [row for t in tables for row in t.column("tokens").to_pylist()]
+        assert tables[0].schema.field("tokens").type == pa.list_(pa.uint16())
+        assert manifest["splits"][split]["documents"] == len(rows)
+        assert manifest["splits"][split]["tokens"] == sum(map(len, rows))
+        found.extend(rows)
+    assert sorted(found) == expected
+    assert manifest["vocab_size"] == processor.get_piece_size()
+    assert len(manifest["tokenizer_sha256"]) == 64
+    again = build_dataset_shards(doc_parts, model, tmp_path / "again", config, seed=3)
+    assert again["shards_sha256"] == manifest["shards_sha256"]

@@ -1,0 +1,24 @@
+# Supervised fine-tuning of the pretrained model on instruction pairs.
+
+
+rule sft:
+    input:
+        pretrained="results/pretrain/final",
+        data=SFT_DATA,
+    output:
+        directory("results/sft/final"),
+    params:
+        sft=config["sft"],
+        seed=config["seed"],
+        checkpoints="results/sft/checkpoints",
+    threads: resource("sft", "threads", 2)
+    resources:
+        mem_mb=resource("sft", "mem_mb", 8000),
+        runtime=resource("sft", "runtime", 120),
+        gpu=resource("sft", "gpu", 0),
+    log:
+        "logs/sft.log",
+    benchmark:
+        "logs/benchmarks/sft.tsv"
+    script:
+        "../../scripts/sft.py"

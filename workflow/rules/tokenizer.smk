@@ -1,0 +1,22 @@
+# SentencePiece with byte fallback and the fixed special tokens, plus its evaluation.
+
+
+rule tokenizer:
+    input:
+        expand("results/dedup/part-{part}.jsonl.zst", part=PARTS),
+    output:
+        model="results/tokenizer/spm.model",
+        vocab="results/tokenizer/spm.vocab",
+        eval="results/tokenizer/eval.json",
+    params:
+        tokenizer=config["tokenizer"],
+    threads: resource("tokenizer", "threads", 2)
+    resources:
+        mem_mb=resource("tokenizer", "mem_mb", 8000),
+        runtime=resource("tokenizer", "runtime", 60),
+    log:
+        "logs/tokenizer.log",
+    benchmark:
+        "logs/benchmarks/tokenizer.tsv"
+    script:
+        "../../scripts/tokenizer.py"
