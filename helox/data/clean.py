@@ -1,0 +1,129 @@
+"""The clean stage: raw folder → readers → cleaning steps → one part of cleaned JSONL.zst.
+
+`clean_part` is what the Snakemake rule and the CLI call. `TextCleaner` and
+`DataCollector` are the small faces the older guide describes; they run the
+same readers and steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from helox.config import CleanConfig
+from helox.data.documents import Document, Kind, Stats
+from helox.data.filters import Step, apply_steps, build_steps
+from helox.data.readers import read_documents
+from helox.io import JsonlZstWriter, atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+
+def part_of(relative_path: str, parts: int) -> int:
+    """The part a raw file belongs to: a stable hash of its path relative to the raw folder."""
+    digest = hashlib.blake2b(relative_path.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % parts
+
+
+def clean_part(
+    raw_dir: str | os.PathLike,
+    part: int,
+    parts: int,
+    config: CleanConfig,
+    output: str | os.PathLike,
+    rejected_output: str | os.PathLike,
+    stats_output: str | os.PathLike,
+) -> Stats:
+    """Clean the raw files of one part; write kept and rejected documents and the stats JSON."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is out of range for {parts} parts (0 to {parts - 1})")
+    steps = build_steps(config)
+    stats = Stats()
+    stats.register([step.name for step in steps])
+    documents = read_documents(
+        raw_dir, config, stats, select=lambda relative: part_of(relative, parts) == part
+    )
+    with JsonlZstWriter(output) as kept, JsonlZstWriter(rejected_output) as rejected:
+        for doc in documents:
+            result, reason = apply_steps(doc, steps, stats)
+            if reason is None:
+                kept.write(result.record())
+            else:
+                rejected.write({**result.record(), "reason": reason})
+    write_json(stats_output, {"part": part, "parts": parts, **stats.to_dict()})
+    log.info(
+        "part %d/%d of %s: kept %d of %d documents (%d bytes of %d); %d files read, %d skipped",
+        part,
+        parts,
+        raw_dir,
+        stats.flow.documents_out,
+        stats.flow.documents_in,
+        stats.flow.bytes_out,
+        stats.flow.bytes_in,
+        stats.files.read,
+        stats.files.skipped,
+    )
+    return stats
+
+
+class TextCleaner:
+    """Clean one string at a time with the same steps as the clean stage."""
+
+    def __init__(
+        self,
+        min_length: int = CleanConfig.min_text_length,
+        max_length: int = CleanConfig.max_text_length,
+        max_urls: int = CleanConfig.max_urls,
+        unicode_form: str = CleanConfig.unicode_form,
+    ):
+        self.config = CleanConfig(
+            min_text_length=min_length,
+            max_text_length=max_length,
+            max_urls=max_urls,
+            unicode_form=unicode_form,
+        )
+        self.steps: list[Step] = build_steps(self.config)
+        self.stats = Stats()
+        self.stats.register([step.name for step in self.steps])
+
+    def clean(self, text: str, kind: Kind = "prose") -> str | None:
+        """The cleaned text, or None if a step dropped it (counted in `self.stats`)."""
+        result, reason = apply_steps(Document(text, "<text>", kind), self.steps, self.stats)
+        return result.text if reason is None else None
+
+
+class DataCollector:
+    """Gather a folder into one plain `collected.jsonl`, cleaned by a TextCleaner."""
+
+    def __init__(self, output_dir: str | os.PathLike, cleaner: TextCleaner | None = None):
+        self.output_dir = Path(output_dir)
+        self.cleaner = cleaner or TextCleaner()
+        self.stats = Stats()
+
+    def collect_from_directory(self, source_dir: str | os.PathLike, recursive: bool = True) -> Path:
+        """Write the kept documents of `source_dir` to `output_dir/collected.jsonl` and return it.
+
+        The counts go to `collected.jsonl.stats.json` beside it and to `self.stats`.
+        """
+        output = self.output_dir / "collected.jsonl"
+        stats = Stats()
+        stats.register([step.name for step in self.cleaner.steps])
+        documents = read_documents(source_dir, self.cleaner.config, stats, recursive=recursive)
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+            for doc in documents:
+                result, reason = apply_steps(doc, self.cleaner.steps, stats)
+                if reason is None:
+                    handle.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
+        write_json(output.with_name(output.name + ".stats.json"), stats.to_dict())
+        self.stats = self.stats + stats
+        log.info(
+            "collected %d of %d documents from %s into %s",
+            stats.flow.documents_out,
+            stats.flow.documents_in,
+            source_dir,
+            output,
+        )
+        return output

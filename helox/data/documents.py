@@ -1,0 +1,205 @@
+"""The unit the data stages pass around, and the counters every stage keeps about it.
+
+A `Stats` object serialises to this layout (`to_dict`); the clean stage writes all of it,
+the dedup stage the document counts (first five keys) plus a row per part:
+
+    {
+      "documents_in": int, "bytes_in": int, "documents_out": int, "bytes_out": int,
+      "removed":  {step: {"documents": int, "bytes": int}},  # every step; bytes when dropped
+      "modified": {step: {"documents": int, "bytes": int}},  # steps that changed text; net bytes
+      "kinds":    {kind: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
+      "files":    {"seen": int, "read": int, "skipped": int},
+      "skipped":  {"total": int, "by_reason": {reason: int},
+                   "entries": [{"path": str, "line": int | None, "reason": str}],
+                   "entries_omitted": int}
+    }
+
+The counts add up: documents_in = documents_out + the sum of removed documents;
+bytes_in + the sum of modified bytes = bytes_out + the sum of removed bytes;
+files seen = read + skipped. Skipped entries (files, folders, JSONL lines) never
+become documents, so they sit outside the document counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["prose", "code"]
+KINDS: tuple[str, ...] = ("prose", "code")
+
+# Skipped entries listed by name in a stats file; the counts by reason stay complete beyond it.
+MAX_LISTED_SKIPS = 1000
+
+
+@dataclass
+class Document:
+    text: str
+    source: str
+    kind: Kind = "prose"
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.text.encode("utf-8"))
+
+    def record(self) -> dict[str, str]:
+        """The JSONL form written by the clean and dedup stages."""
+        return {"text": self.text, "source": self.source, "kind": self.kind}
+
+
+@dataclass
+class Counts:
+    documents: int = 0
+    bytes: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.documents += other.documents
+        self.bytes += other.bytes
+
+
+@dataclass
+class Flow:
+    """Documents and bytes entering and leaving a stage."""
+
+    documents_in: int = 0
+    bytes_in: int = 0
+    documents_out: int = 0
+    bytes_out: int = 0
+
+    def add(self, other: Flow) -> None:
+        self.documents_in += other.documents_in
+        self.bytes_in += other.bytes_in
+        self.documents_out += other.documents_out
+        self.bytes_out += other.bytes_out
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "documents_in": self.documents_in,
+            "bytes_in": self.bytes_in,
+            "documents_out": self.documents_out,
+            "bytes_out": self.bytes_out,
+        }
+
+
+@dataclass
+class FileCounts:
+    seen: int = 0
+    read: int = 0
+    skipped: int = 0
+
+    def add(self, other: FileCounts) -> None:
+        self.seen += other.seen
+        self.read += other.read
+        self.skipped += other.skipped
+
+
+@dataclass
+class Stats:
+    """What a stage did to its documents and files; `a + b` sums two parts."""
+
+    flow: Flow = field(default_factory=Flow)
+    removed: dict[str, Counts] = field(default_factory=dict)
+    modified: dict[str, Counts] = field(default_factory=dict)
+    kinds: dict[str, Flow] = field(default_factory=dict)
+    files: FileCounts = field(default_factory=FileCounts)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_entries: list[dict[str, Any]] = field(default_factory=list)
+    skipped_omitted: int = 0
+
+    def register(self, step_names: list[str]) -> None:
+        """List these steps in `removed`, in order, even if they never drop anything."""
+        for name in step_names:
+            self.removed.setdefault(name, Counts())
+
+    def count_in(self, doc: Document) -> None:
+        size = doc.num_bytes
+        self.flow.documents_in += 1
+        self.flow.bytes_in += size
+        kind = self.kinds.setdefault(doc.kind, Flow())
+        kind.documents_in += 1
+        kind.bytes_in += size
+
+    def count_out(self, doc: Document) -> None:
+        size = doc.num_bytes
+        self.flow.documents_out += 1
+        self.flow.bytes_out += size
+        kind = self.kinds.setdefault(doc.kind, Flow())
+        kind.documents_out += 1
+        kind.bytes_out += size
+
+    def count_removed(self, reason: str, doc: Document) -> None:
+        self.removed.setdefault(reason, Counts()).add(Counts(1, doc.num_bytes))
+
+    def count_modified(self, step: str, before: Document, after: Document) -> None:
+        change = after.num_bytes - before.num_bytes
+        self.modified.setdefault(step, Counts()).add(Counts(1, change))
+
+    def file_read(self) -> None:
+        self.files.seen += 1
+        self.files.read += 1
+
+    def skip_file(self, path: str, reason: str) -> None:
+        """A whole file was passed over: it counts as seen and skipped."""
+        self.files.seen += 1
+        self.files.skipped += 1
+        self.skip_entry(path, reason)
+
+    def skip_entry(self, path: str, reason: str, line: int | None = None) -> None:
+        """A folder, a JSONL line or the rest of a file was passed over."""
+        self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + 1
+        if len(self.skipped_entries) < MAX_LISTED_SKIPS:
+            self.skipped_entries.append({"path": path, "line": line, "reason": reason})
+        else:
+            self.skipped_omitted += 1
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped_by_reason.values())
+
+    def __add__(self, other: Stats) -> Stats:
+        total = Stats()
+        for part in (self, other):
+            total.flow.add(part.flow)
+            for name, counts in part.removed.items():
+                total.removed.setdefault(name, Counts()).add(counts)
+            for name, counts in part.modified.items():
+                total.modified.setdefault(name, Counts()).add(counts)
+            for kind, flow in part.kinds.items():
+                total.kinds.setdefault(kind, Flow()).add(flow)
+            total.files.add(part.files)
+            for reason, count in part.skipped_by_reason.items():
+                total.skipped_by_reason[reason] = total.skipped_by_reason.get(reason, 0) + count
+            room = MAX_LISTED_SKIPS - len(total.skipped_entries)
+            total.skipped_entries.extend(part.skipped_entries[:room])
+            total.skipped_omitted += part.skipped_omitted + max(0, len(part.skipped_entries) - room)
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.flow.to_dict(),
+            "removed": {name: vars(counts).copy() for name, counts in self.removed.items()},
+            "modified": {name: vars(counts).copy() for name, counts in self.modified.items()},
+            "kinds": {kind: self.kinds[kind].to_dict() for kind in sorted(self.kinds)},
+            "files": vars(self.files).copy(),
+            "skipped": {
+                "total": self.skipped_total,
+                "by_reason": dict(sorted(self.skipped_by_reason.items())),
+                "entries": [dict(entry) for entry in self.skipped_entries],
+                "entries_omitted": self.skipped_omitted,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stats:
+        """Rebuild the counters from `to_dict` output (extra keys such as `part` are ignored)."""
+        skipped = data.get("skipped", {})
+        return cls(
+            flow=Flow(**{key: data.get(key, 0) for key in vars(Flow())}),
+            removed={name: Counts(**c) for name, c in data.get("removed", {}).items()},
+            modified={name: Counts(**c) for name, c in data.get("modified", {}).items()},
+            kinds={kind: Flow(**flow) for kind, flow in data.get("kinds", {}).items()},
+            files=FileCounts(**data.get("files", {})),
+            skipped_by_reason=dict(skipped.get("by_reason", {})),
+            skipped_entries=[dict(entry) for entry in skipped.get("entries", [])],
+            skipped_omitted=skipped.get("entries_omitted", 0),
+        )
