@@ -35,8 +35,18 @@ class CleanConfig:
     text_extensions: list[str] = field(default_factory=lambda: [".txt", ".md", ".rst"])
     code_extensions: list[str] = field(
         default_factory=lambda: [
-            ".py", ".js", ".ts", ".c", ".h", ".cpp", ".hpp", ".cc",
-            ".java", ".go", ".rs", ".sh",
+            ".py",
+            ".js",
+            ".ts",
+            ".c",
+            ".h",
+            ".cpp",
+            ".hpp",
+            ".cc",
+            ".java",
+            ".go",
+            ".rs",
+            ".sh",
         ]
     )
     jsonl_text_field: str = "text"
@@ -67,7 +77,7 @@ class ShardsConfig:
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 8000
+    vocab_size: int | None = None
     hidden_size: int = 256
     num_layers: int = 4
     num_attention_heads: int = 4
@@ -136,7 +146,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     text = Path(path).read_text(encoding="utf-8")
     data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of keys to values, got {type(data).__name__}"
+        )
     return data
 
 
@@ -156,22 +168,42 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
+def unknown_key_errors(config: dict[str, Any]) -> list[str]:
+    """Keys that no section knows, each named with the keys that are allowed there."""
+    top = {f.name for f in dataclasses.fields(HeloxConfig)}
+    messages = [
+        f"config key {key}: unknown key (allowed keys: {', '.join(sorted(top))})"
+        for key in sorted(set(config) - top)
+    ]
+    for name, section_cls in _SECTION_TYPES.items():
+        section = config.get(name)
+        if not isinstance(section, dict):
+            continue
+        known = {f.name for f in dataclasses.fields(section_cls)}
+        messages += [
+            f"config key {name}.{key}: unknown key (allowed keys: {', '.join(sorted(known))})"
+            for key in sorted(set(section) - known)
+        ]
+    return messages
+
+
 def config_errors(config: dict[str, Any]) -> list[str]:
-    """Every schema violation in `config`, each naming its key and what is allowed."""
+    """Every problem in `config`, each naming its key and what is allowed."""
     import jsonschema
 
+    messages = unknown_key_errors(config)
     validator = jsonschema.Draft202012Validator(schema())
-    messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            if not messages:
+                messages.append(f"config: {error.message}")
+            continue
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
         allowed = ""
         if error.validator == "enum":
             allowed = f" (allowed: {', '.join(map(repr, error.validator_value))})"
         elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
             allowed = f" ({error.validator} {error.validator_value})"
-        elif error.validator == "additionalProperties":
-            known = sorted(error.schema.get("properties", {}))
-            allowed = f" (allowed keys: {', '.join(known)})"
         messages.append(f"config key {key}: {error.message}{allowed}")
     messages.extend(split_errors(config))
     return messages
@@ -181,7 +213,9 @@ def split_errors(config: dict[str, Any]) -> list[str]:
     shards = config.get("shards") or {}
     ratios = [shards.get(k) for k in ("train_split", "val_split", "test_split")]
     if all(isinstance(r, int | float) for r in ratios) and abs(sum(ratios) - 1.0) > 1e-6:
-        return [f"config key shards: train_split + val_split + test_split = {sum(ratios):g}, must be 1"]
+        return [
+            f"config key shards: train_split + val_split + test_split = {sum(ratios):g}, must be 1"
+        ]
     return []
 
 

@@ -80,15 +80,17 @@ def sha256_files(paths: Iterable[str | os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-class JsonlZstWriter:
-    """Write one JSON object a line into a zstd-compressed file, atomically on close."""
+class JsonlWriter:
+    """Write one JSON object a line, zstd-compressed when the name ends in `.zst`; atomic."""
 
     def __init__(self, path: str | os.PathLike, level: int = ZSTD_LEVEL):
         self._context = atomic_path(path)
         self._tmp = self._context.__enter__()
-        self._raw = open(self._tmp, "wb")
-        self._compressed = zstandard.ZstdCompressor(level=level).stream_writer(self._raw)
-        self._text = io.TextIOWrapper(self._compressed, encoding="utf-8")
+        self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed through self._text in close()
+        stream = self._raw
+        if str(path).endswith(".zst"):
+            stream = zstandard.ZstdCompressor(level=level).stream_writer(self._raw)
+        self._text = io.TextIOWrapper(stream, encoding="utf-8")
         self.count = 0
 
     def write(self, record: dict) -> None:
@@ -102,7 +104,7 @@ class JsonlZstWriter:
         else:
             self._context.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
-    def __enter__(self) -> JsonlZstWriter:
+    def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -110,9 +112,11 @@ class JsonlZstWriter:
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the objects of a trusted JSONL file (`.zst`-compressed or plain) written by Helox."""
+    """Yield the objects of a JSONL file (`.zst`-compressed or plain) written by Helox."""
     with open(path, "rb") as raw:
-        stream = zstandard.ZstdDecompressor().stream_reader(raw) if str(path).endswith(".zst") else raw
+        stream = (
+            zstandard.ZstdDecompressor().stream_reader(raw) if str(path).endswith(".zst") else raw
+        )
         for line in io.TextIOWrapper(stream, encoding="utf-8"):
             if line.strip():
                 yield json.loads(line)

@@ -35,8 +35,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def assign_split(text: str, seed: int, config: ShardsConfig) -> str:
     """Pick a split for a document from a seeded hash of its text (stable across runs)."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8,
-                             key=seed.to_bytes(8, "little"))
+    digest = hashlib.blake2b(
+        text.encode("utf-8", "surrogatepass"), digest_size=8, key=seed.to_bytes(8, "little")
+    )
     position = int.from_bytes(digest.digest(), "little") / 2**64
     if position < config.train_split:
         return "train"

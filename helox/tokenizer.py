@@ -85,7 +85,10 @@ def train_tokenizer(
     model = io.BytesIO()
     log.info(
         "training a %s tokenizer, vocabulary %d, on up to %d of %d bytes",
-        config.model_type, config.vocab_size, config.max_train_bytes, total_bytes,
+        config.model_type,
+        config.vocab_size,
+        config.max_train_bytes,
+        total_bytes,
     )
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences,
@@ -174,7 +177,7 @@ def evaluate_tokenizer(
             setattr(total, name, getattr(total, name) + getattr(stats, name))
     return {
         "vocab_size": processor.get_piece_size(),
-        "held_out": "one document in %d, chosen by a hash of its text" % HELD_OUT_MODULUS,
+        "held_out": f"one document in {HELD_OUT_MODULUS}, chosen by a hash of its text",
         "overall": total.summary(),
         "per_kind": {kind: stats.summary() for kind, stats in sorted(per_kind.items())},
         "roundtrip_ok": total.roundtrip_failures == 0,
@@ -185,16 +188,17 @@ def build_tokenizer(
     input_paths: list[str | os.PathLike],
     output_dir: str | os.PathLike,
     config: TokenizerConfig,
+    prefix: str = "spm",
 ) -> dict:
-    """The tokenizer stage: `spm.model`, `spm.vocab` (JSON-quoted piece, score) and `eval.json`."""
+    """The tokenizer stage: `<prefix>.model`, `<prefix>.vocab` (piece, score) and `eval.json`."""
     output_dir = Path(output_dir)
-    model_path = train_tokenizer(input_paths, output_dir / "spm.model", config)
+    model_path = train_tokenizer(input_paths, output_dir / f"{prefix}.model", config)
     processor = load_tokenizer(model_path)
-    with atomic_path(output_dir / "spm.vocab") as tmp:
+    with atomic_path(output_dir / f"{prefix}.vocab") as tmp:
         tmp.write_text(
             "".join(
-                f"{json.dumps(processor.id_to_piece(i), ensure_ascii=False)}\t{processor.get_score(i)}\n"
-                for i in range(processor.get_piece_size())
+                f"{json.dumps(piece, ensure_ascii=False)}\t{processor.get_score(i)}\n"
+                for i, piece in enumerate(map(processor.id_to_piece, range(len(processor))))
             ),
             encoding="utf-8",
         )
@@ -202,4 +206,3 @@ def build_tokenizer(
     write_json(output_dir / "eval.json", report)
     log.info("tokenizer eval: %s", report["overall"])
     return report
-

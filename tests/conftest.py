@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helox.io import JsonlZstWriter
+from helox.io import JsonlWriter
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -32,7 +32,7 @@ def doc_parts(tmp_path_factory) -> list[Path]:
     paths = []
     for index in range(2):
         path = folder / f"part-{index}.jsonl.zst"
-        with JsonlZstWriter(path) as writer:
+        with JsonlWriter(path) as writer:
             for name, text in sources[index::2]:
                 writer.write({"text": text, "source": name, "kind": "code"})
         paths.append(path)

@@ -9,11 +9,11 @@ import pytest
 from helox.config import CleanConfig, DedupConfig
 from helox.data.clean import clean_part
 from helox.data.dedup import EmptyCorpusError, dedup_parts
-from helox.io import JsonlZstWriter, iter_jsonl, read_json
+from helox.io import JsonlWriter, iter_jsonl, read_json
 
 
 def write_part(path: Path, texts: list[str]) -> Path:
-    with JsonlZstWriter(path) as writer:
+    with JsonlWriter(path) as writer:
         for line, text in enumerate(texts, start=1):
             writer.write({"text": text, "source": f"{path.name}:{line}", "kind": "prose"})
     return path

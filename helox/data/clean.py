@@ -8,7 +8,6 @@ same readers and steps.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from helox.config import CleanConfig
 from helox.data.documents import Document, Kind, Stats
 from helox.data.filters import Step, apply_steps, build_steps
 from helox.data.readers import read_documents
-from helox.io import JsonlZstWriter, atomic_path, write_json
+from helox.io import JsonlWriter, write_json
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def clean_part(
     documents = read_documents(
         raw_dir, config, stats, select=lambda relative: part_of(relative, parts) == part
     )
-    with JsonlZstWriter(output) as kept, JsonlZstWriter(rejected_output) as rejected:
+    with JsonlWriter(output) as kept, JsonlWriter(rejected_output) as rejected:
         for doc in documents:
             result, reason = apply_steps(doc, steps, stats)
             if reason is None:
@@ -112,11 +111,11 @@ class DataCollector:
         stats = Stats()
         stats.register([step.name for step in self.cleaner.steps])
         documents = read_documents(source_dir, self.cleaner.config, stats, recursive=recursive)
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        with JsonlWriter(output) as writer:
             for doc in documents:
                 result, reason = apply_steps(doc, self.cleaner.steps, stats)
                 if reason is None:
-                    handle.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
+                    writer.write(result.record())
         write_json(output.with_name(output.name + ".stats.json"), stats.to_dict())
         self.stats = self.stats + stats
         log.info(

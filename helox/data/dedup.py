@@ -10,7 +10,7 @@ from typing import Any
 
 from helox.config import DedupConfig
 from helox.data.documents import Counts, Document, Stats
-from helox.io import JsonlZstWriter, iter_jsonl, read_json, write_json
+from helox.io import JsonlWriter, iter_jsonl, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def dedup_parts(
     part_summaries = []
     for input_path, output_path in zip(inputs, outputs, strict=True):
         part = Stats(removed={DUPLICATE: Counts()})
-        with JsonlZstWriter(output_path) as writer:
+        with JsonlWriter(output_path) as writer:
             for record in iter_jsonl(input_path):
                 doc = Document(
                     record["text"], record.get("source", ""), record.get("kind", "prose")

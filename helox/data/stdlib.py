@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import heapq
-import json
 import logging
 import os
 import platform
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helox.io import atomic_path, write_json
+from helox.io import JsonlWriter, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +152,9 @@ def derive_sft_pairs(
                 heapq.heappush(kept, item)
             elif item > kept[0]:
                 heapq.heapreplace(kept, item)
-    with atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with JsonlWriter(output_path) as writer:
         for _, source, instruction, response in sorted(kept, reverse=True):
-            pair = {"instruction": instruction, "response": response, "source": source}
-            handle.write(json.dumps(pair, ensure_ascii=False) + "\n")
+            writer.write({"instruction": instruction, "response": response, "source": source})
     log.info("derived %d instruction pairs from %s into %s", len(kept), root, output_path)
     return len(kept)
 

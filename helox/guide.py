@@ -1,0 +1,138 @@
+"""The original Helox guide's entry points, as thin faces over the functions the rules call.
+
+People arrive with the guide in hand; these keep its names and argument names. Each
+method does nothing of its own beyond calling the stage function the workflow uses.
+The cleaning faces (`TextCleaner`, `DataCollector`) live in `helox.data.clean`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from helox.config import ModelConfig, ShardsConfig, TokenizerConfig, TrackingConfig, TrainingConfig
+from helox.data.loader import PackedBatches, TokenStream, eval_batches
+from helox.io import atomic_path
+from helox.model import HeloxLM
+from helox.shards import build_dataset_shards
+from helox.tokenizer import build_tokenizer
+from helox.train.checkpoint import run_fingerprint
+from helox.train.device import DeviceManager
+from helox.train.loop import Trainer
+from helox.train.tracking import Tracker
+
+
+class TokenizerTrainer:
+    """The guide's tokenizer trainer: SentencePiece with Helox's special tokens."""
+
+    def __init__(self, vocab_size: int = 8000, model_type: str = "bpe"):
+        self.config = TokenizerConfig(vocab_size=vocab_size, model_type=model_type)
+
+    def train_from_jsonl(
+        self, jsonl_file: str | os.PathLike, output_prefix: str = "spm", output_dir: str = "."
+    ) -> tuple[Path, Path]:
+        """Train on a JSONL(.zst) file of {"text"}; returns (model_path, vocab_path)."""
+        build_tokenizer([jsonl_file], output_dir, self.config, prefix=output_prefix)
+        output_dir = Path(output_dir)
+        return output_dir / f"{output_prefix}.model", output_dir / f"{output_prefix}.vocab"
+
+
+@dataclass
+class TokenDataset:
+    """Token shards with their manifest, and the window length training will read."""
+
+    root: Path
+    manifest: dict
+    max_length: int
+    seed: int
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def train_loader(self, batch_size: int) -> PackedBatches:
+        """Endless shuffled (input_ids, labels) batches of `max_length` tokens."""
+        stream = TokenStream(self.manifest_path, "train")
+        return PackedBatches(stream, self.max_length, batch_size, self.seed)
+
+    def eval_loader(self, split: str, batch_size: int) -> list:
+        """Every window of `split` in order, as a list of batches."""
+        return list(
+            eval_batches(TokenStream(self.manifest_path, split), self.max_length, batch_size)
+        )
+
+
+class DatasetBuilder:
+    """The guide's dataset builder: JSONL → tokenized Arrow shards split by document."""
+
+    def __init__(
+        self, tokenizer_model_path: str | os.PathLike, max_length: int = 256, seed: int = 1337
+    ):
+        self.tokenizer_model_path = Path(tokenizer_model_path)
+        self.max_length = max_length
+        self.seed = seed
+
+    def build_from_jsonl(
+        self,
+        jsonl_file: str | os.PathLike,
+        train_split: float = 0.98,
+        val_split: float = 0.01,
+        test_split: float = 0.01,
+    ) -> TokenDataset:
+        """Tokenize into a temporary folder; `save_dataset` moves it where it belongs."""
+        config = ShardsConfig(train_split=train_split, val_split=val_split, test_split=test_split)
+        root = Path(tempfile.mkdtemp(prefix="helox-dataset-"))
+        manifest = build_dataset_shards(
+            [jsonl_file], self.tokenizer_model_path, root, config, self.seed
+        )
+        return TokenDataset(root, manifest, self.max_length, self.seed)
+
+
+def save_dataset(dataset: TokenDataset, path: str | os.PathLike, format: str = "arrow") -> Path:
+    """Place the dataset's shards and manifest at `path` (Arrow IPC is the one format)."""
+    if format != "arrow":
+        raise ValueError(f"save_dataset format {format!r} is not supported; use 'arrow'")
+    with atomic_path(path) as tmp:
+        shutil.copytree(dataset.root, tmp)
+    shutil.rmtree(dataset.root, ignore_errors=True)
+    dataset.root = Path(path)
+    return dataset.root
+
+
+class PretrainingTrainer:
+    """The guide's trainer: the same loop as the pretrain rule, driven by your own loaders."""
+
+    def __init__(
+        self,
+        model: HeloxLM,
+        config: TrainingConfig,
+        model_config: ModelConfig,
+        device_manager: DeviceManager | None = None,
+        checkpoint_dir: str | os.PathLike = "checkpoints",
+        tracking: TrackingConfig | None = None,
+    ):
+        self.model = model
+        self.config = config
+        self.model_config = model_config
+        self.device_manager = device_manager or DeviceManager(config.device)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.tracking = tracking or TrackingConfig(enabled=False)
+
+    def train(self, train_loader, val_loader, resume_from_checkpoint: str | None = None) -> dict:
+        """Train to `config.total_steps`; `resume_from_checkpoint` names a step_N folder."""
+        fingerprint = run_fingerprint(model=vars(self.model_config), training=vars(self.config))
+        with Tracker(self.tracking, run_name="pretrain") as tracker:
+            trainer = Trainer(
+                self.model,
+                train_loader,
+                lambda: val_loader,
+                self.config,
+                self.device_manager,
+                self.checkpoint_dir,
+                fingerprint,
+                tracker,
+            )
+            return trainer.fit(resume_from=resume_from_checkpoint)

@@ -1,0 +1,431 @@
+"""A Llama-style decoder-only language model, with KV-cached generation.
+
+Parameter names, RoPE layout and RMSNorm arithmetic follow Hugging Face's
+`LlamaForCausalLM`, so `HeloxLM.state_dict()` copies into one key for key:
+`model.embed_tokens`, `model.layers.{i}.self_attn.{q,k,v,o}_proj`,
+`model.layers.{i}.mlp.{gate,up,down}_proj`, `model.norm`, `lm_head`.
+The switches of `ModelConfig` pick a component in the factory functions below.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from helox.config import ModelConfig
+
+IGNORE_INDEX = -100
+
+
+def kv_heads(config: ModelConfig) -> int:
+    return config.num_key_value_heads or config.num_attention_heads
+
+
+def head_dim(config: ModelConfig) -> int:
+    return config.hidden_size // config.num_attention_heads
+
+
+def intermediate_size(config: ModelConfig) -> int:
+    """The MLP width: as set, else 8/3 hidden rounded up to 64 (SwiGLU) or 4 hidden (GELU)."""
+    if config.intermediate_size:
+        return config.intermediate_size
+    if config.use_swiglu:
+        return 64 * math.ceil(int(8 * config.hidden_size / 3) / 64)
+    return 4 * config.hidden_size
+
+
+def check_config(config: ModelConfig) -> None:
+    """Raise ValueError for a shape the model cannot be built with."""
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"model.hidden_size {config.hidden_size} is not divisible by "
+            f"model.num_attention_heads {config.num_attention_heads}"
+        )
+    if config.num_attention_heads % kv_heads(config):
+        raise ValueError(
+            f"model.num_attention_heads {config.num_attention_heads} is not divisible by "
+            f"model.num_key_value_heads {kv_heads(config)}"
+        )
+    if config.use_rope_embeddings and head_dim(config) % 2:
+        raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim(config)}")
+    if not config.vocab_size:
+        raise ValueError("model.vocab_size is not set; take it from the tokenizer's manifest")
+
+
+# ---------------------------------------------------------------------------- normalisation
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in fp32, then scaled by a learned weight (as Llama)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.use_rms_norm:
+        return RMSNorm(config.hidden_size, config.norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
+
+
+# ---------------------------------------------------------------------------- positions
+
+Rope = tuple[Tensor, Tensor] | None
+
+
+def rope_inv_freq(dim: int, theta: float) -> Tensor:
+    """1 / theta^(2i/d) for i < d/2, in fp32."""
+    return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(q: Tensor, k: Tensor, rope: Rope) -> tuple[Tensor, Tensor]:
+    """Rotate queries and keys (B, H, T, D) by their positions; unchanged when `rope` is None."""
+    if rope is None:
+        return q, k
+    cos, sin = rope
+    cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+class RotaryEmbedding(nn.Module):
+    """Cos/sin tables for every position, computed once in fp32; holds no parameters."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        inv_freq = rope_inv_freq(head_dim(config), config.rope_theta)
+        positions = torch.arange(config.max_position_embeddings, dtype=torch.float32)
+        angles = torch.outer(positions, inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, hidden: Tensor, position_ids: Tensor) -> tuple[Tensor, Rope]:
+        cos = self.cos[position_ids].unsqueeze(-3)
+        sin = self.sin[position_ids].unsqueeze(-3)
+        return hidden, (cos, sin)
+
+
+class LearnedPositionEmbedding(nn.Module):
+    """GPT-2 style absolute positions: a learned vector added to each token embedding."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+
+    def forward(self, hidden: Tensor, position_ids: Tensor) -> tuple[Tensor, Rope]:
+        return hidden + self.wpe(position_ids), None
+
+
+def make_positions(config: ModelConfig) -> nn.Module:
+    if config.use_rope_embeddings:
+        return RotaryEmbedding(config)
+    return LearnedPositionEmbedding(config)
+
+
+# ---------------------------------------------------------------------------- attention
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to `capacity`."""
+
+    def __init__(self, num_layers: int, capacity: int):
+        self.capacity = capacity
+        self.length = 0
+        self.keys: list[Tensor | None] = [None] * num_layers
+        self.values: list[Tensor | None] = [None] * num_layers
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store this step's (B, H, T, D) keys and values; return all of them so far."""
+        if self.keys[layer] is None:
+            shape = (*k.shape[:2], self.capacity, k.shape[-1])
+            self.keys[layer] = k.new_zeros(shape)
+            self.values[layer] = v.new_zeros(shape)
+        end = self.length + k.size(2)
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, num_tokens: int) -> None:
+        self.length += num_tokens
+
+
+def causal_mask(query_len: int, key_len: int, device: torch.device) -> Tensor:
+    """Boolean mask letting query i (the last `query_len` positions) see keys up to its own."""
+    return torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril(key_len - query_len)
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with grouped key/value heads (GQA) and no biases."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = kv_heads(config)
+        self.head_dim = head_dim(config)
+        self.dropout = config.dropout
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, q_size, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
+        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor, rope: Rope, cache: KVCache | None = None) -> Tensor:
+        batch, seq, _ = x.shape
+        q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, k, rope)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
+        key_len = k.size(2)
+        mask = None if seq in (1, key_len) else causal_mask(seq, key_len, x.device)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=seq == key_len and seq > 1,
+            enable_gqa=self.num_kv_heads != self.num_heads,
+        )
+        return self.o_proj(y.transpose(1, 2).reshape(batch, seq, -1))
+
+
+# ---------------------------------------------------------------------------- MLP
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)), as Llama."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        width = intermediate_size(config)
+        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class GeluMLP(nn.Module):
+    """down(gelu(up(x))), as GPT-2."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        width = intermediate_size(config)
+        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.gelu(self.up_proj(x)))
+
+
+def make_mlp(config: ModelConfig) -> nn.Module:
+    return SwiGLU(config) if config.use_swiglu else GeluMLP(config)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = make_norm(config)
+        self.self_attn = Attention(config, layer_idx)
+        self.post_attention_layernorm = make_norm(config)
+        self.mlp = make_mlp(config)
+
+    def forward(self, x: Tensor, rope: Rope, cache: KVCache | None = None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class HeloxModel(nn.Module):
+    """The decoder stack without the output head (Hugging Face's `LlamaModel`)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.max_positions = config.max_position_embeddings
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.positions = make_positions(config)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
+        self.norm = make_norm(config)
+        self.gradient_checkpointing = False
+
+    def forward(
+        self, input_ids: Tensor, position_ids: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
+        past = cache.length if cache is not None else 0
+        if position_ids is None:
+            if past + input_ids.size(1) > self.max_positions:
+                raise ValueError(
+                    f"sequence of {past + input_ids.size(1)} tokens exceeds "
+                    f"model.max_position_embeddings {self.max_positions}"
+                )
+            position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
+        x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(layer, x, rope, use_reentrant=False)
+            else:
+                x = layer(x, rope, cache)
+        if cache is not None:
+            cache.advance(input_ids.size(1))
+        return self.norm(x)
+
+
+class LMOutput(NamedTuple):
+    logits: Tensor
+    loss: Tensor | None
+
+
+class HeloxLM(nn.Module):
+    """Decoder plus language-model head (Hugging Face's `LlamaForCausalLM`)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        check_config(config)
+        self.config = config
+        self.model = HeloxModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.apply(self._init_weights)
+        residual_std = config.initializer_range / math.sqrt(2 * config.num_layers)
+        for name, param in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations in backward instead of storing them."""
+        self.model.gradient_checkpointing = enabled
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> LMOutput:
+        """Logits (B, T, V); with `labels` (already shifted, -100 ignored) also the mean loss."""
+        logits = self.lm_head(self.model(input_ids, position_ids, cache))
+        if labels is None:
+            return LMOutput(logits, None)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
+        )
+        return LMOutput(logits, loss)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Count of distinct parameters; optionally without the lookup-only embedding tables."""
+        skipped = set()
+        if exclude_embeddings:
+            skipped = {id(p) for p in self._lookup_tables()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skipped)
+
+    def _lookup_tables(self) -> list[Tensor]:
+        """Parameters used only by lookup, which cost no multiply-adds."""
+        tables = [p for n, p in self.named_parameters() if n.endswith("wpe.weight")]
+        if not self.config.tie_word_embeddings:
+            tables.append(self.model.embed_tokens.weight)
+        return tables
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token: 6N for the weights plus 12·L·d·T for attention (PaLM)."""
+        matmul_params = self.num_parameters(exclude_embeddings=True)
+        attention_width = self.config.num_attention_heads * head_dim(self.config)
+        return 6 * matmul_params + 12 * self.config.num_layers * attention_width * seq_len
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Extend each row of `input_ids` (B, T) by sampled tokens; greedy when temperature is 0.
+
+        Rows that emit `eos_id` are padded with it; generation stops once every row has.
+        Returns the prompt followed by the new tokens.
+        """
+        total = input_ids.size(1) + max_new_tokens
+        if total > self.config.max_position_embeddings:
+            raise ValueError(
+                f"prompt of {input_ids.size(1)} tokens + {max_new_tokens} new tokens exceeds "
+                f"model.max_position_embeddings {self.config.max_position_embeddings}"
+            )
+        was_training = self.training
+        self.eval()
+        cache = KVCache(self.config.num_layers, total)
+        finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
+        tokens = [input_ids]
+        logits = self(input_ids, cache=cache).logits[:, -1]
+        for step in range(max_new_tokens):
+            next_ids = sample_next_token(logits, temperature, top_k, top_p, generator)
+            if eos_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_id)
+                finished |= next_ids == eos_id
+            tokens.append(next_ids[:, None])
+            if step + 1 == max_new_tokens or (eos_id is not None and bool(finished.all())):
+                break
+            logits = self(next_ids[:, None], cache=cache).logits[:, -1]
+        self.train(was_training)
+        return torch.cat(tokens, dim=1)
+
+
+def sample_next_token(
+    logits: Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """One token per row of `logits` (B, V): argmax at temperature 0, else top-k/top-p sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        outside = probs.cumsum(dim=-1) - probs > top_p
+        sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def create_model_from_config(config: ModelConfig) -> HeloxLM:
+    return HeloxLM(config)

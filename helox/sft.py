@@ -1,0 +1,112 @@
+"""Supervised fine-tuning: a pretrained folder + instruction data → an instruction-tuned folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from helox.config import SFTConfig, TrackingConfig
+from helox.io import sha256_file
+from helox.sft_data import (
+    SFTBatches,
+    encode_examples,
+    eval_batches,
+    is_validation,
+    read_instruction_data,
+)
+from helox.tokenizer import load_tokenizer
+from helox.train.checkpoint import load_final, run_fingerprint, save_final
+from helox.train.device import DeviceManager
+from helox.train.loop import Trainer, seed_everything
+from helox.train.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def run_sft(
+    pretrained_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: SFTConfig,
+    seed: int,
+    tracking: TrackingConfig,
+    checkpoint_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    tokenizer_path: str | os.PathLike | None = None,
+) -> dict:
+    """Fine-tune on assistant tokens only; record held-out response loss before and after."""
+    pretrained_dir, output_dir = Path(pretrained_dir), Path(output_dir)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
+    tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
+    device_manager = DeviceManager(config.device, threads)
+
+    data = read_instruction_data(data_path)
+    processor = load_tokenizer(tokenizer_path)
+    held_out = [is_validation(c, seed, config.val_fraction) for c in data.conversations]
+    if all(held_out) or not any(held_out):
+        held_out = [i % max(2, round(1 / config.val_fraction)) == 0 for i in range(len(held_out))]
+    train_examples = encode_examples(
+        [c for c, v in zip(data.conversations, held_out, strict=True) if not v],
+        processor,
+        config.seq_len,
+    )
+    val_examples = encode_examples(
+        [c for c, v in zip(data.conversations, held_out, strict=True) if v],
+        processor,
+        config.seq_len,
+    )
+    if not val_examples:
+        raise ValueError(f"{data_path}: no held-out example has a response to score")
+    log.info(
+        "SFT on %d examples, %d held out, %d lines skipped %s",
+        len(train_examples),
+        len(val_examples),
+        sum(data.skipped.values()),
+        dict(data.skipped),
+    )
+
+    seed_everything(seed)
+    model, model_config = load_final(pretrained_dir, device_manager.device)
+    fingerprint = run_fingerprint(
+        sft=dataclasses.asdict(config),
+        seed=seed,
+        pretrained=sha256_file(pretrained_dir / "model.safetensors"),
+        data=sha256_file(data_path),
+    )
+    params = {
+        "sft": dataclasses.asdict(config),
+        "seed": seed,
+        "pretrained": str(pretrained_dir),
+        "data": str(data_path),
+        "fingerprint": fingerprint,
+    }
+    with Tracker(tracking, run_name="sft", params=params) as tracker:
+        trainer = Trainer(
+            model,
+            SFTBatches(train_examples, config.batch_size, seed),
+            lambda: eval_batches(val_examples, config.batch_size, config.eval_batches),
+            config,
+            device_manager,
+            checkpoint_dir,
+            fingerprint,
+            tracker,
+        )
+        base = trainer.evaluate()
+        metrics = trainer.fit()
+
+    metrics = {
+        "stage": "sft",
+        "val_loss": metrics["val_loss"],
+        "base_val_loss": base["val_loss"],
+        "train_examples": len(train_examples),
+        "val_examples": len(val_examples),
+        "skipped_lines": dict(data.skipped),
+        **{k: v for k, v in metrics.items() if k != "val_loss"},
+    }
+    log.info(
+        "held-out response loss %.4f after SFT, %.4f before", metrics["val_loss"], base["val_loss"]
+    )
+    save_final(output_dir, model, model_config, tokenizer_path, metrics)
+    return metrics

@@ -1,0 +1,102 @@
+"""MLflow run tracking: parameters once, metrics by step; nothing at all when disabled."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from helox.config import TrackingConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = Path("results") / "mlflow.db"
+PARAMS_PER_CALL = 100
+MAX_PARAM_CHARS = 6000
+
+
+def tracking_uri(config: TrackingConfig) -> str:
+    """The configured URI, or an SQLite store at `results/mlflow.db` under the working folder."""
+    if config.uri:
+        return config.uri
+    return "sqlite:///" + str(DEFAULT_DB.resolve())
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"model": {"hidden_size": 64}} -> {"model.hidden_size": "64"}."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_CHARS]
+    return flat
+
+
+class Tracker:
+    """One MLflow run, as a context manager; every method is a no-op when tracking is disabled."""
+
+    def __init__(self, config: TrackingConfig, run_name: str, params: dict[str, Any] | None = None):
+        self.config = config
+        self.run_name = run_name
+        self.params = params or {}
+        self._client = None
+        self._run_id: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def __enter__(self) -> Tracker:
+        if not self.enabled:
+            return self
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        uri = tracking_uri(self.config)
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(self.config.experiment)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            artifacts = (
+                None if self.config.uri else str(DEFAULT_DB.parent.resolve() / "mlartifacts")
+            )
+            experiment_id = self._client.create_experiment(
+                self.config.experiment, artifact_location=artifacts
+            )
+        run = self._client.create_run(experiment_id, run_name=self.run_name)
+        self._run_id = run.info.run_id
+        params = [Param(k, v) for k, v in flatten(self.params).items()]
+        for start in range(0, len(params), PARAMS_PER_CALL):
+            self._client.log_batch(self._run_id, params=params[start : start + PARAMS_PER_CALL])
+        log.info("tracking run %s (%s) at %s", self.run_name, self._run_id, uri)
+        return self
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record finite numeric `metrics` at `step`."""
+        if self._client is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if math.isfinite(float(value))
+        ]
+        if batch:
+            self._client.log_batch(self._run_id, metrics=batch)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._client is None:
+            return
+        self._client.set_terminated(self._run_id, status="FAILED" if exc_type else "FINISHED")
+        self._client = None

@@ -1,0 +1,18 @@
+"""Snakemake adapter: pretrain the model on the token shards."""
+
+from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
+from helox.logs import setup_logging
+from helox.pretrain import run_pretrain
+
+setup_logging(snakemake.log[0])
+run_pretrain(
+    manifest_path=snakemake.input.manifest,
+    tokenizer_path=snakemake.input.tokenizer,
+    output_dir=snakemake.output[0],
+    model_config=section_from_dict(ModelConfig, snakemake.params.model, "model"),
+    training_config=section_from_dict(TrainingConfig, snakemake.params.pretrain, "pretrain"),
+    seed=snakemake.params.seed,
+    tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
+    checkpoint_dir=snakemake.params.checkpoints,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,17 @@
+"""Snakemake adapter: fine-tune the pretrained model on instruction data."""
+
+from helox.config import SFTConfig, TrackingConfig, section_from_dict
+from helox.logs import setup_logging
+from helox.sft import run_sft
+
+setup_logging(snakemake.log[0])
+run_sft(
+    pretrained_dir=snakemake.input.pretrained,
+    data_path=snakemake.input.data,
+    output_dir=snakemake.output[0],
+    config=section_from_dict(SFTConfig, snakemake.params.sft, "sft"),
+    seed=snakemake.params.seed,
+    tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
+    checkpoint_dir=snakemake.params.checkpoints,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,380 @@
+"""Training: schedule, checkpoints, exact resume, skipping bad steps, pretraining end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_loader import EOS, write_shards
+
+from helox.config import ModelConfig, TrackingConfig, TrainingConfig
+from helox.data.loader import PackedBatches, TokenStream, eval_batches
+from helox.io import read_json
+from helox.model import create_model_from_config
+from helox.pretrain import run_pretrain
+from helox.train.checkpoint import (
+    ConfigMismatchError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_final,
+    save_final,
+    step_dirs,
+)
+from helox.train.device import DeviceManager
+from helox.train.loop import Trainer, seed_everything, train
+from helox.train.schedule import WarmupCosine
+from helox.train.tracking import Tracker, tracking_uri
+
+MODEL = ModelConfig(
+    vocab_size=16,
+    hidden_size=32,
+    num_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=32,
+    dropout=0.1,
+)
+TRAINING = TrainingConfig(
+    seq_len=16,
+    batch_size=4,
+    gradient_accumulation_steps=2,
+    learning_rate=1e-2,
+    total_steps=8,
+    warmup_steps=2,
+    eval_steps=4,
+    eval_batches=2,
+    save_steps=4,
+    save_total_limit=3,
+    log_steps=1,
+    device="cpu",
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and lose much when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def patterned_documents(count: int, seed: int) -> list[list[int]]:
+    """Runs of 4, 5, ..., 13 from random starting points: easy to learn, flat unigram."""
+    rng = np.random.default_rng(seed)
+    documents = []
+    for _ in range(count):
+        start, length = rng.integers(0, 10), rng.integers(20, 60)
+        documents.append([4 + (start + i) % 10 for i in range(length)] + [EOS])
+    return documents
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    splits = {"train": patterned_documents(60, 0), "val": patterned_documents(10, 1)}
+    return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
+
+
+class Crash(Exception):
+    """Stands in for the process being killed."""
+
+
+def crash_after(step: int):
+    def hook(trainer: Trainer, result) -> None:
+        if result.step == step:
+            raise Crash
+
+    return hook
+
+
+def run_training(
+    manifest: Path,
+    checkpoint_dir: Path,
+    config: TrainingConfig = TRAINING,
+    fingerprint: str = "run-a",
+    hooks=(),
+    train_batches=None,
+) -> tuple[dict, torch.nn.Module]:
+    seed_everything(0)
+    model = create_model_from_config(MODEL)
+    batches = train_batches or PackedBatches(
+        TokenStream(manifest, "train"), config.seq_len, config.batch_size, seed=0
+    )
+    val = TokenStream(manifest, "val")
+    metrics = train(
+        model,
+        batches,
+        lambda: eval_batches(val, config.seq_len, config.batch_size),
+        config,
+        DeviceManager("cpu", threads=1),
+        checkpoint_dir,
+        fingerprint,
+        hooks=hooks,
+    )
+    return metrics, model
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor() -> None:
+    schedule = WarmupCosine(learning_rate=1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert schedule(4) == 1.0
+    assert schedule(9) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert schedule(14) == pytest.approx(0.1)
+    assert schedule(100) == pytest.approx(0.1)
+    values = [schedule(s) for s in range(4, 15)]
+    assert values == sorted(values, reverse=True)
+    assert WarmupCosine(2.0, 0, 10, 0.0)(0) == 2.0
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_folders_hold_the_documented_files(manifest: Path, tmp_path: Path) -> None:
+    run_training(manifest, tmp_path / "ckpt")
+    steps = [step for step, _ in step_dirs(tmp_path / "ckpt")]
+    assert steps == [4, 8]
+    latest = latest_checkpoint(tmp_path / "ckpt")
+    assert latest == tmp_path / "ckpt" / "step_8"
+    names = {p.name for p in latest.iterdir()}
+    assert names == {
+        "model.safetensors",
+        "optimizer.pt",
+        "rng.safetensors",
+        "state.json",
+        "config.json",
+        "COMPLETE",
+    }
+    state = read_json(latest / "state.json")
+    assert state["step"] == 8 and state["loader"] == {"epoch": 0, "index": 8 * 2 * 4}
+    assert set(state["rng"]) == {"python", "numpy"}
+    config = read_json(latest / "config.json")
+    assert config["fingerprint"] == "run-a" and config["model"]["hidden_size"] == 32
+    assert not list((tmp_path / "ckpt").glob(".*"))
+
+
+def test_broken_checkpoints_are_skipped_with_a_warning(
+    manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    run_training(manifest, ckpt)
+    (ckpt / "step_8" / "COMPLETE").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert latest_checkpoint(ckpt) == ckpt / "step_4"
+    assert "step_8" in caplog.text and "no COMPLETE marker" in caplog.text
+
+    model_file = ckpt / "step_4" / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:100])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert latest_checkpoint(ckpt) is None
+    assert "model.safetensors has 100 bytes" in caplog.text
+
+
+def test_save_total_limit_keeps_the_newest(manifest: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TRAINING, save_steps=2, save_total_limit=2)
+    run_training(manifest, tmp_path / "ckpt", config)
+    assert [step for step, _ in step_dirs(tmp_path / "ckpt")] == [6, 8]
+
+
+def test_loading_into_a_different_model_names_the_keys(manifest: Path, tmp_path: Path) -> None:
+    run_training(manifest, tmp_path / "ckpt")
+    other = create_model_from_config(dataclasses.replace(MODEL, hidden_size=64, num_layers=3))
+    with pytest.raises(
+        ConfigMismatchError, match="hidden_size: checkpoint 32 vs current 64"
+    ) as err:
+        load_checkpoint(tmp_path / "ckpt" / "step_8", other)
+    assert "num_layers" in str(err.value) and "vocab_size" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def test_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(
+    manifest: Path, tmp_path: Path
+) -> None:
+    whole, whole_model = run_training(manifest, tmp_path / "whole")
+
+    with pytest.raises(Crash):
+        run_training(manifest, tmp_path / "crashed", hooks=[crash_after(6)])
+    assert [step for step, _ in step_dirs(tmp_path / "crashed")] == [4]
+    resumed, resumed_model = run_training(manifest, tmp_path / "crashed")
+
+    assert len(whole["loss_history"]) == 8
+    assert resumed["loss_history"] == whole["loss_history"]
+    assert resumed["val_loss"] == whole["val_loss"]
+    assert resumed["train_tokens_seen"] == whole["train_tokens_seen"] == 8 * 2 * 4 * 16
+    for a, b in zip(whole_model.parameters(), resumed_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_training_reduces_the_loss(manifest: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TRAINING, total_steps=30, eval_steps=30, save_steps=30)
+    metrics, _ = run_training(manifest, tmp_path / "ckpt", config)
+    losses = [loss for _, loss in metrics["loss_history"]]
+    assert losses[0] > 2.5
+    assert np.mean(losses[-5:]) < 0.6 * losses[0]
+    assert metrics["steps"] == 30 and metrics["skipped_steps"] == 0
+
+
+def test_a_different_fingerprint_starts_fresh_and_drops_stale_checkpoints(
+    manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    first, _ = run_training(manifest, ckpt, fingerprint="run-a")
+    with caplog.at_level(logging.WARNING):
+        second, _ = run_training(manifest, ckpt, fingerprint="run-b")
+    assert "belong to a different run" in caplog.text
+    assert second["loss_history"] == first["loss_history"]
+    for _, path in step_dirs(ckpt):
+        assert read_json(path / "config.json")["fingerprint"] == "run-b"
+
+
+class PoisonedBatches:
+    """Wraps a batch source; its `bad`-th batch has every label ignored, so the loss is NaN."""
+
+    def __init__(self, inner: PackedBatches, bad: int):
+        self.inner, self.bad, self.count = inner, bad, 0
+
+    def __next__(self):
+        inputs, labels = next(self.inner)
+        self.count += 1
+        return inputs, torch.full_like(labels, -100) if self.count == self.bad else labels
+
+    def state(self) -> dict:
+        return self.inner.state()
+
+    def load_state(self, state: dict) -> None:
+        self.inner.load_state(state)
+
+
+def test_non_finite_steps_are_skipped_and_counted(manifest: Path, tmp_path: Path) -> None:
+    inner = PackedBatches(TokenStream(manifest, "train"), 16, 4, seed=0)
+    metrics, model = run_training(
+        manifest, tmp_path / "ckpt", train_batches=PoisonedBatches(inner, bad=5)
+    )
+    assert metrics["skipped_steps"] == 1 and metrics["steps"] == 8
+    assert [step for step, _ in metrics["loss_history"]] == [1, 2, 4, 5, 6, 7, 8]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_seq_len_longer_than_the_model_is_refused(manifest: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TRAINING, seq_len=64)
+    with pytest.raises(ValueError, match="seq_len 64 exceeds model.max_position_embeddings 32"):
+        run_training(manifest, tmp_path / "ckpt", config)
+
+
+# ---------------------------------------------------------------------------- device, tracking
+
+
+def test_device_manager_on_cpu() -> None:
+    manager = DeviceManager("cpu", threads=1)
+    assert manager.device.type == "cpu"
+    info = manager.get_device_info()
+    assert info["type"] == "cpu" and info["threads"] == 1 and info["torch_version"]
+    for mode in ("auto", "no", "bf16", "fp16"):
+        assert manager.autocast_dtype(mode) is None
+    assert DeviceManager(None, threads=1).device.type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        DeviceManager("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda' was asked for"):
+            DeviceManager("cuda")
+
+
+def test_disabled_tracker_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/results/mlflow.db"
+    with Tracker(TrackingConfig(enabled=False), "run", {"a": 1}) as tracker:
+        tracker.log_metrics({"loss": 1.0}, 1)
+    assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------- final folder, pretrain
+
+
+def test_final_folder_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model_from_config(MODEL)
+    tokenizer = tmp_path / "spm.model"
+    tokenizer.write_bytes(b"tokenizer bytes")
+    save_final(tmp_path / "final", model, MODEL, tokenizer, {"val_loss": 1.5})
+    files = {p.name for p in (tmp_path / "final").iterdir()}
+    assert files == {"model.safetensors", "config.json", "tokenizer.model", "metrics.json"}
+    assert read_json(tmp_path / "final" / "config.json")["architecture"] == "helox"
+    loaded, config = load_final(tmp_path / "final", "cpu")
+    assert config == MODEL and not loaded.training
+    ids = torch.randint(0, 16, (2, 8))
+    model.eval()
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_pretrain_end_to_end(manifest: Path, tmp_path: Path) -> None:
+    output = tmp_path / "pretrain" / "final"
+    tokenizer = tmp_path / "spm.model"
+    tokenizer.write_bytes(b"tokenizer bytes")
+    model_config = dataclasses.replace(MODEL, vocab_size=None, dropout=0.0)
+    training = dataclasses.replace(TRAINING, total_steps=30, eval_steps=15, save_steps=15)
+    tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="test")
+    metrics = run_pretrain(
+        manifest, tokenizer, output, model_config, training, seed=3, tracking=tracking, threads=1
+    )
+    saved = read_json(output / "metrics.json")
+    for key in (
+        "val_loss",
+        "val_perplexity",
+        "unigram_val_loss",
+        "train_tokens_seen",
+        "steps",
+        "elapsed_seconds",
+        "parameters",
+        "loss_history",
+    ):
+        assert key in saved
+    assert saved["steps"] == 30 and saved["train_tokens_seen"] == 30 * 2 * 4 * 16
+    assert saved["val_loss"] < 0.8 * saved["unigram_val_loss"]
+    assert saved["unigram_val_loss"] == pytest.approx(metrics["unigram_val_loss"])
+    assert (output / "tokenizer.model").read_bytes() == b"tokenizer bytes"
+    _, config = load_final(output)
+    assert config.vocab_size == 16
+    assert [step for step, _ in step_dirs(tmp_path / "pretrain" / "checkpoints")] == [15, 30]
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        logged = dict(db.execute("SELECT key, COUNT(*) FROM metrics GROUP BY key").fetchall())
+    assert logged["train/loss"] == 30 and logged["val/loss"] == 2
+
+    again = run_pretrain(
+        manifest,
+        tokenizer,
+        output,
+        model_config,
+        training,
+        seed=3,
+        tracking=TrackingConfig(enabled=False),
+        threads=1,
+    )
+    assert again["loss_history"] == metrics["loss_history"]
+    assert again["val_loss"] == metrics["val_loss"]
+
+
+def test_pretrain_refuses_a_vocabulary_smaller_than_the_tokenizer(
+    manifest: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="model.vocab_size 8 is smaller than the tokenizer's"):
+        run_pretrain(
+            manifest,
+            tmp_path / "spm.model",
+            tmp_path / "final",
+            dataclasses.replace(MODEL, vocab_size=8),
+            TRAINING,
+            seed=0,
+            tracking=TrackingConfig(enabled=False),
+            threads=1,
+        )

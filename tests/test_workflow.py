@@ -1,0 +1,191 @@
+"""The workflow end to end on a tiny config, then dry-runs after config edits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "corpus": {"stdlib_max_bytes": 700_000},
+    "clean": {"parts": 2},
+    "tokenizer": {"vocab_size": 1000, "eval_docs": 20},
+    "shards": {"train_split": 0.8, "val_split": 0.1, "test_split": 0.1},
+    "model": {
+        "hidden_size": 64,
+        "num_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 128,
+    },
+    "pretrain": {
+        "seq_len": 64,
+        "batch_size": 8,
+        "total_steps": 60,
+        "warmup_steps": 5,
+        "eval_steps": 30,
+        "eval_batches": 4,
+        "save_steps": 30,
+        "log_steps": 10,
+    },
+    "sft": {
+        "max_pairs": 120,
+        "seq_len": 128,
+        "batch_size": 4,
+        "total_steps": 12,
+        "warmup_steps": 2,
+        "eval_steps": 6,
+        "eval_batches": 2,
+        "save_steps": 6,
+        "log_steps": 3,
+    },
+}
+
+
+def snakemake(
+    workdir: Path, *args: str, overlay: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in `workdir` with the tiny overlay."""
+    config = json.loads(json.dumps(TINY))
+    config["tracking"] = {"uri": f"sqlite:///{workdir / 'results' / 'mlflow.db'}"}
+    for section, values in (overlay or {}).items():
+        config.setdefault(section, {}).update(values)
+    overlay_path = workdir / "overlay.yaml"
+    overlay_path.write_text(yaml.safe_dump(config))
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(overlay_path),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """The job-stats table of a dry run, as {rule: count}, without the `all` target."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE))
+    jobs.pop("all", None)
+    return {rule: int(count) for rule, count in jobs.items()}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("pipeline")
+    result = snakemake(workdir, "results/sft/final")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return workdir
+
+
+def test_pipeline_produces_every_stage_output(pipeline):
+    results = pipeline / "results"
+    for folder in ("pretrain/final", "sft/final"):
+        for name in ("model.safetensors", "config.json", "tokenizer.model", "metrics.json"):
+            assert (results / folder / name).is_file(), f"{folder}/{name}"
+    manifest = json.loads((results / "shards" / "manifest.json").read_text())
+    assert all(manifest["splits"][s]["tokens"] > 0 for s in ("train", "val"))
+    assert json.loads((results / "tokenizer" / "eval.json").read_text())["roundtrip_ok"]
+    stats = json.loads((results / "dedup" / "stats.json").read_text())
+    assert stats["documents_out"] > 10
+    for rule_log in ("clean/part-0.log", "tokenizer.log", "pretrain.log", "sft.log"):
+        assert (pipeline / "logs" / rule_log).is_file()
+
+
+def test_pretrained_model_beats_a_unigram_model(pipeline):
+    metrics = json.loads((pipeline / "results/pretrain/final/metrics.json").read_text())
+    assert metrics["val_loss"] < metrics["unigram_val_loss"] - 0.3
+
+
+def test_sft_reports_response_loss_before_and_after(pipeline):
+    metrics = json.loads((pipeline / "results/sft/final/metrics.json").read_text())
+    assert metrics["val_loss"] < metrics["base_val_loss"]
+
+
+def test_generate_prints_text(pipeline):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helox.cli",
+            "generate",
+            str(pipeline / "results/sft/final"),
+            "--prompt",
+            "Write a Python function that",
+            "--max-new-tokens",
+            "20",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip()) > 0
+
+
+def test_mlflow_store_holds_both_training_runs(pipeline):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{pipeline / 'results' / 'mlflow.db'}")
+    runs = [
+        run
+        for exp in client.search_experiments()
+        for run in client.search_runs([exp.experiment_id])
+    ]
+    names = {run.info.run_name for run in runs}
+    assert {"pretrain", "sft"} <= names
+    pretrain = next(run for run in runs if run.info.run_name == "pretrain")
+    assert "val_loss" in pretrain.data.metrics
+    assert pretrain.data.params["training.learning_rate"] == str(3e-3)
+
+
+def test_nothing_reruns_without_a_change(pipeline):
+    assert planned_jobs(snakemake(pipeline, "-n", "results/sft/final")) == {}
+
+
+def test_sft_edit_reruns_only_sft(pipeline):
+    jobs = planned_jobs(
+        snakemake(pipeline, "-n", "results/sft/final", overlay={"sft": {"learning_rate": 5e-4}})
+    )
+    assert jobs == {"sft": 1}
+
+
+def test_tokenizer_edit_reruns_from_the_tokenizer_down(pipeline):
+    jobs = planned_jobs(
+        snakemake(pipeline, "-n", "results/sft/final", overlay={"tokenizer": {"vocab_size": 900}})
+    )
+    assert jobs == {"tokenizer": 1, "shards": 2, "manifest": 1, "pretrain": 1, "sft": 1}
+
+
+def test_bad_config_value_names_the_key_before_any_job(tmp_path):
+    result = snakemake(
+        tmp_path, "results/sft/final", overlay={"tokenizer": {"model_type": "wordpiece"}}
+    )
+    assert result.returncode != 0
+    assert "tokenizer.model_type" in result.stderr and "'unigram'" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    result = snakemake(tmp_path, "-n", overlay={"pretrain": {"learning_rte": 1e-3}})
+    assert result.returncode != 0
+    assert "learning_rte" in result.stderr
