@@ -19,7 +19,7 @@ from helox.io import atomic_path
 from helox.model import HeloxLM
 from helox.shards import build_dataset_shards
 from helox.tokenizer import build_tokenizer
-from helox.train.checkpoint import run_fingerprint
+from helox.train.checkpoint import run_fingerprint, save_final
 from helox.train.device import DeviceManager
 from helox.train.loop import Trainer
 from helox.train.tracking import Tracker
@@ -120,6 +120,7 @@ class PretrainingTrainer:
         self.device_manager = device_manager or DeviceManager(config.device)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tracking = tracking or TrackingConfig(enabled=False)
+        self.metrics: dict = {}
 
     def train(self, train_loader, val_loader, resume_from_checkpoint: str | None = None) -> dict:
         """Train to `config.total_steps`; `resume_from_checkpoint` names a step_N folder."""
@@ -135,4 +136,11 @@ class PretrainingTrainer:
                 fingerprint,
                 tracker,
             )
-            return trainer.fit(resume_from=resume_from_checkpoint)
+            self.metrics = trainer.fit(resume_from=resume_from_checkpoint)
+        return self.metrics
+
+    def save_model(
+        self, folder: str | os.PathLike, tokenizer_model_path: str | os.PathLike
+    ) -> Path:
+        """Write a self-contained model folder, as the pretrain rule's `final/`."""
+        return save_final(folder, self.model, self.model_config, tokenizer_model_path, self.metrics)
