@@ -247,8 +247,13 @@ def make_mlp(config: ModelConfig) -> nn.Module:
 # ---------------------------------------------------------------------------- model
 
 
+def make_dropout(config: ModelConfig) -> nn.Module:
+    """Dropout at `config.dropout` while training; nothing at all when it is 0."""
+    return nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm transformer block: x + drop(attn(norm(x))), then x + drop(mlp(norm(x)))."""
 
     def __init__(self, config: ModelConfig, layer_idx: int):
         super().__init__()
@@ -256,10 +261,11 @@ class Block(nn.Module):
         self.self_attn = Attention(config, layer_idx)
         self.post_attention_layernorm = make_norm(config)
         self.mlp = make_mlp(config)
+        self.residual_dropout = make_dropout(config)
 
     def forward(self, x: Tensor, rope: Rope, cache: KVCache | None = None) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.residual_dropout(self.self_attn(self.input_layernorm(x), rope, cache))
+        return x + self.residual_dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
 class HeloxModel(nn.Module):
@@ -270,6 +276,7 @@ class HeloxModel(nn.Module):
         self.max_positions = config.max_position_embeddings
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.positions = make_positions(config)
+        self.embed_dropout = make_dropout(config)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = make_norm(config)
         self.gradient_checkpointing = False
@@ -286,6 +293,7 @@ class HeloxModel(nn.Module):
                 )
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
         x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
+        x = self.embed_dropout(x)
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, rope, use_reentrant=False)

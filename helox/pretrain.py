@@ -1,19 +1,32 @@
-"""Pretraining: token shards + model and training config → `final/` model folder."""
+"""Pretraining: token shards + model and training config → `final/` model folder.
+
+`launch_pretrain` is what the rule calls: with `training.nproc` > 1 it starts that many
+processes through torchrun, each running `python -m helox.pretrain JOB` on its own
+slice of every batch; otherwise it trains in this process.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import logging
+import math
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from helox.config import ModelConfig, TrackingConfig, TrainingConfig
+from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
 from helox.data.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
-from helox.io import sha256_file
+from helox.io import read_json, sha256_file
+from helox.logs import FORMAT, setup_logging
 from helox.model import create_model_from_config
-from helox.train.checkpoint import run_fingerprint, save_final
-from helox.train.device import DeviceManager
+from helox.train.checkpoint import run_defining, run_fingerprint, save_final
+from helox.train.device import DeviceManager, DistributedEnv
 from helox.train.loop import seed_everything, train
+from helox.train.metrics import token_byte_lengths
 from helox.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -46,7 +59,8 @@ def run_pretrain(
 
     Resumes from `checkpoint_dir` (default: `checkpoints/` beside `output_dir`) when a
     killed run with the same configs, seed and shards left a checkpoint there.
-    Returns the metrics also written to `output_dir/metrics.json`.
+    Under torchrun every process calls this; rank 0 writes. Returns the metrics also
+    written to `output_dir/metrics.json`.
     """
     manifest_path, output_dir = Path(manifest_path), Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
@@ -57,6 +71,12 @@ def run_pretrain(
     train_stream = TokenStream(manifest_path, "train")
     val_stream = TokenStream(manifest_path, "val")
     model_config = resolve_vocab_size(model_config, train_stream.vocab_size)
+    token_bytes = token_byte_lengths(tokenizer_path)
+    if len(token_bytes) < train_stream.vocab_size:
+        raise ValueError(
+            f"{tokenizer_path} has {len(token_bytes)} pieces but {manifest_path} was written "
+            f"with a vocabulary of {train_stream.vocab_size}; rebuild the shards"
+        )
     seq_len, batch_size = training_config.seq_len, training_config.batch_size
     train_batches = PackedBatches(
         train_stream, seq_len, batch_size, seed, rank=dist.rank, world_size=dist.world_size
@@ -64,7 +84,7 @@ def run_pretrain(
     val_stream.num_windows(seq_len)  # a val split too short to score fails now, not after training
     fingerprint = run_fingerprint(
         model=dataclasses.asdict(model_config),
-        training=dataclasses.asdict(training_config),
+        training=run_defining(training_config),
         seed=seed,
         manifest=sha256_file(manifest_path),
     )
@@ -72,6 +92,7 @@ def run_pretrain(
     seed_everything(seed)
     model = create_model_from_config(model_config)
     parameters = model.num_parameters()
+    flops_per_token = model.flops_per_token(seq_len)
     log.info(
         "pretraining %d parameters on %s (%s tokens in train, %s in val), device %s",
         parameters,
@@ -99,26 +120,112 @@ def run_pretrain(
             checkpoint_dir,
             fingerprint,
             tracker,
+            token_bytes=token_bytes,
         )
-        unigram = unigram_baseline(manifest_path)
+        unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
         tracker.log_metrics({"val/unigram_loss": unigram}, metrics["steps"])
 
     metrics = {
         "stage": "pretrain",
         "val_loss": metrics["val_loss"],
         "val_perplexity": metrics["val_perplexity"],
+        "val_bpb": metrics["val_bpb"],
         "unigram_val_loss": unigram,
         "parameters": parameters,
-        "flops_per_token": model.flops_per_token(seq_len),
-        **{k: v for k, v in metrics.items() if k not in ("val_loss", "val_perplexity")},
+        "flops_per_token": flops_per_token,
+        **{k: v for k, v in metrics.items() if k not in ("val_loss", "val_perplexity", "val_bpb")},
     }
     if dist.is_main:
         log.info(
-            "val loss %.4f (perplexity %.2f) vs unigram baseline %.4f",
+            "val loss %.4f (perplexity %.2f, %.4f bits per byte) vs unigram baseline %.4f",
             metrics["val_loss"],
             metrics["val_perplexity"],
+            metrics["val_bpb"],
             unigram,
         )
-        save_final(output_dir, model, model_config, tokenizer_path, metrics)
+    save_final(output_dir, model, model_config, tokenizer_path, metrics)
     device_manager.shutdown()
     return metrics
+
+
+# ---------------------------------------------------------------------------- several processes
+
+
+@dataclass
+class PretrainJob:
+    """The arguments of `run_pretrain`, as data that a torchrun worker reads back from JSON."""
+
+    manifest_path: str
+    tokenizer_path: str
+    output_dir: str
+    model_config: ModelConfig
+    training_config: TrainingConfig
+    seed: int
+    tracking: TrackingConfig
+    checkpoint_dir: str | None = None
+    threads: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PretrainJob:
+        fields = json.loads(text)
+        return cls(
+            **{
+                **fields,
+                "model_config": section_from_dict(ModelConfig, fields["model_config"], "model"),
+                "training_config": section_from_dict(
+                    TrainingConfig, fields["training_config"], "pretrain"
+                ),
+                "tracking": section_from_dict(TrackingConfig, fields["tracking"], "tracking"),
+            }
+        )
+
+
+def torchrun_command(nproc: int, module: str, arguments: list[str]) -> list[str]:
+    """`torchrun --standalone --nproc_per_node N -m module arguments...` with this Python."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        module,
+        *arguments,
+    ]
+
+
+def launch_pretrain(job: PretrainJob, log_path: str | os.PathLike | None = None) -> dict:
+    """Run `job` here, or in `training_config.nproc` torchrun processes whose rank 0 appends
+    to `log_path`; return the metrics of `output_dir/metrics.json`."""
+    nproc = job.training_config.nproc
+    if nproc == 1:
+        return run_pretrain(**vars(job))
+    arguments = [job.to_json()] + ([str(log_path)] if log_path else [])
+    command = torchrun_command(nproc, "helox.pretrain", arguments)
+    log.info("launching %d training processes: torchrun ... -m helox.pretrain", nproc)
+    subprocess.run(command, check=True)
+    return read_json(Path(job.output_dir) / "metrics.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One torchrun worker: `python -m helox.pretrain JOB_JSON [LOG_FILE]`."""
+    parser = argparse.ArgumentParser(prog="python -m helox.pretrain", description=main.__doc__)
+    parser.add_argument("job", help="a PretrainJob as JSON")
+    parser.add_argument("log", nargs="?", default=None, help="a file rank 0 appends its log to")
+    args = parser.parse_args(argv)
+    env = DistributedEnv.from_environ()
+    setup_logging(level=logging.INFO if env.is_main else logging.WARNING)
+    if env.is_main and args.log:
+        handler = logging.FileHandler(args.log, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        logging.getLogger().addHandler(handler)
+    job = PretrainJob.from_json(args.job)
+    run_pretrain(**vars(job))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

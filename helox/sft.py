@@ -17,9 +17,10 @@ from helox.sft_data import (
     read_instruction_data,
 )
 from helox.tokenizer import load_tokenizer
-from helox.train.checkpoint import load_final, run_fingerprint, save_final
+from helox.train.checkpoint import load_final, run_defining, run_fingerprint, save_final
 from helox.train.device import DeviceManager
 from helox.train.loop import Trainer, seed_everything
+from helox.train.metrics import token_byte_lengths
 from helox.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def run_sft(
     seed_everything(seed)
     model, model_config = load_final(pretrained_dir, device_manager.device)
     fingerprint = run_fingerprint(
-        sft=dataclasses.asdict(config),
+        sft=run_defining(config),
         seed=seed,
         pretrained=sha256_file(pretrained_dir / "model.safetensors"),
         data=sha256_file(data_path),
@@ -92,6 +93,7 @@ def run_sft(
             checkpoint_dir,
             fingerprint,
             tracker,
+            token_bytes=token_byte_lengths(tokenizer_path),
         )
         base = trainer.evaluate()
         metrics = trainer.fit()

@@ -25,7 +25,7 @@ from helox.tokenizer import SPECIAL_IDS, load_tokenizer
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-ENCODE_BATCH = 512
+ENCODE_BATCH_BYTES = 1 << 20
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -46,13 +46,16 @@ def assign_split(text: str, seed: int, config: ShardsConfig) -> str:
     return "test"
 
 
-def batched(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+def batched(records: Iterator[dict], max_bytes: int) -> Iterator[list[dict]]:
+    """Group records into batches of about `max_bytes` of text, so memory stays flat."""
     batch: list[dict] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record["text"])
+        if size >= max_bytes:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
 
@@ -92,7 +95,7 @@ class ShardWriter:
 
 
 def tokenize_part(
-    input_path: str | os.PathLike,
+    input_paths: list[str | os.PathLike],
     tokenizer_path: str | os.PathLike,
     output_paths: dict[str, str | os.PathLike],
     stats_path: str | os.PathLike,
@@ -100,13 +103,14 @@ def tokenize_part(
     seed: int,
     threads: int = 1,
 ) -> dict:
-    """Tokenize one deduplicated part into one Arrow file per split, and write its stats."""
+    """Tokenize deduplicated parts into one Arrow file per split, and write their stats."""
     processor = load_tokenizer(tokenizer_path)
     dtype = token_dtype(processor.get_piece_size())
     eos = SPECIAL_IDS["</s>"]
     writers = {split: ShardWriter(output_paths[split], dtype) for split in SPLITS}
+    records = (record for path in input_paths for record in iter_jsonl(path))
     try:
-        for batch in batched(iter_jsonl(input_path), ENCODE_BATCH):
+        for batch in batched(records, ENCODE_BATCH_BYTES):
             texts = [record["text"] for record in batch]
             encoded = processor.encode(texts, num_threads=threads)
             by_split: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
@@ -125,14 +129,18 @@ def tokenize_part(
     for writer in writers.values():
         writer.close()
     stats = {
-        "input": str(input_path),
-        "input_sha256": sha256_file(input_path),
+        "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in input_paths],
         "token_dtype": dtype.name,
         "splits": {split: writers[split].stats() for split in SPLITS},
     }
     write_json(stats_path, stats)
-    log.info("%s: %s", input_path, stats["splits"])
+    log.info("%s: %s", [str(p) for p in input_paths], stats["splits"])
     return stats
+
+
+def inputs_of_part(input_paths: list, part: int, parts: int) -> list:
+    """The deduplicated parts that shards job `part` of `parts` tokenizes."""
+    return input_paths[part::parts]
 
 
 def write_manifest(
@@ -142,9 +150,14 @@ def write_manifest(
     tokenizer_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
 ) -> dict:
-    """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes."""
+    """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
+
+    `source_sha256` is the SHA-256 over the SHA-256s of the deduplicated files, by path;
+    `tokenizer_sha256` that of the SentencePiece model; `shards_sha256` that of the shards.
+    """
     shards_dir = Path(shards_dir)
     parts = [read_json(p) for p in part_stats_paths]
+    inputs = [item for part in parts for item in part["inputs"]]
     processor = load_tokenizer(tokenizer_path)
     splits = {}
     for split in SPLITS:
@@ -163,8 +176,9 @@ def write_manifest(
         "pad_id": SPECIAL_IDS["<pad>"],
         "tokenizer_sha256": sha256_file(tokenizer_path),
         "source_sha256": hashlib.sha256(
-            "".join(part["input_sha256"] for part in parts).encode()
+            "".join(i["sha256"] for i in sorted(inputs, key=lambda i: i["path"])).encode()
         ).hexdigest(),
+        "source_files": sorted(inputs, key=lambda i: i["path"]),
         "shards_sha256": sha256_files(p for split in SPLITS for p in shard_paths[split]),
     }
     write_json(manifest_path, manifest)
@@ -183,10 +197,11 @@ def build_dataset_shards(
     shards_dir = Path(shards_dir)
     shard_paths: dict[str, list[Path]] = {split: [] for split in SPLITS}
     stats_paths = []
-    for index, input_path in enumerate(input_paths):
-        outputs = {split: shards_dir / split / f"part-{index}.arrow" for split in SPLITS}
-        stats_path = shards_dir / "stats" / f"part-{index}.json"
-        tokenize_part(input_path, tokenizer_path, outputs, stats_path, config, seed, threads)
+    for part in range(min(config.parts, len(input_paths))):
+        outputs = {split: shards_dir / split / f"part-{part}.arrow" for split in SPLITS}
+        stats_path = shards_dir / "stats" / f"part-{part}.json"
+        part_inputs = inputs_of_part(list(input_paths), part, config.parts)
+        tokenize_part(part_inputs, tokenizer_path, outputs, stats_path, config, seed, threads)
         for split in SPLITS:
             shard_paths[split].append(outputs[split])
         stats_paths.append(stats_path)

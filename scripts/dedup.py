@@ -1,14 +1,12 @@
-"""Snakemake adapter: remove exact duplicates across all cleaned parts."""
+"""Snakemake adapter: copy one cleaned part without the duplicates the clusters removed."""
 
-from helox.config import DedupConfig, section_from_dict
-from helox.data.dedup import dedup_parts
+from helox.data.dedup import filter_part
 from helox.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-dedup_parts(
-    list(snakemake.input.kept),
-    list(snakemake.output.kept),
-    snakemake.output.stats,
-    section_from_dict(DedupConfig, snakemake.params.dedup, "dedup"),
-    clean_stats=list(snakemake.input.stats),
+filter_part(
+    snakemake.input.kept,
+    snakemake.input.duplicates,
+    int(snakemake.wildcards.part),
+    snakemake.output[0],
 )

@@ -1,11 +1,11 @@
-"""Snakemake adapter: pretrain the model on the token shards."""
+"""Snakemake adapter: pretrain the model on the token shards (through torchrun when nproc > 1)."""
 
 from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
 from helox.logs import setup_logging
-from helox.pretrain import run_pretrain
+from helox.pretrain import PretrainJob, launch_pretrain
 
 setup_logging(snakemake.log[0])
-run_pretrain(
+job = PretrainJob(
     manifest_path=snakemake.input.manifest,
     tokenizer_path=snakemake.input.tokenizer,
     output_dir=snakemake.output[0],
@@ -16,3 +16,4 @@ run_pretrain(
     checkpoint_dir=snakemake.params.checkpoints,
     threads=snakemake.threads,
 )
+launch_pretrain(job, log_path=snakemake.log[0])

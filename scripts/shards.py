@@ -1,4 +1,4 @@
-"""Snakemake adapter: tokenize one deduplicated part into Arrow shards."""
+"""Snakemake adapter: tokenize deduplicated parts into one Arrow shard per split."""
 
 from helox.config import ShardsConfig, section_from_dict
 from helox.logs import setup_logging
@@ -6,7 +6,7 @@ from helox.shards import tokenize_part
 
 setup_logging(snakemake.log[0])
 tokenize_part(
-    snakemake.input.docs,
+    list(snakemake.input.docs),
     snakemake.input.tokenizer,
     {split: snakemake.output[split] for split in ("train", "val", "test")},
     snakemake.output.stats,

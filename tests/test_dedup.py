@@ -1,14 +1,27 @@
-"""Exact dedup across parts: first occurrence wins, counts add up, an empty corpus says why."""
+"""Dedup across parts: exact and near duplicates, one kept per cluster whatever the parts, stats
+that add up, an empty corpus that says why, config errors that name the key."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from helox.config import CleanConfig, DedupConfig
+from helox.config import CleanConfig, ConfigError, DedupConfig, config_errors, section_from_dict
 from helox.data.clean import clean_part
-from helox.data.dedup import EmptyCorpusError, dedup_parts
+from helox.data.dedup import (
+    EXACT,
+    NEAR,
+    EmptyCorpusError,
+    cluster_parts,
+    filter_part,
+    sign_part,
+)
+from helox.data.minhash import MinHasher
+from helox.data.stdlib import stdlib_files, stdlib_root
 from helox.io import JsonlWriter, iter_jsonl, read_json
 
 
@@ -19,68 +32,134 @@ def write_part(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def run(tmp_path: Path, parts: list[list[str]], lowercase: bool = True) -> tuple[list, dict]:
-    inputs = [write_part(tmp_path / f"in-{i}.jsonl.zst", texts) for i, texts in enumerate(parts)]
-    outputs = [tmp_path / "dedup" / f"part-{i}.jsonl.zst" for i in range(len(parts))]
-    stats = dedup_parts(inputs, outputs, tmp_path / "dedup" / "stats.json", DedupConfig(lowercase))
+def dedup(
+    inputs: list[Path], folder: Path, config: DedupConfig, clean_stats: list[Path] | None = None
+) -> tuple[list[list[dict]], dict]:
+    """The three steps as the workflow runs them: sign each part, cluster, filter each part."""
+    near = config.near
+    hasher = MinHasher(
+        near.num_perm if near.enabled else 0, near.ngram, near.seed, config.lowercase
+    )
+    signatures = [folder / "signatures" / f"part-{i}.npz" for i in range(len(inputs))]
+    for input_path, signature in zip(inputs, signatures, strict=True):
+        sign_part(input_path, signature, hasher)
+    duplicates = folder / "duplicates.npz"
+    stats = cluster_parts(signatures, duplicates, folder / "stats.json", config, clean_stats)
+    outputs = [folder / f"part-{i}.jsonl.zst" for i in range(len(inputs))]
+    for part, (input_path, output) in enumerate(zip(inputs, outputs, strict=True)):
+        filter_part(input_path, duplicates, part, output)
     return [list(iter_jsonl(path)) for path in outputs], stats
 
 
-def test_first_occurrence_wins_across_parts(tmp_path: Path) -> None:
+def real_texts(count: int) -> list[tuple[str, str]]:
+    found = []
+    for source in stdlib_files(stdlib_root()):
+        if 3_000 <= source.size <= 15_000 and source.relative.endswith(".py"):
+            found.append((source.relative, source.path.read_text(encoding="utf-8")))
+        if len(found) == count:
+            return found
+    raise AssertionError("too few standard-library modules")
+
+
+def near_copy(text: str, every: int = 100) -> str:
+    """The text with one word in `every` replaced, layout kept: Jaccard 0.85–0.9 on 5-grams."""
+    count = itertools.count()
+    return re.sub(r"\S+", lambda word: "edited" if next(count) % every == 7 else word[0], text)
+
+
+def test_exact_duplicates_keep_the_longest_copy(tmp_path: Path) -> None:
     parts = [
         ["alpha text", "beta text", "Alpha   TEXT", "gamma"],
         ["beta\ntext", "delta", "alpha text"],
         ["gamma", "GAMMA "],
         [],
     ]
-    survivors, stats = run(tmp_path, parts)
-    assert [[r["text"] for r in part] for part in survivors] == [
-        ["alpha text", "beta text", "gamma"],
-        ["delta"],
-        [],
-        [],
-    ]
-    assert survivors[1][0] == {"text": "delta", "source": "in-1.jsonl.zst:2", "kind": "prose"}
+    inputs = [write_part(tmp_path / f"in-{i}.jsonl.zst", texts) for i, texts in enumerate(parts)]
+    survivors, stats = dedup(inputs, tmp_path / "dedup", DedupConfig())
+    common = ["Alpha   TEXT", "delta", "GAMMA "]
+    texts = [[record["text"] for record in part] for part in survivors]
+    assert "Alpha   TEXT" in texts[0] and texts[1][-1] == "delta" and texts[2] == ["GAMMA "]
+    kept = sorted(text for part in texts for text in part)
+    assert kept in (sorted([*common, "beta text"]), sorted([*common, "beta\ntext"]))
+    assert survivors[1][-1] == {"text": "delta", "source": "in-1.jsonl.zst:2", "kind": "prose"}
     assert (stats["documents_in"], stats["documents_out"]) == (9, 4)
-    assert stats["removed"]["exact_duplicate"]["documents"] == 5
-    assert stats["bytes_in"] == stats["bytes_out"] + stats["removed"]["exact_duplicate"]["bytes"]
-    assert [part["duplicates"] for part in stats["parts"]] == [1, 2, 2, 0]
-    assert [part["documents_out"] for part in stats["parts"]] == [3, 1, 0, 0]
+    assert stats["removed"][EXACT]["documents"] == 5 and stats["removed"][NEAR]["documents"] == 0
+    removed_bytes = stats["removed"][EXACT]["bytes"]
+    assert stats["bytes_in"] == stats["bytes_out"] + removed_bytes
+    assert [row["documents_out"] for row in stats["parts"]] == [len(part) for part in texts]
+    assert stats["clusters"] == {
+        "count": 3,
+        "documents": 8,
+        "largest": 3,
+        "sizes": {"2": 1, "3": 2},
+    }
     assert read_json(tmp_path / "dedup" / "stats.json") == stats
 
 
 def test_case_is_kept_apart_when_asked(tmp_path: Path) -> None:
-    survivors, stats = run(tmp_path, [["Same words", "same  words", "same words"]], lowercase=False)
+    inputs = [write_part(tmp_path / "in.jsonl.zst", ["Same words", "same  words", "same words"])]
+    survivors, stats = dedup(inputs, tmp_path / "dedup", DedupConfig(lowercase=False))
     assert [r["text"] for r in survivors[0]] == ["Same words", "same  words"]
-    assert stats["removed"]["exact_duplicate"]["documents"] == 1
+    assert stats["removed"][EXACT]["documents"] == 1
 
 
-def test_clean_then_dedup_end_to_end(tmp_path: Path) -> None:
+def test_near_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
+    texts = [text for _, text in real_texts(6)]
+    copy = near_copy(texts[2])
+    inputs = [
+        write_part(tmp_path / "in-0.jsonl.zst", texts[:4]),
+        write_part(tmp_path / "in-1.jsonl.zst", [copy, *texts[4:]]),
+    ]
+    survivors, stats = dedup(inputs, tmp_path / "near", DedupConfig())
+    kept = [record["text"] for part in survivors for record in part]
+    assert len(kept) == 6 and (texts[2] in kept) != (copy in kept)
+    assert stats["removed"][NEAR]["documents"] == 1
+    assert stats["clusters"]["sizes"] == {"2": 1} and stats["lsh"]["merged_pairs"] >= 1
+    with np.load(tmp_path / "near" / "duplicates.npz") as removed:
+        assert removed["near"].tolist() == [True]
+        removed_at = (int(removed["part"][0]), int(removed["index"][0]))
+        kept_at = (int(removed["keep_part"][0]), int(removed["keep_index"][0]))
+        assert {removed_at, kept_at} == {(0, 2), (1, 0)}
+        assert removed["documents"].tolist() == [4, 3]
+
+    exact_only = section_from_dict(DedupConfig, {"near": {"enabled": False}}, "dedup")
+    survivors, stats = dedup(inputs, tmp_path / "exact", exact_only)
+    assert sum(map(len, survivors)) == 7 and stats["removed"][NEAR]["documents"] == 0
+
+
+def test_one_part_or_four_keep_the_same_documents(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    paragraph = "The same paragraph, copied into several files of one corpus.\n" * 4
-    for index in range(9):
-        (raw / f"copy{index}.txt").write_text(paragraph)
-        (raw / f"unique{index}.txt").write_text(f"Unique note number {index}.\n" + paragraph)
-    config = CleanConfig(min_text_length=50, parts=3)
-    clean_outputs = []
-    for part in range(3):
-        clean_outputs.append(tmp_path / "clean" / f"part-{part}.jsonl.zst")
-        clean_part(
-            raw,
-            part,
-            3,
-            config,
-            clean_outputs[-1],
-            tmp_path / "clean" / "rejected" / f"part-{part}.jsonl.zst",
-            tmp_path / "clean" / f"part-{part}.stats.json",
-        )
-    outputs = [tmp_path / "dedup" / f"part-{part}.jsonl.zst" for part in range(3)]
-    stats = dedup_parts(clean_outputs, outputs, tmp_path / "dedup.stats.json", DedupConfig())
-    kept = [record["source"] for path in outputs for record in iter_jsonl(path)]
-    assert len(kept) == 10
-    assert sum(source.startswith("copy") for source in kept) == 1
-    assert stats["documents_in"] == 18
+    for number, (name, text) in enumerate(real_texts(16)):
+        stem = name.replace("/", "_").removesuffix(".py")
+        (raw / f"{stem}.py").write_text(text)
+        if number % 3 == 0:
+            (raw / f"{stem}_near.py").write_text(near_copy(text))
+        if number % 5 == 0:
+            (raw / f"{stem}_copy.py").write_text(text)
+    kept_sets, removed_counts = [], []
+    for parts in (1, 4):
+        config = CleanConfig(parts=parts)
+        folder = tmp_path / f"parts-{parts}"
+        inputs = []
+        for part in range(parts):
+            inputs.append(folder / "clean" / f"part-{part}.jsonl.zst")
+            clean_part(
+                raw,
+                part,
+                parts,
+                config,
+                inputs[-1],
+                folder / "clean" / "rejected" / f"part-{part}.jsonl.zst",
+                folder / "clean" / f"part-{part}.stats.json",
+            )
+        if parts == 4:
+            assert sum(1 for path in inputs if next(iter_jsonl(path), None)) >= 3
+        survivors, stats = dedup(inputs, folder / "dedup", DedupConfig())
+        kept_sets.append({(r["source"], r["text"]) for part in survivors for r in part})
+        removed_counts.append([stats["removed"][reason]["documents"] for reason in (EXACT, NEAR)])
+    assert kept_sets[0] == kept_sets[1]
+    assert removed_counts[0] == removed_counts[1] and sum(removed_counts[0]) == 4 + 6
 
 
 def test_empty_corpus_names_the_filters(tmp_path: Path) -> None:
@@ -95,21 +174,33 @@ def test_empty_corpus_names_the_filters(tmp_path: Path) -> None:
         inputs.append(tmp_path / f"clean-{part}.jsonl.zst")
         clean_stats.append(tmp_path / f"clean-{part}.stats.json")
         clean_part(raw, part, 2, config, inputs[-1], tmp_path / f"rej-{part}.zst", clean_stats[-1])
-    outputs = [tmp_path / f"dedup-{part}.jsonl.zst" for part in range(2)]
     with pytest.raises(EmptyCorpusError) as caught:
-        dedup_parts(
-            inputs, outputs, tmp_path / "dedup.json", DedupConfig(), clean_stats=clean_stats
-        )
+        dedup(inputs, tmp_path / "dedup", DedupConfig(), clean_stats=clean_stats)
     message = str(caught.value)
     assert "the corpus produced no documents" in message
     assert "removed by min_text_length: 4 documents" in message
     assert "skipped (unsupported extension): 1" in message
-    assert not any(path.exists() for path in outputs)
+    assert not (tmp_path / "dedup" / "duplicates.npz").exists()
+    assert not (tmp_path / "dedup" / "stats.json").exists()
 
     with pytest.raises(EmptyCorpusError, match="no documents"):
-        dedup_parts(inputs, outputs, tmp_path / "dedup.json", DedupConfig())
+        dedup(inputs, tmp_path / "dedup", DedupConfig())
 
 
-def test_inputs_and_outputs_must_pair_up(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="one output per input"):
-        dedup_parts([tmp_path / "a"], [], tmp_path / "s.json", DedupConfig())
+def test_a_part_changed_since_clustering_is_refused(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "in.jsonl.zst", ["one text", "another text"])
+    dedup([part], tmp_path / "dedup", DedupConfig())
+    write_part(part, ["one text", "another text", "a third text"])
+    with pytest.raises(ValueError, match="holds 3 documents but .* computed from 2"):
+        filter_part(part, tmp_path / "dedup" / "duplicates.npz", 0, tmp_path / "out.jsonl.zst")
+    assert not (tmp_path / "out.jsonl.zst").exists()
+
+
+def test_lsh_config_errors_name_their_keys() -> None:
+    with pytest.raises(ConfigError, match=r"dedup\.near\.bands × dedup\.near\.rows = 16 × 4"):
+        section_from_dict(DedupConfig, {"near": {"bands": 16}}, "dedup")
+    with pytest.raises(ConfigError, match=r"unknown key dedup\.near\.band;"):
+        section_from_dict(DedupConfig, {"near": {"band": 16}}, "dedup")
+    errors = config_errors({"dedup": {"near": {"rows": 3, "shingles": 5}}})
+    assert any("config key dedup.near.shingles: unknown key" in error for error in errors)
+    assert any("must equal dedup.near.num_perm = 128" in error for error in errors)

@@ -160,6 +160,19 @@ def test_grouped_query_attention_equals_repeated_heads() -> None:
     assert torch.allclose(gqa(ids).logits, mha(ids).logits, atol=1e-5)
 
 
+def test_dropout_acts_on_attention_residuals_and_embeddings_while_training_only() -> None:
+    model = build(dropout=0.5)
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 1 + 2
+    ids = torch.randint(0, 50, (2, 12))
+    model.train()
+    assert not torch.allclose(model(ids).logits, model(ids).logits)
+    model.eval()
+    plain = build(dropout=0.0).eval()
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    plain.load_state_dict(model.state_dict())
+    assert torch.equal(model(ids).logits, plain(ids).logits)
+
+
 def test_attention_is_causal() -> None:
     model = build()
     ids = torch.randint(0, 50, (1, 10))

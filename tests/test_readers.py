@@ -1,12 +1,18 @@
-"""Readers: every file under a raw folder is read or skipped with a counted, named reason."""
+"""Readers: every file under a raw folder is read or skipped with a counted, named reason.
+
+Bad inputs covered: unreadable, non-UTF-8 and binary files, malformed JSON lines,
+truncated zstd and gzip streams, broken Parquet files and row groups, lone surrogates."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
@@ -198,3 +204,85 @@ def test_custom_text_field(tmp_path: Path) -> None:
     docs = list(read_documents(tmp_path, config, stats))
     assert [d.text for d in docs] == ["hello"]
     assert stats.skipped_by_reason == {"missing text field": 1}
+
+
+def test_gzip_jsonl_and_its_truncation(tmp_path: Path) -> None:
+    data = jsonl(*({"text": f"line {i} " + PROSE} for i in range(3000)))
+    packed = gzip.compress(data)
+    write(tmp_path / "whole.jsonl.gz", packed)
+    write(tmp_path / "cut.jsonl.gz", packed[: len(packed) // 2])
+    write(tmp_path / "junk.jsonl.gz", b"not gzip at all\n")
+    docs, stats = read_all(tmp_path)
+    whole = [d for d in docs if d.origin == "whole.jsonl.gz"]
+    cut = [d for d in docs if d.origin == "cut.jsonl.gz"]
+    assert [d.source for d in whole[:2]] == ["whole.jsonl.gz:1", "whole.jsonl.gz:2"]
+    assert len(whole) == 3000 and 0 < len(cut) < 3000
+    assert [d.text for d in cut] == [f"line {i} {PROSE}" for i in range(len(cut))]
+    entries = {(e["path"], e["line"]): e["reason"] for e in stats.skipped_entries}
+    assert entries == {
+        ("cut.jsonl.gz", len(cut) + 1): "truncated or corrupt gzip stream",
+        ("junk.jsonl.gz", 1): "truncated or corrupt gzip stream",
+    }
+    assert (stats.files.read, stats.files.skipped) == (3, 0)
+
+
+def test_parquet_rows_stream_by_row_group_with_their_row_as_source(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "body": [f"row {i} " + PROSE for i in range(10)],
+            "kind": ["prose"] * 9 + ["code"],
+            "other": list(range(10)),
+        }
+    )
+    pq.write_table(table, tmp_path / "rows.parquet", row_group_size=4)
+    stats = Stats()
+    docs = list(read_documents(tmp_path, CleanConfig(parquet_text_field="body"), stats))
+    assert [d.source for d in docs] == [f"rows.parquet:{i}" for i in range(10)]
+    assert [d.text for d in docs] == table.column("body").to_pylist()
+    assert [d.kind for d in docs][-2:] == ["prose", "code"]
+    assert {d.origin for d in docs} == {"rows.parquet"}
+    assert stats.files.read == 1 and stats.skipped_total == 0
+    with pq.ParquetFile(tmp_path / "rows.parquet") as parquet:
+        assert parquet.num_row_groups == 3
+
+
+def test_bad_parquet_files_and_rows_are_counted(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"text": ["a text", None, "b text"]}), tmp_path / "nulls.parquet")
+    pq.write_table(pa.table({"body": ["a"]}), tmp_path / "no_column.parquet")
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "numbers.parquet")
+    write(tmp_path / "junk.parquet", b"PAR1 and then nothing a Parquet file holds")
+    whole = (tmp_path / "nulls.parquet").read_bytes()
+    write(tmp_path / "cut.parquet", whole[: len(whole) // 2])
+    # Three row groups of ten rows; the second one's page header is overwritten.
+    values = pa.table({"text": [f"value number {i}" for i in range(30)]})
+    pq.write_table(values, tmp_path / "broken_group.parquet", row_group_size=10)
+    column = pq.ParquetFile(tmp_path / "broken_group.parquet").metadata.row_group(1).column(0)
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray((tmp_path / "broken_group.parquet").read_bytes())
+    data[start : start + 12] = b"\xff" * 12
+    write(tmp_path / "broken_group.parquet", bytes(data))
+
+    docs, stats = read_all(tmp_path)
+    assert [d.source for d in docs if d.origin == "nulls.parquet"] == [
+        "nulls.parquet:0",
+        "nulls.parquet:2",
+    ]
+    broken = [d.text for d in docs if d.origin == "broken_group.parquet"]
+    assert broken == [f"value number {i}" for i in (*range(10), *range(20, 30))]
+    entries = {(e["path"], e["line"]): e["reason"] for e in stats.skipped_entries}
+    assert entries == {
+        ("broken_group.parquet", 10): "unreadable Parquet file or row group",
+        ("cut.parquet", None): "unreadable Parquet file or row group",
+        ("junk.parquet", None): "unreadable Parquet file or row group",
+        ("no_column.parquet", None): "missing text field",
+        ("nulls.parquet", 1): "text field is not a string",
+        ("numbers.parquet", None): "text field is not a string",
+    }
+    assert (stats.files.read, stats.files.skipped) == (2, 4)
+
+
+def test_lone_surrogates_in_a_json_line_are_not_utf8(tmp_path: Path) -> None:
+    write(tmp_path / "r.jsonl", jsonl({"text": "fine"}, b'{"text": "half \\ud800 pair"}'))
+    docs, stats = read_all(tmp_path)
+    assert [d.text for d in docs] == ["fine"]
+    assert stats.skipped_entries == [{"path": "r.jsonl", "line": 2, "reason": "not UTF-8"}]

@@ -5,7 +5,14 @@ import pyarrow as pa
 
 from helox.config import ShardsConfig, TokenizerConfig
 from helox.io import iter_jsonl
-from helox.shards import SPLITS, assign_split, build_dataset_shards, read_shard, token_dtype
+from helox.shards import (
+    SPLITS,
+    assign_split,
+    build_dataset_shards,
+    inputs_of_part,
+    read_shard,
+    token_dtype,
+)
 from helox.tokenizer import SPECIAL_IDS, build_tokenizer, load_tokenizer
 
 
@@ -47,3 +54,36 @@ def test_shards_hold_every_document_once_with_eos(doc_parts, tmp_path):
     assert len(manifest["tokenizer_sha256"]) == 64
     again = build_dataset_shards(doc_parts, model, tmp_path / "again", config, seed=3)
     assert again["shards_sha256"] == manifest["shards_sha256"]
+
+
+def test_each_dedup_part_goes_to_exactly_one_shards_job():
+    parts = list(range(7))
+    chosen = [inputs_of_part(parts, job, 3) for job in range(3)]
+    assert chosen == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def test_fewer_shard_parts_hold_the_same_documents(doc_parts, tmp_path):
+    build_tokenizer(doc_parts, tmp_path / "tok", TokenizerConfig(vocab_size=600, eval_docs=5))
+    model = tmp_path / "tok" / "spm.model"
+    two = build_dataset_shards(doc_parts, model, tmp_path / "two", ShardsConfig(parts=2), seed=1)
+    one = build_dataset_shards(doc_parts, model, tmp_path / "one", ShardsConfig(parts=1), seed=1)
+    assert len(one["splits"]["train"]["files"]) == 1
+    for split in SPLITS:
+        for key in ("documents", "tokens", "bytes"):
+            assert one["splits"][split][key] == two["splits"][split][key]
+    assert one["source_sha256"] == two["source_sha256"]
+
+
+def test_manifest_hashes_follow_the_tokenizer(doc_parts, tmp_path):
+    config = ShardsConfig(parts=2)
+    hashes = []
+    for vocab in (500, 600):
+        folder = tmp_path / f"tok{vocab}"
+        build_tokenizer(doc_parts, folder, TokenizerConfig(vocab_size=vocab, eval_docs=5))
+        manifest = build_dataset_shards(
+            doc_parts, folder / "spm.model", tmp_path / f"shards{vocab}", config, seed=1
+        )
+        hashes.append(manifest)
+    assert hashes[0]["tokenizer_sha256"] != hashes[1]["tokenizer_sha256"]
+    assert hashes[0]["shards_sha256"] != hashes[1]["shards_sha256"]
+    assert hashes[0]["source_sha256"] == hashes[1]["source_sha256"]

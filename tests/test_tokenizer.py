@@ -9,6 +9,7 @@ from helox.tokenizer import (
     is_held_out,
     load_tokenizer,
     split_long_text,
+    training_sentences,
 )
 
 
@@ -43,3 +44,18 @@ def test_held_out_choice_is_stable():
     chosen = [t for t in texts if is_held_out(t)]
     assert chosen == [t for t in texts if is_held_out(t)]
     assert 10 < len(chosen) < 90
+
+
+def test_training_sample_is_bounded_deterministic_and_skips_held_out():
+    records = [{"text": f"line {i} of document {d}\n" * 40} for d in range(300) for i in range(1)]
+    total = sum(len(r["text"].encode()) for r in records)
+    first = list(training_sentences(records, total // 4, total, max_sentence_bytes=256))
+    assert first == list(training_sentences(records, total // 4, total, max_sentence_bytes=256))
+    assert 0 < sum(len(s.encode()) for s in first) <= total // 4
+    assert all(len(s.encode()) <= 256 for s in first)
+    assert not any(
+        is_held_out(r["text"]) and r["text"].startswith(s) for r in records for s in first
+    )
+    everything = list(training_sentences(records, 10 * total, total, max_sentence_bytes=10_000))
+    kept = [r["text"] for r in records if not is_held_out(r["text"])]
+    assert everything == kept

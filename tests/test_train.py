@@ -1,33 +1,39 @@
-"""Training: schedule, checkpoints, exact resume, skipping bad steps, pretraining end to end."""
+"""Training: schedules, checkpoints, exact resume, bad steps, metrics, pretraining end to end."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_loader import EOS, write_shards
 
-from helox.config import ModelConfig, TrackingConfig, TrainingConfig
+from helox.config import ModelConfig, TokenizerConfig, TrackingConfig, TrainingConfig, config_errors
 from helox.data.loader import PackedBatches, TokenStream, eval_batches
 from helox.io import read_json
 from helox.model import create_model_from_config
 from helox.pretrain import run_pretrain
+from helox.tokenizer import SPECIAL_IDS, load_tokenizer, train_tokenizer
 from helox.train.checkpoint import (
     ConfigMismatchError,
     latest_checkpoint,
     load_checkpoint,
     load_final,
+    run_defining,
+    run_fingerprint,
     save_final,
     step_dirs,
 )
 from helox.train.device import DeviceManager
-from helox.train.loop import Trainer, seed_everything, train
-from helox.train.schedule import WarmupCosine
+from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything, train
+from helox.train.metrics import peak_flops, token_byte_lengths
+from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
 
 MODEL = ModelConfig(
@@ -80,6 +86,13 @@ def manifest(tmp_path: Path) -> Path:
     return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
 
 
+@pytest.fixture(scope="module")
+def spm_model(doc_parts, tmp_path_factory) -> Path:
+    """A small real SentencePiece model with Helox's special tokens and byte fallback."""
+    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000, threads=1)
+    return train_tokenizer(doc_parts, tmp_path_factory.mktemp("spm") / "spm.model", config)
+
+
 class Crash(Exception):
     """Stands in for the process being killed."""
 
@@ -99,9 +112,11 @@ def run_training(
     fingerprint: str = "run-a",
     hooks=(),
     train_batches=None,
+    model_config: ModelConfig = MODEL,
+    token_bytes: torch.Tensor | None = None,
 ) -> tuple[dict, torch.nn.Module]:
     seed_everything(0)
-    model = create_model_from_config(MODEL)
+    model = create_model_from_config(model_config)
     batches = train_batches or PackedBatches(
         TokenStream(manifest, "train"), config.seq_len, config.batch_size, seed=0
     )
@@ -115,14 +130,15 @@ def run_training(
         checkpoint_dir,
         fingerprint,
         hooks=hooks,
+        token_bytes=token_bytes,
     )
     return metrics, model
 
 
-# ---------------------------------------------------------------------------- schedule
+# ---------------------------------------------------------------------------- schedules
 
 
-def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor() -> None:
+def test_cosine_schedule_warms_up_linearly_then_decays_to_the_floor() -> None:
     schedule = WarmupCosine(learning_rate=1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
     assert [schedule(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert schedule(4) == 1.0
@@ -132,6 +148,28 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor() -> None
     values = [schedule(s) for s in range(4, 15)]
     assert values == sorted(values, reverse=True)
     assert WarmupCosine(2.0, 0, 10, 0.0)(0) == 2.0
+
+
+def test_wsd_schedule_holds_the_peak_then_decays_linearly_over_the_last_fraction() -> None:
+    schedule = WarmupStableDecay(
+        learning_rate=2.0, warmup_steps=2, total_steps=20, min_lr_ratio=0.1, decay_fraction=0.25
+    )
+    assert [schedule(s) for s in range(2)] == [1.0, 2.0]
+    assert all(schedule(s) == 2.0 for s in range(2, 15))
+    decay = [schedule(s) for s in range(15, 21)]
+    assert decay == pytest.approx([2.0 - 1.8 * i / 5 for i in range(6)])
+    assert schedule(40) == pytest.approx(0.2)
+
+
+def test_the_config_picks_the_schedule() -> None:
+    assert isinstance(make_schedule(TRAINING), WarmupCosine)
+    wsd = make_schedule(dataclasses.replace(TRAINING, lr_schedule="wsd", decay_fraction=0.5))
+    assert isinstance(wsd, WarmupStableDecay) and wsd.decay_fraction == 0.5
+    errors = config_errors({"pretrain": {"lr_schedule": "linear", "decay_fraction": 0}})
+    assert any("pretrain.lr_schedule" in e and "'wsd'" in e for e in errors)
+    assert any("pretrain.decay_fraction" in e for e in errors)
+    assert any("sft.nproc" in e for e in config_errors({"sft": {"nproc": 2}}))
+    assert not config_errors({"pretrain": {"nproc": 4, "fsdp": True, "max_consecutive_skips": 3}})
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -146,12 +184,19 @@ def test_checkpoint_folders_hold_the_documented_files(manifest: Path, tmp_path: 
     names = {p.name for p in latest.iterdir()}
     assert names == {
         "model.safetensors",
-        "optimizer.pt",
+        "optimizer.safetensors",
         "rng.safetensors",
         "state.json",
         "config.json",
         "COMPLETE",
     }
+    moments = load_file(latest / "optimizer.safetensors")
+    assert moments["model.norm.weight.exp_avg"].shape == (32,)
+    assert moments["model.embed_tokens.weight.step"].item() == 8
+    assert not any(name.startswith("lm_head") for name in moments)
+    complete = read_json(latest / "COMPLETE")
+    assert set(complete["files"]) == names - {"COMPLETE"}
+    assert all(len(entry["sha256"]) == 64 for entry in complete["files"].values())
     state = read_json(latest / "state.json")
     assert state["step"] == 8 and state["loader"] == {"epoch": 0, "index": 8 * 2 * 4}
     assert set(state["rng"]) == {"python", "numpy"}
@@ -164,17 +209,26 @@ def test_broken_checkpoints_are_skipped_with_a_warning(
     manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ckpt = tmp_path / "ckpt"
-    run_training(manifest, ckpt)
+    run_training(manifest, ckpt, dataclasses.replace(TRAINING, save_steps=2, save_total_limit=4))
     (ckpt / "step_8" / "COMPLETE").unlink()
     with caplog.at_level(logging.WARNING):
-        assert latest_checkpoint(ckpt) == ckpt / "step_4"
+        assert latest_checkpoint(ckpt) == ckpt / "step_6"
     assert "step_8" in caplog.text and "no COMPLETE marker" in caplog.text
+
+    moments = ckpt / "step_6" / "optimizer.safetensors"
+    data = bytearray(moments.read_bytes())
+    data[-5] ^= 0x01
+    moments.write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert latest_checkpoint(ckpt) == ckpt / "step_4"
+    assert "optimizer.safetensors does not match the SHA-256" in caplog.text
 
     model_file = ckpt / "step_4" / "model.safetensors"
     model_file.write_bytes(model_file.read_bytes()[:100])
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        assert latest_checkpoint(ckpt) is None
+        assert latest_checkpoint(ckpt) == ckpt / "step_2"
     assert "model.safetensors has 100 bytes" in caplog.text
 
 
@@ -192,6 +246,36 @@ def test_loading_into_a_different_model_names_the_keys(manifest: Path, tmp_path:
     ) as err:
         load_checkpoint(tmp_path / "ckpt" / "step_8", other)
     assert "num_layers" in str(err.value) and "vocab_size" not in str(err.value)
+
+
+def test_resuming_with_a_different_model_is_refused_and_keeps_the_checkpoints(
+    manifest: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    run_training(manifest, ckpt)
+    wider = dataclasses.replace(MODEL, num_key_value_heads=4)
+    with pytest.raises(
+        ConfigMismatchError, match="num_key_value_heads: checkpoint 2 vs current 4"
+    ) as err:
+        run_training(manifest, ckpt, fingerprint="run-b", model_config=wider)
+    assert f"delete {ckpt}" in str(err.value)
+    assert [step for step, _ in step_dirs(ckpt)] == [4, 8]
+
+
+def test_only_knobs_that_change_the_arithmetic_change_the_fingerprint() -> None:
+    def fingerprint(**changes) -> str:
+        return run_fingerprint(training=run_defining(dataclasses.replace(TRAINING, **changes)))
+
+    base = fingerprint()
+    for cadence in ({"log_steps": 7}, {"save_steps": 3}, {"fsdp": True}, {"compile": True}):
+        assert fingerprint(**cadence) == base, cadence
+    for decisive in (
+        {"learning_rate": 1e-3},
+        {"batch_size": 8},
+        {"nproc": 2},
+        {"lr_schedule": "wsd"},
+    ):
+        assert fingerprint(**decisive) != base, decisive
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -215,13 +299,23 @@ def test_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(
         assert torch.equal(a, b)
 
 
-def test_training_reduces_the_loss(manifest: Path, tmp_path: Path) -> None:
-    config = dataclasses.replace(TRAINING, total_steps=30, eval_steps=30, save_steps=30)
-    metrics, _ = run_training(manifest, tmp_path / "ckpt", config)
+def test_training_reduces_the_loss_and_logs_throughput_and_mfu(
+    manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = dataclasses.replace(
+        TRAINING, total_steps=30, eval_steps=30, save_steps=30, log_steps=10, lr_schedule="wsd"
+    )
+    with caplog.at_level(logging.INFO, logger="helox.train.loop"):
+        metrics, _ = run_training(manifest, tmp_path / "ckpt", config)
     losses = [loss for _, loss in metrics["loss_history"]]
     assert losses[0] > 2.5
     assert np.mean(losses[-5:]) < 0.6 * losses[0]
     assert metrics["steps"] == 30 and metrics["skipped_steps"] == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step 10/30")]
+    assert len(lines) == 1
+    for field in ("loss ", "tok/s ", "mfu ", "eta 0:00:"):
+        assert field in lines[0]
+    assert lines[0].split("mfu ")[1].split("%")[0].replace(".", "").isdigit()
 
 
 def test_a_different_fingerprint_starts_fresh_and_drops_stale_checkpoints(
@@ -238,15 +332,16 @@ def test_a_different_fingerprint_starts_fresh_and_drops_stale_checkpoints(
 
 
 class PoisonedBatches:
-    """Wraps a batch source; its `bad`-th batch has every label ignored, so the loss is NaN."""
+    """Wraps a batch source; batches `poisoned(n)` picks (1-based) have every label ignored,
+    so their loss is NaN."""
 
-    def __init__(self, inner: PackedBatches, bad: int):
-        self.inner, self.bad, self.count = inner, bad, 0
+    def __init__(self, inner: PackedBatches, poisoned):
+        self.inner, self.poisoned, self.count = inner, poisoned, 0
 
     def __next__(self):
         inputs, labels = next(self.inner)
         self.count += 1
-        return inputs, torch.full_like(labels, -100) if self.count == self.bad else labels
+        return inputs, torch.full_like(labels, -100) if self.poisoned(self.count) else labels
 
     def state(self) -> dict:
         return self.inner.state()
@@ -258,11 +353,27 @@ class PoisonedBatches:
 def test_non_finite_steps_are_skipped_and_counted(manifest: Path, tmp_path: Path) -> None:
     inner = PackedBatches(TokenStream(manifest, "train"), 16, 4, seed=0)
     metrics, model = run_training(
-        manifest, tmp_path / "ckpt", train_batches=PoisonedBatches(inner, bad=5)
+        manifest, tmp_path / "ckpt", train_batches=PoisonedBatches(inner, lambda n: n == 5)
     )
     assert metrics["skipped_steps"] == 1 and metrics["steps"] == 8
     assert [step for step, _ in metrics["loss_history"]] == [1, 2, 4, 5, 6, 7, 8]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_the_run_with_the_checkpoint_intact(
+    manifest: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    config = dataclasses.replace(TRAINING, max_consecutive_skips=3)
+    inner = PackedBatches(TokenStream(manifest, "train"), 16, 4, seed=0)
+    poisoned = PoisonedBatches(inner, lambda n: n > 8)  # from step 5's first micro-batch on
+    with pytest.raises(NonFiniteTrainingError, match="stopping at step 7: 3 steps in a row") as err:
+        run_training(manifest, ckpt, config, train_batches=poisoned)
+    assert "max_consecutive_skips" in str(err.value) and str(ckpt) in str(err.value)
+    assert [step for step, _ in step_dirs(ckpt)] == [4]
+    assert latest_checkpoint(ckpt) == ckpt / "step_4"
+    state = load_checkpoint(ckpt / "step_4", create_model_from_config(MODEL))
+    assert state["progress"]["skipped_steps"] == 0
 
 
 def test_seq_len_longer_than_the_model_is_refused(manifest: Path, tmp_path: Path) -> None:
@@ -271,22 +382,74 @@ def test_seq_len_longer_than_the_model_is_refused(manifest: Path, tmp_path: Path
         run_training(manifest, tmp_path / "ckpt", config)
 
 
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_token_bytes_count_the_utf8_bytes_of_what_each_token_stands_for(spm_model: Path) -> None:
+    processor = load_tokenizer(spm_model)
+    lengths = token_byte_lengths(spm_model)
+    assert len(lengths) == processor.get_piece_size()
+    assert all(lengths[index] == 0 for index in SPECIAL_IDS.values())
+    byte_ids = [i for i in range(len(lengths)) if processor.is_byte(i)]
+    assert len(byte_ids) == 256 and all(lengths[i] == 1 for i in byte_ids)
+    text = "def parse(line):\n    return {k: v for k, v in pairs}  # ünïcode ☃ 12345\n\tx = 'é'\n"
+    ids = processor.encode(text)
+    assert any(processor.is_byte(i) for i in ids)
+    assert int(lengths[ids].sum()) == len(text.encode("utf-8"))
+
+
+def test_validation_reports_bits_per_byte_of_the_target_tokens(
+    manifest: Path, tmp_path: Path
+) -> None:
+    token_bytes = torch.arange(16) % 3
+    config = dataclasses.replace(TRAINING, total_steps=4, eval_batches=3)
+    metrics, _ = run_training(manifest, tmp_path / "ckpt", config, token_bytes=token_bytes)
+    val = TokenStream(manifest, "val")
+    batches = list(eval_batches(val, 16, 4))[:3]
+    tokens = sum(labels.numel() for _, labels in batches)
+    num_bytes = sum(int(token_bytes[labels].sum()) for _, labels in batches)
+    expected = metrics["val_loss"] * tokens / math.log(2) / num_bytes
+    assert metrics["val_bpb"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_peak_flops_is_measured_on_cpu_and_looked_up_for_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert 1e8 < peak_flops(torch.device("cpu")) < 1e14
+    names = {
+        "NVIDIA H100 80GB HBM3": 989e12,
+        "NVIDIA H100 PCIe": 756e12,
+        "NVIDIA A100-SXM4-80GB": 312e12,
+        "NVIDIA L40S": 362e12,
+        "NVIDIA L4": 121e12,
+        "Tesla V100-SXM2-16GB": None,
+    }
+    for name, flops in names.items():
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert peak_flops(torch.device("cuda", 0)) == flops, name
+
+
 # ---------------------------------------------------------------------------- device, tracking
 
 
-def test_device_manager_on_cpu() -> None:
+def test_device_manager_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     manager = DeviceManager("cpu", threads=1)
     assert manager.device.type == "cpu"
     info = manager.get_device_info()
     assert info["type"] == "cpu" and info["threads"] == 1 and info["torch_version"]
     for mode in ("auto", "no", "bf16", "fp16"):
         assert manager.autocast_dtype(mode) is None
+    model = torch.nn.Linear(2, 2)
+    assert manager.wrap_model(model, fsdp=True) is model
     assert DeviceManager(None, threads=1).device.type in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         DeviceManager("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="'cuda' was asked for"):
             DeviceManager("cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    DeviceManager("cpu", threads=4)
+    assert torch.get_num_threads() == 2
 
 
 def test_disabled_tracker_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,20 +479,19 @@ def test_final_folder_round_trips(tmp_path: Path) -> None:
     assert torch.equal(loaded(ids).logits, model(ids).logits)
 
 
-def test_pretrain_end_to_end(manifest: Path, tmp_path: Path) -> None:
+def test_pretrain_end_to_end(manifest: Path, tmp_path: Path, spm_model: Path) -> None:
     output = tmp_path / "pretrain" / "final"
-    tokenizer = tmp_path / "spm.model"
-    tokenizer.write_bytes(b"tokenizer bytes")
     model_config = dataclasses.replace(MODEL, vocab_size=None, dropout=0.0)
     training = dataclasses.replace(TRAINING, total_steps=30, eval_steps=15, save_steps=15)
     tracking = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="test")
     metrics = run_pretrain(
-        manifest, tokenizer, output, model_config, training, seed=3, tracking=tracking, threads=1
+        manifest, spm_model, output, model_config, training, seed=3, tracking=tracking, threads=1
     )
     saved = read_json(output / "metrics.json")
     for key in (
         "val_loss",
         "val_perplexity",
+        "val_bpb",
         "unigram_val_loss",
         "train_tokens_seen",
         "steps",
@@ -341,21 +503,23 @@ def test_pretrain_end_to_end(manifest: Path, tmp_path: Path) -> None:
     assert saved["steps"] == 30 and saved["train_tokens_seen"] == 30 * 2 * 4 * 16
     assert saved["val_loss"] < 0.8 * saved["unigram_val_loss"]
     assert saved["unigram_val_loss"] == pytest.approx(metrics["unigram_val_loss"])
-    assert (output / "tokenizer.model").read_bytes() == b"tokenizer bytes"
+    assert 0 < saved["val_bpb"] < math.inf
+    assert (output / "tokenizer.model").read_bytes() == spm_model.read_bytes()
     _, config = load_final(output)
     assert config.vocab_size == 16
     assert [step for step, _ in step_dirs(tmp_path / "pretrain" / "checkpoints")] == [15, 30]
 
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         logged = dict(db.execute("SELECT key, COUNT(*) FROM metrics GROUP BY key").fetchall())
-    assert logged["train/loss"] == 30 and logged["val/loss"] == 2
+    assert logged["train/loss"] == 30 and logged["val/loss"] == 2 and logged["val/bpb"] == 2
+    assert logged["train/mfu"] == 30
 
     again = run_pretrain(
         manifest,
-        tokenizer,
+        spm_model,
         output,
         model_config,
-        training,
+        dataclasses.replace(training, log_steps=5),
         seed=3,
         tracking=TrackingConfig(enabled=False),
         threads=1,

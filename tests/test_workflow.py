@@ -17,7 +17,7 @@ TINY = {
     "corpus": {"stdlib_max_bytes": 700_000},
     "clean": {"parts": 2},
     "tokenizer": {"vocab_size": 1000, "eval_docs": 20},
-    "shards": {"train_split": 0.8, "val_split": 0.1, "test_split": 0.1},
+    "shards": {"parts": 2, "train_split": 0.8, "val_split": 0.1, "test_split": 0.1},
     "model": {
         "hidden_size": 64,
         "num_layers": 2,
@@ -28,11 +28,11 @@ TINY = {
         "seq_len": 64,
         "batch_size": 16,
         "learning_rate": 1.0e-2,
-        "total_steps": 100,
+        "total_steps": 150,
         "warmup_steps": 5,
-        "eval_steps": 50,
+        "eval_steps": 75,
         "eval_batches": 4,
-        "save_steps": 50,
+        "save_steps": 75,
         "log_steps": 10,
     },
     "sft": {
@@ -175,6 +175,16 @@ def test_tokenizer_edit_reruns_from_the_tokenizer_down(pipeline):
         snakemake(pipeline, "-n", "results/sft/final", overlay={"tokenizer": {"vocab_size": 900}})
     )
     assert jobs == {"tokenizer": 1, "shards": 2, "manifest": 1, "pretrain": 1, "sft": 1}
+
+
+def test_dedup_threshold_edit_reclusters_without_resigning(pipeline):
+    jobs = planned_jobs(
+        snakemake(
+            pipeline, "-n", "results/sft/final", overlay={"dedup": {"near": {"threshold": 0.9}}}
+        )
+    )
+    downstream = {"tokenizer": 1, "shards": 2, "manifest": 1, "pretrain": 1, "sft": 1}
+    assert jobs == {"dedup_clusters": 1, "dedup": 2, **downstream}
 
 
 def test_bad_config_value_names_the_key_before_any_job(tmp_path):

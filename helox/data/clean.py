@@ -1,8 +1,10 @@
 """The clean stage: raw folder → readers → cleaning steps → one part of cleaned JSONL.zst.
 
-`clean_part` is what the Snakemake rule and the CLI call. `TextCleaner` and
-`DataCollector` are the small faces the older guide describes; they run the
-same readers and steps.
+`clean_part` is what the Snakemake rule and the CLI call: kept documents go to the
+part's output, every removed one to its rejected file with the step, rule and
+detail that removed it, and the counts (per step, rule, kind and raw file) to its
+stats JSON. `TextCleaner` and `DataCollector` are the small faces the older guide
+describes; they run the same readers and steps.
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ def clean_part(
     )
     with JsonlWriter(output) as kept, JsonlWriter(rejected_output) as rejected:
         for doc in documents:
-            result, reason = apply_steps(doc, steps, stats)
-            if reason is None:
+            result, dropped = apply_steps(doc, steps, stats)
+            if dropped is None:
                 kept.write(result.record())
             else:
-                rejected.write({**result.record(), "reason": reason})
+                rejected.write({**result.record(), **dropped.record()})
     write_json(stats_output, {"part": part, "parts": parts, **stats.to_dict()})
     log.info(
         "part %d/%d of %s: kept %d of %d documents (%d bytes of %d); %d files read, %d skipped",
@@ -65,11 +67,19 @@ def clean_part(
         stats.files.read,
         stats.files.skipped,
     )
+    removed = [
+        f"{name} {counts.documents}" for name, counts in stats.removed.items() if counts.documents
+    ]
+    log.info("part %d/%d removed by step: %s", part, parts, ", ".join(removed) or "none")
     return stats
 
 
 class TextCleaner:
-    """Clean one string at a time with the same steps as the clean stage."""
+    """Clean one string at a time with the same steps as the clean stage.
+
+    The arguments set the general limits over the default filters; `from_config`
+    takes a whole `clean` section instead.
+    """
 
     def __init__(
         self,
@@ -78,20 +88,32 @@ class TextCleaner:
         max_urls: int = CleanConfig.max_urls,
         unicode_form: str = CleanConfig.unicode_form,
     ):
-        self.config = CleanConfig(
-            min_text_length=min_length,
-            max_text_length=max_length,
-            max_urls=max_urls,
-            unicode_form=unicode_form,
+        self._configure(
+            CleanConfig(
+                min_text_length=min_length,
+                max_text_length=max_length,
+                max_urls=max_urls,
+                unicode_form=unicode_form,
+            )
         )
-        self.steps: list[Step] = build_steps(self.config)
+
+    @classmethod
+    def from_config(cls, config: CleanConfig) -> TextCleaner:
+        """A cleaner running every step that `config` (a whole `clean` section) asks for."""
+        cleaner = cls()
+        cleaner._configure(config)
+        return cleaner
+
+    def _configure(self, config: CleanConfig) -> None:
+        self.config = config
+        self.steps: list[Step] = build_steps(config)
         self.stats = Stats()
         self.stats.register([step.name for step in self.steps])
 
     def clean(self, text: str, kind: Kind = "prose") -> str | None:
         """The cleaned text, or None if a step dropped it (counted in `self.stats`)."""
-        result, reason = apply_steps(Document(text, "<text>", kind), self.steps, self.stats)
-        return result.text if reason is None else None
+        result, dropped = apply_steps(Document(text, "<text>", kind), self.steps, self.stats)
+        return result.text if dropped is None else None
 
 
 class DataCollector:
@@ -113,8 +135,8 @@ class DataCollector:
         documents = read_documents(source_dir, self.cleaner.config, stats, recursive=recursive)
         with JsonlWriter(output) as writer:
             for doc in documents:
-                result, reason = apply_steps(doc, self.cleaner.steps, stats)
-                if reason is None:
+                result, dropped = apply_steps(doc, self.cleaner.steps, stats)
+                if dropped is None:
                     writer.write(result.record())
         write_json(output.with_name(output.name + ".stats.json"), stats.to_dict())
         self.stats = self.stats + stats

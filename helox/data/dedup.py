@@ -1,4 +1,18 @@
-"""Exact deduplication across all cleaned parts, holding only one 16-byte hash per document."""
+"""Deduplication across all cleaned parts: exact (normalised-text hash) and near (MinHash LSH).
+
+Three steps, each a Snakemake rule:
+
+1. `sign_part`, one job per part, streams a cleaned part and writes a fixed-size record per
+   document: the hash of its normalised text, a hash of its source, its size in bytes, its
+   number of shingles and its MinHash signature. No text leaves this step.
+2. `cluster_parts` gathers the records of every part and joins documents into clusters with a
+   union-find: equal text hashes (`exact`), and LSH candidates, pairs whose signatures agree on
+   every row of some band, when at least `threshold` of their signature values agree (`near`).
+   Each cluster keeps one document: the longest, then the smallest text hash, then the
+   smallest source hash. The choice depends only on the documents, never on how the corpus
+   was split into parts. It writes the removed documents (`duplicates.npz`) and the stats.
+3. `filter_part`, one job per part, copies a cleaned part without its removed documents.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +22,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from helox.config import DedupConfig
-from helox.data.documents import Counts, Document, Stats
-from helox.io import JsonlWriter, iter_jsonl, read_json, write_json
+from helox.data.documents import Stats
+from helox.data.minhash import MinHasher, UnionFind, band_keys, bucket_pairs
+from helox.io import JsonlWriter, atomic_path, iter_jsonl, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-DUPLICATE = "exact_duplicate"
-DOCUMENT_KEYS = ("documents_in", "bytes_in", "documents_out", "bytes_out", "removed", "kinds")
+EXACT = "exact_duplicate"
+NEAR = "near_duplicate"
+# Characters of text hashed together in one numpy batch when signing a part.
+BATCH_CHARS = 1 << 18
+# Candidate pairs whose signatures are compared at once.
+PAIR_BATCH = 1 << 12
 
 
 class EmptyCorpusError(RuntimeError):
@@ -29,68 +50,256 @@ def text_key(text: str, lowercase: bool) -> bytes:
     return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).digest()
 
 
-def dedup_parts(
-    inputs: list[str | os.PathLike],
-    outputs: list[str | os.PathLike],
+def source_key(source: str) -> bytes:
+    return hashlib.blake2b(source.encode("utf-8"), digest_size=8).digest()
+
+
+def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: MinHasher) -> int:
+    """Write the fixed-size record of every document of one cleaned part (`.npz`); return the count.
+
+    Arrays, one row per document in file order: `exact` (n × 2 uint64), `source` (uint64),
+    `bytes` (int64), `shingles` (int64) and `signature` (n × num_perm uint32).
+    """
+    exact_keys, source_keys, sizes = [], [], []
+    signatures, shingle_counts = [], []
+    batch: list[str] = []
+    batch_chars = 0
+
+    def sign_batch() -> None:
+        signature, counts = hasher.signatures(batch)
+        signatures.append(signature)
+        shingle_counts.append(counts)
+        batch.clear()
+
+    for record in iter_jsonl(input_path):
+        text = record["text"]
+        exact_keys.append(text_key(text, hasher.lowercase))
+        source_keys.append(source_key(record.get("source", "")))
+        sizes.append(len(text.encode("utf-8")))
+        batch.append(text)
+        batch_chars += len(text)
+        if batch_chars >= BATCH_CHARS:
+            sign_batch()
+            batch_chars = 0
+    sign_batch()
+    with atomic_path(output) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            exact=np.frombuffer(b"".join(exact_keys), dtype="<u8").reshape(-1, 2),
+            source=np.frombuffer(b"".join(source_keys), dtype="<u8"),
+            bytes=np.array(sizes, dtype=np.int64),
+            shingles=np.concatenate(shingle_counts),
+            signature=np.concatenate(signatures),
+        )
+    log.info("signed %d documents of %s into %s", len(sizes), input_path, output)
+    return len(sizes)
+
+
+def cluster_parts(
+    signature_paths: list[str | os.PathLike],
+    duplicates_output: str | os.PathLike,
     stats_output: str | os.PathLike,
     config: DedupConfig,
     clean_stats: list[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
-    """Keep the first occurrence of each text (input order, then line order); return the stats.
+    """Cluster the documents of every part; write which to remove and the stats; return the stats.
 
-    Output i holds the survivors of input i, records unchanged. Raises
-    EmptyCorpusError, citing the clean stats files when given, if no input holds a document.
+    `duplicates_output` (`.npz`) lists each removed document by `part` and `index` (its line
+    in the part), the document kept in its place (`keep_part`, `keep_index`) and whether it
+    was only a near duplicate (`near`), plus each part's document count (`documents`).
+    Raises EmptyCorpusError, citing the clean stats files when given, if no part holds a document.
     """
-    if len(inputs) != len(outputs):
-        raise ValueError(f"dedup needs one output per input: {len(inputs)} in, {len(outputs)} out")
-    if not any(_has_documents(path) for path in inputs):
-        raise EmptyCorpusError(empty_corpus_message(len(inputs), clean_stats))
-    seen: set[bytes] = set()
-    total = Stats(removed={DUPLICATE: Counts()})
-    part_summaries = []
-    for input_path, output_path in zip(inputs, outputs, strict=True):
-        part = Stats(removed={DUPLICATE: Counts()})
-        with JsonlWriter(output_path) as writer:
-            for record in iter_jsonl(input_path):
-                doc = Document(
-                    record["text"], record.get("source", ""), record.get("kind", "prose")
-                )
-                part.count_in(doc)
-                key = text_key(doc.text, config.lowercase)
-                if key in seen:
-                    part.count_removed(DUPLICATE, doc)
-                    continue
-                seen.add(key)
-                writer.write(record)
-                part.count_out(doc)
-        part_summaries.append(
-            {
-                "input": str(input_path),
-                "output": str(output_path),
-                **part.flow.to_dict(),
-                "duplicates": part.removed[DUPLICATE].documents,
-            }
+    records, documents = _gather(signature_paths)
+    if not documents.sum():
+        raise EmptyCorpusError(empty_corpus_message(len(signature_paths), clean_stats))
+    exact, sizes = records["exact"], records["bytes"]
+    part = np.repeat(np.arange(len(documents)), documents)
+    index = np.arange(len(part)) - np.repeat(np.cumsum(documents) - documents, documents)
+    # Rank 0 is the document every cluster would rather keep; a cluster keeps its lowest rank.
+    order = np.lexsort((index, part, records["source"], exact[:, 1], exact[:, 0], -sizes))
+    clusters = UnionFind.of_size(len(order))
+    if config.exact:
+        clusters.union(*_exact_pairs(exact[order]))
+    lsh = {"candidate_pairs": 0, "merged_pairs": 0}
+    if config.near.enabled:
+        _check_width(records["signature"], config, signature_paths)
+        ranked_has_shingles = records["shingles"][order] > 0
+        lsh = _merge_near(clusters, records["signature"], order, ranked_has_shingles, config)
+    roots = clusters.roots()
+    removed_ranks = np.flatnonzero(roots != np.arange(len(roots)))
+    removed, kept_for = order[removed_ranks], order[roots[removed_ranks]]
+    near = np.any(exact[removed] != exact[kept_for], axis=1)
+    with atomic_path(duplicates_output) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            part=part[removed],
+            index=index[removed],
+            keep_part=part[kept_for],
+            keep_index=index[kept_for],
+            near=near,
+            documents=documents,
         )
-        total = total + part
-    full = total.to_dict()
-    result = {**{key: full[key] for key in DOCUMENT_KEYS}, "parts": part_summaries}
-    write_json(stats_output, result)
+    stats = _stats(part, sizes, removed, near, roots, lsh, signature_paths)
+    write_json(stats_output, stats)
     log.info(
-        "dedup: kept %d of %d documents across %d parts (%d exact duplicates removed)",
-        total.flow.documents_out,
-        total.flow.documents_in,
-        len(inputs),
-        total.removed[DUPLICATE].documents,
+        "dedup: kept %d of %d documents across %d parts (%d exact, %d near duplicates, "
+        "%d clusters, largest %d)",
+        stats["documents_out"],
+        stats["documents_in"],
+        len(signature_paths),
+        stats["removed"][EXACT]["documents"],
+        stats["removed"][NEAR]["documents"],
+        stats["clusters"]["count"],
+        stats["clusters"]["largest"],
     )
-    return result
+    return stats
 
 
-def _has_documents(path: str | os.PathLike) -> bool:
-    records = iter_jsonl(path)
-    try:
-        return next(records, None) is not None
-    finally:
-        records.close()
+def filter_part(
+    input_path: str | os.PathLike,
+    duplicates: str | os.PathLike,
+    part: int,
+    output: str | os.PathLike,
+) -> int:
+    """Copy cleaned part `part` without the documents `duplicates` removes; return how many kept."""
+    with np.load(duplicates, allow_pickle=False) as removed:
+        expected = int(removed["documents"][part])
+        drop = np.zeros(expected, dtype=bool)
+        drop[removed["index"][removed["part"] == part]] = True
+    with JsonlWriter(output) as writer:
+        count = 0
+        for count, record in enumerate(iter_jsonl(input_path), start=1):
+            if count <= expected and not drop[count - 1]:
+                writer.write(record)
+        if count != expected:
+            raise ValueError(
+                f"{input_path} holds {count} documents but {duplicates} was computed from "
+                f"{expected}: rerun the dedup_signatures and dedup_clusters rules"
+            )
+    return writer.count
+
+
+def _gather(paths: list[str | os.PathLike]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every part's records concatenated, and each part's document count.
+
+    The result is allocated once and filled a part at a time, so memory peaks at the result
+    plus one part's records.
+    """
+    counts = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as part:
+            counts.append(len(part["bytes"]))
+    ends = np.cumsum(counts)
+    gathered: dict[str, np.ndarray] = {}
+    for path, end, count in zip(paths, ends, counts, strict=True):
+        with np.load(path, allow_pickle=False) as part:
+            for name in part.files:
+                values = part[name]
+                if name not in gathered:
+                    gathered[name] = np.empty((ends[-1], *values.shape[1:]), dtype=values.dtype)
+                gathered[name][end - count : end] = values
+    return gathered, np.array(counts, dtype=np.int64)
+
+
+def _check_width(signature: np.ndarray, config: DedupConfig, paths: list) -> None:
+    if signature.shape[1] != config.near.num_perm:
+        raise ValueError(
+            f"signatures in {paths[0]} … have {signature.shape[1]} values, but "
+            f"dedup.near.num_perm is {config.near.num_perm}: rerun the dedup_signatures rule"
+        )
+
+
+def _exact_pairs(ranked_exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of ranks with equal text hashes: each with the next-lower rank of the same text."""
+    order = np.lexsort((np.arange(len(ranked_exact)), ranked_exact[:, 1], ranked_exact[:, 0]))
+    sorted_exact = ranked_exact[order]
+    same = np.all(sorted_exact[1:] == sorted_exact[:-1], axis=1)
+    return order[1:][same], order[:-1][same]
+
+
+def _merge_near(
+    clusters: UnionFind,
+    signature: np.ndarray,
+    order: np.ndarray,
+    ranked_has_shingles: np.ndarray,
+    config: DedupConfig,
+) -> dict[str, int]:
+    """Band by band, merge candidate pairs whose signatures agree on ≥ threshold of values."""
+    near = config.near
+    ranks = np.flatnonzero(ranked_has_shingles)
+    members = order[ranks]
+    needed = near.threshold * near.num_perm
+    candidates = merged = 0
+    for band in range(near.bands):
+        columns = slice(band * near.rows, (band + 1) * near.rows)
+        left, right = bucket_pairs(band_keys(signature[members, columns]))
+        roots = clusters.roots()
+        apart = roots[ranks[left]] != roots[ranks[right]]
+        left, right = ranks[left[apart]], ranks[right[apart]]
+        candidates += len(left)
+        for start in range(0, len(left), PAIR_BATCH):
+            chunk = slice(start, start + PAIR_BATCH)
+            agree = signature[order[left[chunk]]] == signature[order[right[chunk]]]
+            accepted = np.count_nonzero(agree, axis=1) >= needed
+            merged += int(accepted.sum())
+            clusters.union(left[chunk][accepted], right[chunk][accepted])
+    return {"candidate_pairs": candidates, "merged_pairs": merged}
+
+
+def _stats(
+    part: np.ndarray,
+    sizes: np.ndarray,
+    removed: np.ndarray,
+    near: np.ndarray,
+    roots: np.ndarray,
+    lsh: dict[str, int],
+    signature_paths: list,
+) -> dict[str, Any]:
+    """Document and byte counts (in total and per part), removals by reason, cluster sizes."""
+    parts = len(signature_paths)
+
+    def per_part(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        docs = np.bincount(part[selected], minlength=parts)
+        return docs, np.bincount(part[selected], weights=sizes[selected], minlength=parts)
+
+    docs_in, bytes_in = per_part(np.arange(len(part)))
+    exact_docs, exact_bytes = per_part(removed[~near])
+    near_docs, near_bytes = per_part(removed[near])
+    docs_out = docs_in - exact_docs - near_docs
+    bytes_out = bytes_in - exact_bytes - near_bytes
+    sizes_of_clusters = np.bincount(roots)
+    sizes_of_clusters = sizes_of_clusters[sizes_of_clusters > 1]
+    histogram = np.unique(sizes_of_clusters, return_counts=True)
+    return {
+        "documents_in": int(docs_in.sum()),
+        "bytes_in": int(bytes_in.sum()),
+        "documents_out": int(docs_out.sum()),
+        "bytes_out": int(bytes_out.sum()),
+        "removed": {
+            EXACT: {"documents": int(exact_docs.sum()), "bytes": int(exact_bytes.sum())},
+            NEAR: {"documents": int(near_docs.sum()), "bytes": int(near_bytes.sum())},
+        },
+        "clusters": {
+            "count": len(sizes_of_clusters),
+            "documents": int(sizes_of_clusters.sum()),
+            "largest": int(sizes_of_clusters.max(initial=0)),
+            "sizes": {str(size): int(count) for size, count in zip(*histogram, strict=True)},
+        },
+        "lsh": lsh,
+        "parts": [
+            {
+                "part": index,
+                "signatures": str(path),
+                "documents_in": int(docs_in[index]),
+                "bytes_in": int(bytes_in[index]),
+                "documents_out": int(docs_out[index]),
+                "bytes_out": int(bytes_out[index]),
+                "exact_duplicates": int(exact_docs[index]),
+                "near_duplicates": int(near_docs[index]),
+            }
+            for index, path in enumerate(signature_paths)
+        ],
+    }
 
 
 def empty_corpus_message(parts: int, clean_stats: list[str | os.PathLike] | None) -> str:
@@ -115,7 +324,7 @@ def empty_corpus_message(parts: int, clean_stats: list[str | os.PathLike] | None
             lines.append(f"  skipped ({reason}): {count}")
     lines.append(
         "Check that corpus.raw_dir holds files named by clean.text_extensions, "
-        "clean.code_extensions or .jsonl, and the thresholds clean.min_text_length, "
-        "clean.max_text_length and clean.max_urls in config.yaml."
+        "clean.code_extensions, .jsonl(.gz/.zst) or .parquet, and the filter thresholds "
+        "in the clean section of config.yaml."
     )
     return "\n".join(lines)

@@ -7,7 +7,11 @@ the dedup stage the document counts (first five keys) plus a row per part:
       "documents_in": int, "bytes_in": int, "documents_out": int, "bytes_out": int,
       "removed":  {step: {"documents": int, "bytes": int}},  # every step; bytes when dropped
       "modified": {step: {"documents": int, "bytes": int}},  # steps that changed text; net bytes
+      "filters":  {step: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
+      "rules":    {step: {rule: int}},     # removed documents by the rule that failed
+      "counters": {step: {event: int}},    # what steps changed: lines dropped, redactions
       "kinds":    {kind: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
+      "sources":  {file: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
       "files":    {"seen": int, "read": int, "skipped": int},
       "skipped":  {"total": int, "by_reason": {reason: int},
                    "entries": [{"path": str, "line": int | None, "reason": str}],
@@ -16,13 +20,17 @@ the dedup stage the document counts (first five keys) plus a row per part:
 
 The counts add up: documents_in = documents_out + the sum of removed documents;
 bytes_in + the sum of modified bytes = bytes_out + the sum of removed bytes;
-files seen = read + skipped. Skipped entries (files, folders, JSONL lines) never
-become documents, so they sit outside the document counts.
+files seen = read + skipped. A step counts in `filters` only the documents of the
+kinds it applies to. `sources` has a row per raw file (at most MAX_LISTED_SOURCES;
+the rest add up under OTHER_SOURCES). Skipped entries (files, folders, JSONL lines,
+Parquet rows) never become documents, so they sit outside the document counts.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Kind = Literal["prose", "code"]
@@ -30,17 +38,52 @@ KINDS: tuple[str, ...] = ("prose", "code")
 
 # Skipped entries listed by name in a stats file; the counts by reason stay complete beyond it.
 MAX_LISTED_SKIPS = 1000
+# Raw files given their own row in `sources`; further files are summed under OTHER_SOURCES.
+MAX_LISTED_SOURCES = 10_000
+OTHER_SOURCES = "(other files)"
+
+
+class TextView:
+    """Splits of one text that several filters read, each made once, on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The non-empty lines (blank lines are empty once whitespace is normalised)."""
+        return list(filter(None, self.text.split("\n")))
+
+    @cached_property
+    def words(self) -> list[str]:
+        """Whitespace-separated tokens, punctuation attached."""
+        return self.text.split()
+
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
 
 
 @dataclass
 class Document:
+    """One text; `origin` is the raw file it was read from ("" when it came from elsewhere).
+
+    Treat it as immutable: steps return a changed copy (`dataclasses.replace`), so the
+    cached `num_bytes` and `view` always describe `text`.
+    """
+
     text: str
     source: str
     kind: Kind = "prose"
+    origin: str = ""
 
-    @property
+    @cached_property
     def num_bytes(self) -> int:
         return len(self.text.encode("utf-8"))
+
+    @cached_property
+    def view(self) -> TextView:
+        return TextView(self.text)
 
     def record(self) -> dict[str, str]:
         """The JSONL form written by the clean and dedup stages."""
@@ -59,7 +102,7 @@ class Counts:
 
 @dataclass
 class Flow:
-    """Documents and bytes entering and leaving a stage."""
+    """Documents and bytes entering and leaving a stage, a step or a file."""
 
     documents_in: int = 0
     bytes_in: int = 0
@@ -71,6 +114,14 @@ class Flow:
         self.bytes_in += other.bytes_in
         self.documents_out += other.documents_out
         self.bytes_out += other.bytes_out
+
+    def count_in(self, size: int) -> None:
+        self.documents_in += 1
+        self.bytes_in += size
+
+    def count_out(self, size: int) -> None:
+        self.documents_out += 1
+        self.bytes_out += size
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -100,39 +151,57 @@ class Stats:
     flow: Flow = field(default_factory=Flow)
     removed: dict[str, Counts] = field(default_factory=dict)
     modified: dict[str, Counts] = field(default_factory=dict)
+    filters: dict[str, Flow] = field(default_factory=dict)
+    rules: dict[str, Counter[str]] = field(default_factory=dict)
+    counters: dict[str, Counter[str]] = field(default_factory=dict)
     kinds: dict[str, Flow] = field(default_factory=dict)
+    sources: dict[str, Flow] = field(default_factory=dict)
     files: FileCounts = field(default_factory=FileCounts)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_entries: list[dict[str, Any]] = field(default_factory=list)
     skipped_omitted: int = 0
 
     def register(self, step_names: list[str]) -> None:
-        """List these steps in `removed`, in order, even if they never drop anything."""
+        """List these steps in `removed` and `filters`, in order, even if they never act."""
         for name in step_names:
             self.removed.setdefault(name, Counts())
+            self.filters.setdefault(name, Flow())
 
     def count_in(self, doc: Document) -> None:
         size = doc.num_bytes
-        self.flow.documents_in += 1
-        self.flow.bytes_in += size
-        kind = self.kinds.setdefault(doc.kind, Flow())
-        kind.documents_in += 1
-        kind.bytes_in += size
+        self.flow.count_in(size)
+        self.kinds.setdefault(doc.kind, Flow()).count_in(size)
+        if doc.origin:
+            self._source(doc.origin).count_in(size)
 
     def count_out(self, doc: Document) -> None:
         size = doc.num_bytes
-        self.flow.documents_out += 1
-        self.flow.bytes_out += size
-        kind = self.kinds.setdefault(doc.kind, Flow())
-        kind.documents_out += 1
-        kind.bytes_out += size
+        self.flow.count_out(size)
+        self.kinds.setdefault(doc.kind, Flow()).count_out(size)
+        if doc.origin:
+            self._source(doc.origin).count_out(size)
 
-    def count_removed(self, reason: str, doc: Document) -> None:
-        self.removed.setdefault(reason, Counts()).add(Counts(1, doc.num_bytes))
+    def count_removed(self, step: str, doc: Document, rule: str = "") -> None:
+        self.removed.setdefault(step, Counts()).add(Counts(1, doc.num_bytes))
+        if rule:
+            self.rules.setdefault(step, Counter())[rule] += 1
 
     def count_modified(self, step: str, before: Document, after: Document) -> None:
         change = after.num_bytes - before.num_bytes
         self.modified.setdefault(step, Counts()).add(Counts(1, change))
+
+    def step_flow(self, step: str) -> Flow:
+        """The documents and bytes that went into and came out of one step."""
+        return self.filters.setdefault(step, Flow())
+
+    def tally(self, step: str) -> Counter[str]:
+        """The counter a step adds its events to (lines dropped, addresses redacted)."""
+        return self.counters.setdefault(step, Counter())
+
+    def _source(self, origin: str) -> Flow:
+        if origin not in self.sources and len(self.sources) >= MAX_LISTED_SOURCES:
+            origin = OTHER_SOURCES
+        return self.sources.setdefault(origin, Flow())
 
     def file_read(self) -> None:
         self.files.seen += 1
@@ -145,7 +214,7 @@ class Stats:
         self.skip_entry(path, reason)
 
     def skip_entry(self, path: str, reason: str, line: int | None = None) -> None:
-        """A folder, a JSONL line or the rest of a file was passed over."""
+        """A folder, a JSONL line, a Parquet row or the rest of a file was passed over."""
         self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + 1
         if len(self.skipped_entries) < MAX_LISTED_SKIPS:
             self.skipped_entries.append({"path": path, "line": line, "reason": reason})
@@ -164,8 +233,16 @@ class Stats:
                 total.removed.setdefault(name, Counts()).add(counts)
             for name, counts in part.modified.items():
                 total.modified.setdefault(name, Counts()).add(counts)
+            for name, flow in part.filters.items():
+                total.step_flow(name).add(flow)
+            for name, rules in part.rules.items():
+                total.rules.setdefault(name, Counter()).update(rules)
+            for name, events in part.counters.items():
+                total.tally(name).update(events)
             for kind, flow in part.kinds.items():
                 total.kinds.setdefault(kind, Flow()).add(flow)
+            for origin, flow in part.sources.items():
+                total._source(origin).add(flow)
             total.files.add(part.files)
             for reason, count in part.skipped_by_reason.items():
                 total.skipped_by_reason[reason] = total.skipped_by_reason.get(reason, 0) + count
@@ -179,7 +256,15 @@ class Stats:
             **self.flow.to_dict(),
             "removed": {name: vars(counts).copy() for name, counts in self.removed.items()},
             "modified": {name: vars(counts).copy() for name, counts in self.modified.items()},
+            "filters": {name: flow.to_dict() for name, flow in self.filters.items()},
+            "rules": {name: dict(rules.most_common()) for name, rules in self.rules.items()},
+            "counters": {
+                name: dict(sorted(events.items()))
+                for name, events in self.counters.items()
+                if events
+            },
             "kinds": {kind: self.kinds[kind].to_dict() for kind in sorted(self.kinds)},
+            "sources": {origin: self.sources[origin].to_dict() for origin in sorted(self.sources)},
             "files": vars(self.files).copy(),
             "skipped": {
                 "total": self.skipped_total,
@@ -193,11 +278,22 @@ class Stats:
     def from_dict(cls, data: dict[str, Any]) -> Stats:
         """Rebuild the counters from `to_dict` output (extra keys such as `part` are ignored)."""
         skipped = data.get("skipped", {})
+
+        def flows(key: str) -> dict[str, Flow]:
+            return {name: Flow(**flow) for name, flow in data.get(key, {}).items()}
+
+        def counters(key: str) -> dict[str, Counter[str]]:
+            return {name: Counter(counts) for name, counts in data.get(key, {}).items()}
+
         return cls(
             flow=Flow(**{key: data.get(key, 0) for key in vars(Flow())}),
             removed={name: Counts(**c) for name, c in data.get("removed", {}).items()},
             modified={name: Counts(**c) for name, c in data.get("modified", {}).items()},
-            kinds={kind: Flow(**flow) for kind, flow in data.get("kinds", {}).items()},
+            filters=flows("filters"),
+            rules=counters("rules"),
+            counters=counters("counters"),
+            kinds=flows("kinds"),
+            sources=flows("sources"),
             files=FileCounts(**data.get("files", {})),
             skipped_by_reason=dict(skipped.get("by_reason", {})),
             skipped_entries=[dict(entry) for entry in skipped.get("entries", [])],

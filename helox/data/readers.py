@@ -1,22 +1,32 @@
-"""Turn a folder of raw text, code and JSONL into a stream of `Document`s.
+"""Turn a folder of raw text, code, JSONL and Parquet into a stream of `Document`s.
+
+Whole files are read by extension: `clean.text_extensions` as prose,
+`clean.code_extensions` as code. `.jsonl`, `.jsonl.gz` and `.jsonl.zst` give a
+document per line (source `path:line`, from 1), `.parquet` one per row of the
+`clean.parquet_text_field` column (source `path:row`, from 0), read one row group
+at a time; a record's own `kind` and `source` fields, where present, are used.
 
 Nothing in a raw folder stops a run: every file is either read or skipped, and a
-skipped file, folder or JSONL line is counted in `Stats` under its reason and
-logged with its path (and line). Hidden entries (a name starting with ".") are
+skipped file, folder, JSONL line or Parquet row is counted in `Stats` under its
+reason and logged with its path (and line or row). Hidden entries (a name starting with ".") are
 skipped as "hidden" without a warning, so `.git/` or a gathered corpus's
 `.manifest.json` never become documents.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import zstandard
 
 from helox.config import CleanConfig
@@ -40,6 +50,10 @@ MISSING_TEXT = "missing text field"
 TEXT_NOT_STRING = "text field is not a string"
 BAD_KIND = "kind is not prose or code"
 BAD_ZSTD = "truncated or corrupt zstd stream"
+BAD_GZIP = "truncated or corrupt gzip stream"
+BAD_PARQUET = "unreadable Parquet file or row group"
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 # Reasons that describe the folder rather than a fault in it: counted, logged quietly.
 QUIET_REASONS = frozenset({HIDDEN, UNSUPPORTED})
@@ -132,8 +146,10 @@ def read_documents(
             continue
         name = entry.path.name.lower()
         suffix = os.path.splitext(name)[1]
-        if name.endswith((".jsonl", ".jsonl.zst")):
+        if name.endswith(JSONL_SUFFIXES):
             yield from read_jsonl(entry.path, entry.relative, config.jsonl_text_field, stats)
+        elif name.endswith(".parquet"):
+            yield from read_parquet(entry.path, entry.relative, config.parquet_text_field, stats)
         elif suffix in text_extensions or suffix in code_extensions:
             kind: Kind = "prose" if suffix in text_extensions else "code"
             doc = read_text_file(entry.path, entry.relative, kind, stats)
@@ -160,27 +176,81 @@ def read_text_file(path: Path, relative: str, kind: Kind, stats: Stats) -> Docum
         _skip(stats, relative, NOT_UTF8, detail=f"first bad byte on line {line}")
         return None
     stats.file_read()
-    return Document(text=text, source=relative, kind=kind)
+    return Document(text=text, source=relative, kind=kind, origin=relative)
 
 
 def read_jsonl(path: Path, relative: str, text_field: str, stats: Stats) -> Iterator[Document]:
-    """Yield a document per good line of a `.jsonl` or `.jsonl.zst` file; count the bad lines."""
+    """Yield a document per good line of a `.jsonl`, `.jsonl.gz` or `.jsonl.zst` file.
+
+    A bad line is counted and passed over; a stream that breaks off (truncated or
+    corrupt compression, a read error) ends the file there, counted at the next line.
+    """
     opened = False
     line_number = 0
     try:
         with open(path, "rb") as handle:
             opened = True
             stats.file_read()
-            raw_lines = _zstd_lines(handle) if path.name.lower().endswith(".zst") else handle
-            for line_number, raw_line in enumerate(raw_lines, start=1):
+            for line_number, raw_line in enumerate(_raw_lines(handle, path.name), start=1):
                 doc = _parse_line(raw_line, line_number, relative, text_field, stats)
                 if doc is not None:
                     yield doc
     except (TruncatedZstdError, zstandard.ZstdError) as error:
         _skip(stats, relative, BAD_ZSTD, line=line_number + 1, detail=str(error))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        _skip(stats, relative, BAD_GZIP, line=line_number + 1, detail=str(error))
     except OSError as error:
         line = line_number + 1 if opened else None
         _skip(stats, relative, UNREADABLE, line=line, detail=str(error))
+
+
+def _raw_lines(handle: BinaryIO, name: str) -> Iterable[bytes]:
+    """The byte lines of a plain, gzip or zstd JSONL file."""
+    name = name.lower()
+    if name.endswith(".zst"):
+        return _zstd_lines(handle)
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=handle, mode="rb")
+    return handle
+
+
+def read_parquet(path: Path, relative: str, text_field: str, stats: Stats) -> Iterator[Document]:
+    """Yield a document per row of a Parquet file's text column, one row group at a time.
+
+    A file that cannot be opened or lacks a string `text_field` column is skipped
+    whole; an unreadable row group is counted at its first row and passed over.
+    """
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        _skip(stats, relative, BAD_PARQUET, detail=str(error))
+        return
+    with parquet:
+        schema = parquet.schema_arrow
+        if text_field not in schema.names:
+            _skip(stats, relative, MISSING_TEXT, detail=f"no {text_field!r} column")
+            return
+        text_type = schema.field(text_field).type
+        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+            _skip(stats, relative, TEXT_NOT_STRING, detail=f"{text_field!r} holds {text_type}")
+            return
+        stats.file_read()
+        extra = [name for name in ("kind", "source") if name in schema.names and name != text_field]
+        first_row = 0
+        for group in range(parquet.num_row_groups):
+            try:
+                table = parquet.read_row_group(group, columns=[text_field, *extra])
+                columns = {name: table.column(name).to_pylist() for name in [text_field, *extra]}
+            except (OSError, pa.ArrowException, UnicodeDecodeError) as error:
+                _skip(stats, relative, BAD_PARQUET, line=first_row, detail=str(error))
+            else:
+                for offset, text in enumerate(columns[text_field]):
+                    record = {name: columns[name][offset] for name in extra}
+                    row = first_row + offset
+                    doc = _document(text, record, relative, row, text_field, stats)
+                    if doc is not None:
+                        yield doc
+            first_row += parquet.metadata.row_group(group).num_rows
 
 
 def _parse_line(
@@ -209,9 +279,24 @@ def _parse_line(
     if text_field not in record:
         skip(MISSING_TEXT, f"no {text_field!r} key")
         return None
-    text = record[text_field]
+    return _document(record[text_field], record, relative, line_number, text_field, stats)
+
+
+def _document(
+    text: Any, record: dict[str, Any], relative: str, line: int, text_field: str, stats: Stats
+) -> Document | None:
+    """A record's document (its own `kind` and `source` if set), or None, counted, if invalid."""
+
+    def skip(reason: str, detail: str) -> None:
+        _skip(stats, relative, reason, line=line, detail=detail)
+
     if not isinstance(text, str):
         skip(TEXT_NOT_STRING, f"{text_field!r} holds {type(text).__name__}")
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        skip(NOT_UTF8, f"{text_field!r} holds a lone surrogate ({error.reason})")
         return None
     kind = record.get("kind") or "prose"
     if kind not in KINDS:
@@ -219,8 +304,8 @@ def _parse_line(
         return None
     source = record.get("source")
     if not isinstance(source, str) or not source:
-        source = f"{relative}:{line_number}"
-    return Document(text=text, source=source, kind=kind)
+        source = f"{relative}:{line}"
+    return Document(text=text, source=source, kind=kind, origin=relative)
 
 
 def _zstd_lines(handle: BinaryIO) -> Iterator[bytes]:

@@ -1,19 +1,27 @@
-"""Device choice (cuda, then mps, then cpu), autocast precision, and torchrun/DDP set-up."""
+"""Device choice (cuda, then mps, then cpu), precision, threads, and the torchrun process
+group with DistributedDataParallel or FSDP2 (`fully_shard`) around the model."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+KEEP_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class DistributedEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1
 
     @classmethod
     def from_environ(cls) -> DistributedEnv:
@@ -30,6 +39,7 @@ class DistributedEnv:
             rank=int(os.environ.get("RANK", 0)),
             world_size=int(os.environ.get("WORLD_SIZE", 1)),
             local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
         )
 
     @property
@@ -39,6 +49,22 @@ class DistributedEnv:
     @property
     def is_distributed(self) -> bool:
         return self.world_size > 1
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep freed blocks of any size for reuse instead of unmapping them.
+
+    A CPU training step frees and reallocates the same few hundred MB of activations
+    every step; above glibc's 32 MB mmap ceiling each reallocation costs fresh pages,
+    page faults and kernel zeroing (76 000 faults and 2-4% of a step in
+    benchmarks/train_mfu.py). Nothing happens where libc is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)
+    libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
 
 
 def available(device_type: str) -> bool:
@@ -52,8 +78,8 @@ def available(device_type: str) -> bool:
 class DeviceManager:
     """Pick the device for this process and say how to run on it.
 
-    On CPU, torch uses `threads` threads, else OMP_NUM_THREADS, else this process's cores
-    divided among the processes torchrun started on this machine.
+    On CPU, `threads` is the budget of the whole machine, shared by the processes torchrun
+    started on it; without it, OMP_NUM_THREADS or this process's cores are shared likewise.
     """
 
     def __init__(self, force_device: str | None = None, threads: int | None = None):
@@ -78,14 +104,16 @@ class DeviceManager:
         else:
             self.device = torch.device(device_type)
         if device_type == "cpu":
-            torch.set_num_threads(threads or self.default_threads())
+            torch.set_num_threads(self.threads_per_process(threads))
+            keep_freed_memory()
 
-    def default_threads(self) -> int:
+    def threads_per_process(self, threads: int | None) -> int:
+        if threads:
+            return max(1, threads // self.dist.local_world_size)
         if "OMP_NUM_THREADS" in os.environ:
             return max(1, int(os.environ["OMP_NUM_THREADS"]))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        return max(1, (cores or 1) // local_processes)
+        return max(1, (cores or 1) // self.dist.local_world_size)
 
     def get_device_info(self) -> dict:
         if self.device.type == "cuda":
@@ -124,6 +152,8 @@ class DeviceManager:
         log.warning("this GPU has no bf16 support: running fp32")
         return None
 
+    # ------------------------------------------------------------------ several processes
+
     def init_distributed(self) -> None:
         """Join the torchrun process group (nccl on CUDA, else gloo); nothing for one process."""
         if self.dist.is_distributed and not dist.is_initialized():
@@ -132,12 +162,52 @@ class DeviceManager:
                 backend=backend, rank=self.dist.rank, world_size=self.dist.world_size
             )
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
-        """DistributedDataParallel around `model` when launched by torchrun, else `model` itself."""
+    def wrap_model(
+        self, model: nn.Module, fsdp: bool = False, param_dtype: torch.dtype | None = None
+    ) -> nn.Module:
+        """`model` itself for one process; else DDP around it, or with `fsdp` the same model
+        sharded in place by FSDP2, one unit per block, gathering parameters in `param_dtype`."""
         if not self.dist.is_distributed:
             return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if not fsdp:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            return DistributedDataParallel(model, device_ids=device_ids)
+        policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+        for block in model.model.layers:
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+        return model
+
+    @contextmanager
+    def gradient_sync(self, wrapped: nn.Module, enabled: bool) -> Iterator[None]:
+        """Let backward reduce gradients across processes only when `enabled`."""
+        if enabled or not self.dist.is_distributed:
+            yield
+        elif isinstance(wrapped, DistributedDataParallel):
+            with wrapped.no_sync():
+                yield
+        else:
+            wrapped.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                wrapped.set_requires_gradient_sync(True)
+
+    def mean_over_processes(self, value: Tensor) -> Tensor:
+        """The mean of `value` over every process (itself for one process)."""
+        if not dist.is_initialized():
+            return value
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total / self.dist.world_size
+
+    def broadcast_from_main(self, value: int) -> int:
+        """Rank 0's `value` on every process."""
+        if not dist.is_initialized():
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.broadcast(tensor, src=0)
+        return int(tensor.item())
 
     def barrier(self) -> None:
         if dist.is_initialized():

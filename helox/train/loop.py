@@ -2,12 +2,15 @@
 
 `train()` runs `config.total_steps` AdamW steps over any batch source that yields
 (input_ids, labels) pairs and can report and restore its position, so pretraining and
-SFT share it. It resumes from the newest complete checkpoint of the same run fingerprint.
+SFT share it. It resumes from the newest intact checkpoint of the same run fingerprint,
+and refuses one written for a different model. Under torchrun every process runs this
+same loop on its own slice of each batch; rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -22,23 +25,25 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 
 from helox.config import TrainingConfig
 from helox.model import IGNORE_INDEX, HeloxLM
 from helox.train.checkpoint import (
-    checkpoint_fingerprint,
+    ConfigMismatchError,
+    check_model_config,
+    checkpoint_config,
     latest_checkpoint,
     load_checkpoint,
     remove_checkpoints,
     save_checkpoint,
 )
 from helox.train.device import DeviceManager
-from helox.train.schedule import WarmupCosine
+from helox.train.metrics import bits_per_byte, peak_flops
+from helox.train.schedule import make_schedule
 from helox.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_SKIPS = 25
 
 
 class BatchSource(Protocol):
@@ -54,6 +59,10 @@ class BatchSource(Protocol):
 ValBatchesFn = Callable[[], Iterable[tuple[Tensor, Tensor]]]
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient."""
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -63,13 +72,13 @@ def seed_everything(seed: int) -> None:
 def build_optimizer(
     model: HeloxLM, config: TrainingConfig, device: torch.device
 ) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; fused kernels on CUDA, foreach elsewhere."""
+    """AdamW with weight decay on matrices only; the fused kernel on CUDA and CPU."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    kernel = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.AdamW(
         groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), **kernel
     )
@@ -102,7 +111,10 @@ Hook = Callable[["Trainer", StepResult], None]
 
 
 class Trainer:
-    """Holds the model, optimizer and progress of one run; `fit()` is the loop."""
+    """Holds the model, optimizer and progress of one run; `fit()` is the loop.
+
+    `token_bytes` (bytes per token id) adds bits per byte to evaluation.
+    """
 
     def __init__(
         self,
@@ -115,6 +127,7 @@ class Trainer:
         fingerprint: str,
         tracker: Tracker | None = None,
         hooks: Sequence[Hook] = (),
+        token_bytes: Tensor | None = None,
     ):
         if config.seq_len > model.config.max_position_embeddings:
             raise ValueError(
@@ -124,17 +137,11 @@ class Trainer:
         self.config = config
         self.device = device_manager.device
         self.device_manager = device_manager
+        self.world_size = device_manager.dist.world_size
         self.is_main = device_manager.dist.is_main
+        self.flops_per_token = model.flops_per_token(config.seq_len)
         self.model = model.to(self.device)
         self.model.set_gradient_checkpointing(config.gradient_checkpointing)
-        self.train_batches = train_batches
-        self.val_batches_fn = val_batches_fn
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.fingerprint = fingerprint
-        self.tracker = tracker if self.is_main else None
-        self.hooks = list(hooks)
-        self.optimizer = build_optimizer(self.model, config, self.device)
-        self.schedule = WarmupCosine.from_config(config)
         autocast_dtype = device_manager.autocast_dtype(config.mixed_precision)
         self.autocast = (
             nullcontext()
@@ -144,15 +151,26 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=autocast_dtype == torch.float16
         )
-        self.forward_model = torch.compile(self.model) if config.compile else self.model
-        self.train_model = device_manager.wrap_model(self.forward_model)
+        self.parallel_model = device_manager.wrap_model(self.model, config.fsdp, autocast_dtype)
+        compile_model = config.compile is True or (
+            config.compile == "auto" and self.device.type == "cuda"
+        )
+        self.train_model = (
+            torch.compile(self.parallel_model) if compile_model else self.parallel_model
+        )
+        self.optimizer = build_optimizer(self.model, config, self.device)
+        self.schedule = make_schedule(config)
+        self.train_batches = train_batches
+        self.val_batches_fn = val_batches_fn
+        self.token_bytes = token_bytes
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.fingerprint = fingerprint
+        self.tracker = tracker if self.is_main else None
+        self.hooks = list(hooks)
         self.progress = Progress()
         self.tokens_per_step = (
-            config.batch_size
-            * config.seq_len
-            * config.gradient_accumulation_steps
-            * device_manager.dist.world_size
-        )
+            config.batch_size * config.seq_len * config.gradient_accumulation_steps
+        ) * self.world_size
         self._consecutive_skips = 0
         self._last_saved_step = -1
         self._last_eval: dict[str, float] = {}
@@ -205,7 +223,8 @@ class Trainer:
             input_ids, labels = next(self.train_batches)
             input_ids = input_ids.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            with self._grad_sync(micro == accumulation - 1):
+            last = micro == accumulation - 1
+            with self.device_manager.gradient_sync(self.parallel_model, last):
                 with self.autocast:
                     loss = self.train_model(input_ids, labels).loss
                 self.scaler.scale(loss / accumulation).backward()
@@ -214,7 +233,10 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.max_grad_norm or math.inf, foreach=True
         )
-        loss_value, norm_value = torch.stack([loss_sum / accumulation, grad_norm]).tolist()
+        if isinstance(grad_norm, DTensor):
+            grad_norm = grad_norm.full_tensor()
+        mean_loss = self.device_manager.mean_over_processes(loss_sum / accumulation)
+        loss_value, norm_value = torch.stack([mean_loss, grad_norm.float()]).tolist()
         scaler_handles_overflow = self.scaler.is_enabled()
         skipped = not math.isfinite(loss_value) or (
             not math.isfinite(norm_value) and not scaler_handles_overflow
@@ -235,27 +257,30 @@ class Trainer:
         return StepResult(step + 1, loss_value, norm_value, lr, seconds, skipped)
 
     def _skip(self, step: int, loss: float, grad_norm: float) -> None:
+        """Count a step whose update was dropped; stop the run after too many in a row."""
         self.progress.skipped_steps += 1
         self._consecutive_skips += 1
         log.warning(
             "step %d: loss %s, grad norm %s; skipping the update", step + 1, loss, grad_norm
         )
-        if self._consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-            raise RuntimeError(
-                f"{self._consecutive_skips} consecutive steps had a non-finite loss or gradient; "
-                f"lower learning_rate or check the data"
+        limit = self.config.max_consecutive_skips
+        if self._consecutive_skips >= limit:
+            raise NonFiniteTrainingError(
+                f"stopping at step {step + 1}: {limit} steps in a row had a non-finite loss or "
+                f"gradient (max_consecutive_skips); no checkpoint was written since, so the "
+                f"newest in {self.checkpoint_dir} is intact. Lower learning_rate or check the "
+                f"data, then rerun to resume from it"
             )
-
-    def _grad_sync(self, last_micro_batch: bool):
-        """Under DDP, all-reduce gradients only on the last micro-batch of a step."""
-        if last_micro_batch or self.train_model is self.forward_model:
-            return nullcontext()
-        return self.train_model.no_sync()
 
     # ------------------------------------------------------------------ side concerns
 
+    @functools.cached_property
+    def peak_flops(self) -> float | None:
+        """Peak FLOP/s of this process's device (measured once on CPU), None if unknown."""
+        return peak_flops(self.device)
+
     def log_progress(self, result: StepResult) -> None:
-        """Mean loss since the last log line, learning rate, throughput, elapsed time and ETA."""
+        """Mean loss since the last log line, learning rate, throughput, MFU, elapsed, ETA."""
         interval_steps = result.step - self._interval_start_step
         recent = [
             loss
@@ -273,105 +298,139 @@ class Trainer:
         self._interval_seconds, self._interval_start_step = 0.0, result.step
         if not self.is_main:
             return
+        peak = self.peak_flops
+        mfu = tokens_per_second * self.flops_per_token / (peak * self.world_size) if peak else None
         log.info(
-            "step %d/%d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f elapsed %s eta %s%s",
+            "step %d/%d loss %.4f lr %.2e grad_norm %.3f tok/s %.0f mfu %s elapsed %s eta %s%s",
             result.step,
             self.config.total_steps,
             loss,
             result.lr,
             result.grad_norm,
             tokens_per_second,
+            "n/a" if mfu is None else f"{100 * mfu:.1f}%",
             format_seconds(self.progress.elapsed_seconds),
             format_seconds(eta),
             f" skipped {self.progress.skipped_steps}" if self.progress.skipped_steps else "",
         )
         if self.tracker is not None:
-            self.tracker.log_metrics(
-                {
-                    "train/loss": loss,
-                    "train/lr": result.lr,
-                    "train/grad_norm": result.grad_norm,
-                    "train/tokens_per_second": tokens_per_second,
-                    "train/tokens_seen": self.progress.tokens_seen,
-                    "train/skipped_steps": self.progress.skipped_steps,
-                },
-                result.step,
-            )
+            metrics = {
+                "train/loss": loss,
+                "train/lr": result.lr,
+                "train/grad_norm": result.grad_norm,
+                "train/tokens_per_second": tokens_per_second,
+                "train/tokens_seen": self.progress.tokens_seen,
+                "train/skipped_steps": self.progress.skipped_steps,
+            }
+            if mfu is not None:
+                metrics["train/mfu"] = mfu
+            self.tracker.log_metrics(metrics, result.step)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean loss over at most `eval_batches` validation batches, and its perplexity."""
+        """Loss, perplexity and (with `token_bytes`) bits per byte over at most
+        `eval_batches` validation batches."""
         self.model.eval()
-        loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
-        token_count = 0
+        total_nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        token_count = byte_count = 0
         for input_ids, labels in islice(self.val_batches_fn(), self.config.eval_batches):
-            count = int((labels != IGNORE_INDEX).sum())
+            scored = labels != IGNORE_INDEX
+            count = int(scored.sum())
+            if count == 0:
+                continue
+            if self.token_bytes is not None:
+                byte_count += int(self.token_bytes[labels[scored]].sum())
             with self.autocast:
-                loss = self.forward_model(
+                loss = self.model(
                     input_ids.to(self.device, non_blocking=True),
                     labels.to(self.device, non_blocking=True),
                 ).loss
-            loss_total += loss.double() * count
+            total_nats += loss.double() * count
             token_count += count
         self.model.train()
         if token_count == 0:
             raise ValueError("validation produced no tokens to score")
-        val_loss = float(loss_total) / token_count
+        nats = float(total_nats)
+        val_loss = nats / token_count
         step = self.progress.step
         self._last_eval = {
             "step": step,
             "val_loss": val_loss,
             "val_perplexity": math.exp(min(val_loss, 700.0)),
         }
+        if byte_count:
+            self._last_eval["val_bpb"] = bits_per_byte(nats, byte_count)
         self.progress.val_history = [
             entry for entry in self.progress.val_history if entry[0] != step
         ] + [[step, val_loss]]
         if self.is_main:
             log.info(
-                "step %d val_loss %.4f perplexity %.2f",
+                "step %d val_loss %.4f perplexity %.2f%s",
                 step,
                 val_loss,
                 self._last_eval["val_perplexity"],
+                f" bpb {self._last_eval['val_bpb']:.4f}" if byte_count else "",
             )
             if self.tracker is not None:
                 self.tracker.log_metrics(
-                    {"val/loss": val_loss, "val/perplexity": self._last_eval["val_perplexity"]},
+                    {
+                        f"val/{key.removeprefix('val_')}": value
+                        for key, value in self._last_eval.items()
+                        if key != "step"
+                    },
                     step,
                 )
         return self._last_eval
 
     def save(self) -> None:
+        """Write a step checkpoint: every process gathers, rank 0 writes."""
+        path = save_checkpoint(
+            self.checkpoint_dir,
+            self.progress.step,
+            self.model,
+            self.optimizer,
+            self.config,
+            self.fingerprint,
+            self.train_batches.state(),
+            dataclasses.asdict(self.progress),
+        )
         if self.is_main:
-            path = save_checkpoint(
-                self.checkpoint_dir,
-                self.progress.step,
-                self.model,
-                self.optimizer,
-                self.config,
-                self.fingerprint,
-                self.train_batches.state(),
-                dataclasses.asdict(self.progress),
-            )
             log.info("saved checkpoint %s", path)
         self._last_saved_step = self.progress.step
         self.device_manager.barrier()
 
     def resume(self) -> None:
-        """Continue from the newest complete checkpoint of this run; drop another run's."""
-        latest = latest_checkpoint(self.checkpoint_dir)
-        if latest is None:
+        """Continue from the newest intact checkpoint of this run.
+
+        One written for a different model is refused; one of another run of the same
+        model (other data, seed or hyperparameters) is deleted, and training starts afresh.
+        """
+        latest = latest_checkpoint(self.checkpoint_dir) if self.is_main else None
+        step = self.device_manager.broadcast_from_main(
+            int(latest.name.removeprefix("step_")) if latest else -1
+        )
+        if step < 0:
             return
-        if checkpoint_fingerprint(latest) != self.fingerprint:
-            log.warning(
-                "checkpoints in %s belong to a different run (config or data changed); "
-                "deleting them and starting fresh",
-                self.checkpoint_dir,
-            )
+        path = self.checkpoint_dir / f"step_{step}"
+        saved = checkpoint_config(path)
+        try:
+            check_model_config(saved["model"], self.model.config, path)
+        except ConfigMismatchError as error:
+            raise ConfigMismatchError(
+                f"{error}; restore that model config to resume, or delete "
+                f"{self.checkpoint_dir} to start afresh"
+            ) from None
+        if saved.get("fingerprint") != self.fingerprint:
             if self.is_main:
+                log.warning(
+                    "checkpoints in %s belong to a different run (data, seed or training "
+                    "config changed); deleting them and starting fresh",
+                    self.checkpoint_dir,
+                )
                 remove_checkpoints(self.checkpoint_dir)
             self.device_manager.barrier()
             return
-        self.resume_from(latest)
+        self.resume_from(path)
 
     def resume_from(self, path: str | Path) -> None:
         """Load model, optimizer, RNG and data position from one step checkpoint."""
@@ -379,13 +438,13 @@ class Trainer:
         self.train_batches.load_state(state["loader"])
         self.progress = Progress(**state["progress"])
         self._last_saved_step = self.progress.step
-        log.info("resumed from %s at step %d", path, self.progress.step)
+        if self.is_main:
+            log.info("resumed from %s at step %d", path, self.progress.step)
 
     def metrics(self) -> dict:
         losses = self.progress.loss_history
         return {
-            "val_loss": self._last_eval["val_loss"],
-            "val_perplexity": self._last_eval["val_perplexity"],
+            **{k: v for k, v in self._last_eval.items() if k != "step"},
             "train_loss": losses[-1][1] if losses else math.nan,
             "train_tokens_seen": self.progress.tokens_seen,
             "steps": self.progress.step,
@@ -414,6 +473,7 @@ def train(
     fingerprint: str,
     tracker: Tracker | None = None,
     hooks: Sequence[Hook] = (),
+    token_bytes: Tensor | None = None,
 ) -> dict:
     """Train `model` to `config.total_steps` and return its metrics (see `Trainer.metrics`)."""
     trainer = Trainer(
@@ -426,5 +486,6 @@ def train(
         fingerprint,
         tracker,
         hooks,
+        token_bytes,
     )
     return trainer.fit()

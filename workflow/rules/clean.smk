@@ -1,4 +1,5 @@
-# Scatter: part {part} of the raw folder, read, normalised and filtered.
+# Scatter: part {part} of the raw folder, read, normalised and filtered; every removed
+# document goes to rejected/ with its reason, the counts per filter and file to the stats.
 
 
 rule clean:
@@ -18,5 +19,7 @@ rule clean:
         "logs/clean/part-{part}.log",
     benchmark:
         "logs/benchmarks/clean/part-{part}.tsv"
+    conda:
+        "../../envs/data.yaml"
     script:
         "../../scripts/clean.py"

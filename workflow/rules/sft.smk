@@ -15,10 +15,12 @@ rule sft:
     resources:
         mem_mb=resource("sft", "mem_mb", 8000),
         runtime=resource("sft", "runtime", 120),
-        gpu=resource("sft", "gpu", 0),
+        gpu=1 if config["sft"].get("device") == "cuda" else resource("sft", "gpu", 0),
     log:
         "logs/sft.log",
     benchmark:
         "logs/benchmarks/sft.tsv"
+    conda:
+        "../../envs/train.yaml"
     script:
         "../../scripts/sft.py"

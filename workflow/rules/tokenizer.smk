@@ -18,5 +18,7 @@ rule tokenizer:
         "logs/tokenizer.log",
     benchmark:
         "logs/benchmarks/tokenizer.tsv"
+    conda:
+        "../../envs/data.yaml"
     script:
         "../../scripts/tokenizer.py"

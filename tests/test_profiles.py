@@ -1,0 +1,168 @@
+"""Snakemake profiles, what every rule declares for a scheduler, and the conda environments."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "workflow" / "profiles"
+ENVS = REPO / "envs"
+RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+TRAINING_RULES = {"pretrain", "sft"}
+
+# A rule: its name, then every indented (or empty) line up to the next unindented one.
+RULE = re.compile(r"^rule (?P<name>\w+):\n(?P<body>(?:(?: {4}.*)?\n)*)", re.MULTILINE)
+# A directive of a rule: its keyword, the rest of its line, and the lines indented below it.
+DIRECTIVE = re.compile(r"^ {4}(?P<key>\w+):(?P<value>.*\n(?: {8}.*\n)*)", re.MULTILINE)
+ACTIONS = {"script", "shell", "run", "wrapper", "notebook"}
+# A conda package pinned to a version line: name=2, name=0.25, name=3.11.
+PINNED = re.compile(r"^[a-z0-9_.-]+=\d+(\.\d+)*$")
+
+
+def snakemake_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's Snakefile in `workdir`, with no profile named."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def job_resources(output: str) -> dict[str, dict[str, str]]:
+    """The `resources:` line of each rule in a dry run's output, as {rule: {name: value}}."""
+    found = {}
+    for name, line in re.findall(r"^rule (\w+):\n(?: {4}.*\n)*? {4}resources: (.*)$", output, re.M):
+        found[name] = dict(item.split("=", 1) for item in line.split(", "))
+    return found
+
+
+def rule_declarations() -> dict[str, tuple[Path, dict[str, str]]]:
+    """Every rule that runs something, as {name: (file, {directive: its text})}."""
+    rules = {}
+    for path in RULE_FILES:
+        for rule in RULE.finditer(path.read_text()):
+            directives = {d["key"]: d["value"] for d in DIRECTIVE.finditer(rule["body"])}
+            if ACTIONS & directives.keys():
+                rules[rule["name"]] = (path, directives)
+    return rules
+
+
+def quoted(text: str) -> str:
+    """The first double-quoted string in a directive's text."""
+    return re.search(r'"([^"]*)"', text)[1]
+
+
+def test_default_profile_applies_to_a_run_that_names_none(tmp_path):
+    # The profile's `cores: all` is what lets a real run go without --cores; the same run with
+    # the profile switched off is refused before any job.
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(yaml.safe_dump({"corpus": {"stdlib_max_bytes": 20_000}}))
+    args = ["results/sample/raw", "--configfile", str(overlay)]
+
+    refused = snakemake_cli(tmp_path, "--workflow-profile", "none", *args)
+    assert refused.returncode != 0
+    assert "cores have to be specified" in refused.stdout + refused.stderr
+
+    result = snakemake_cli(tmp_path, *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    link = REPO / "profiles" / "default"
+    assert link.resolve() == (PROFILES / "default").resolve()
+    assert f"workflow specific profile {link} " in result.stderr
+    assert any((tmp_path / "results" / "sample" / "raw").iterdir())
+
+
+def test_default_profile_settings_are_in_effect(tmp_path, monkeypatch):
+    from snakemake.cli import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    _, args = parse_args(["--snakefile", str(REPO / "Snakefile"), "--dry-run"])
+    profile = yaml.safe_load((PROFILES / "default" / "config.yaml").read_text())
+    assert {trigger.name.lower().replace("_", "-") for trigger in args.rerun_triggers} == set(
+        profile["rerun-triggers"]
+    )
+    for flag in ("keep-going", "rerun-incomplete", "show-failed-logs"):
+        assert getattr(args, flag.replace("-", "_")) is profile[flag] is True, flag
+
+
+def test_slurm_profile_gives_each_job_its_partition_and_resources(tmp_path):
+    profile_dir = PROFILES / "slurm"
+    profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] >= 1 and profile["jobs"] >= 1
+    assert set(profile["set-resources"]) == TRAINING_RULES
+
+    result = snakemake_cli(
+        tmp_path, "--workflow-profile", str(profile_dir), "--dry-run", "results/sft/final"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    resources = job_resources(result.stdout)
+    assert set(resources) == set(rule_declarations())
+    overrides = profile["set-resources"]
+    for rule, granted in resources.items():
+        partition = {**profile["default-resources"], **overrides.get(rule, {})}["slurm_partition"]
+        assert granted["slurm_partition"] == partition, rule
+    for rule, wanted in overrides.items():
+        assert {name: resources[rule][name] for name in wanted} == {
+            name: str(value) for name, value in wanted.items()
+        }, rule
+        assert int(resources[rule]["gpu"]) >= 1, rule
+
+
+def test_every_rule_declares_what_a_scheduler_needs():
+    missing = []
+    for name, (path, directives) in rule_declarations().items():
+        where = f"{path.relative_to(REPO)}: rule {name}"
+        for key in ("threads", "resources", "log", "benchmark", "conda"):
+            if key not in directives:
+                missing.append(f"{where} has no {key}:")
+        resources = directives.get("resources", "")
+        wanted = ("mem_mb", "runtime", "gpu") if name in TRAINING_RULES else ("mem_mb", "runtime")
+        missing += [f"{where} asks for no {r}" for r in wanted if f"{r}=" not in resources]
+        if "log" in directives and not quoted(directives["log"]).startswith("logs/"):
+            missing.append(f"{where} logs outside logs/")
+        if "benchmark" in directives and not quoted(directives["benchmark"]).startswith(
+            "logs/benchmarks/"
+        ):
+            missing.append(f"{where} benchmarks outside logs/benchmarks/")
+        if "conda" in directives:
+            env = (path.parent / quoted(directives["conda"])).resolve()
+            if env.parent != ENVS or not env.is_file():
+                missing.append(f"{where} names {env}, not a file in envs/")
+    assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("env_file", sorted(ENVS.glob("*.yaml")), ids=lambda p: p.name)
+def test_conda_environment_pins_every_package(env_file):
+    env = yaml.safe_load(env_file.read_text())
+    assert env["channels"] == ["conda-forge"]
+    packages = env["dependencies"]
+    # Snakemake copies the file into .snakemake/conda/ before conda reads it, so a pip section
+    # with a path relative to envs/ would point elsewhere; helox comes in through post-deploy.
+    assert all(isinstance(package, str) for package in packages), "no pip section"
+    unpinned = [p for p in packages if p != "pip" and not PINNED.match(p)]
+    assert not unpinned, f"{env_file.name}: not pinned to a version line: {unpinned}"
+    post_deploy = env_file.with_name(f"{env_file.stem}.post-deploy.sh")
+    assert post_deploy.is_file(), f"{post_deploy.name} installs helox into {env_file.name}"
+    subprocess.run(["bash", "-n", str(post_deploy)], check=True)
+
+
+def test_training_environment_holds_every_runtime_dependency():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    # Snakemake runs outside the job environments; conda-forge calls torch "pytorch".
+    conda_names = {"torch": "pytorch"}
+    required = {
+        conda_names.get(name, name)
+        for name in (re.match(r"[A-Za-z0-9_.-]+", d)[0].lower() for d in project["dependencies"])
+        if name != "snakemake"
+    }
+
+    def names(env: str) -> set[str]:
+        packages = yaml.safe_load((ENVS / f"{env}.yaml").read_text())["dependencies"]
+        return {package.split("=")[0] for package in packages}
+
+    assert required <= names("train")
+    assert names("data") <= names("train")
