@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from test_distributed import kill_tree, wait_for
-from test_workflow import REPO, TINY, snakemake
+from test_workflow import REPO, TINY, snakemake, snakemake_command
 
 from helox.config import ModelConfig, ShardsConfig, TokenizerConfig, TrackingConfig, TrainingConfig
 from helox.io import read_json
@@ -58,29 +56,8 @@ def effective_config() -> dict:
 
 
 def start_snakemake(workdir: Path) -> subprocess.Popen:
-    """The same command as `snakemake(workdir, TARGET, *ONLY_PRETRAIN, overlay=OVERLAY)`,
-    started in the background."""
-    config = json.loads(json.dumps(TINY))
-    config["tracking"] = {"uri": f"sqlite:///{workdir / 'results' / 'mlflow.db'}"}
-    for section, values in OVERLAY.items():
-        config.setdefault(section, {}).update(values)
-    overlay_path = workdir / "overlay.yaml"
-    overlay_path.write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(overlay_path),
-        "--cores",
-        "2",
-        TARGET,
-        *ONLY_PRETRAIN,
-    ]
+    """`snakemake(workdir, TARGET, *ONLY_PRETRAIN, overlay=OVERLAY)`, started in the background."""
+    command = snakemake_command(workdir, TARGET, *ONLY_PRETRAIN, overlay=OVERLAY)
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -49,17 +49,15 @@ TINY = {
 }
 
 
-def snakemake(
-    workdir: Path, *args: str, overlay: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in `workdir` with the tiny overlay."""
+def snakemake_command(workdir: Path, *args: str, overlay: dict | None = None) -> list[str]:
+    """The Snakemake command for the repository's Snakefile in `workdir`, tiny config overlaid."""
     config = json.loads(json.dumps(TINY))
     config["tracking"] = {"uri": f"sqlite:///{workdir / 'results' / 'mlflow.db'}"}
     for section, values in (overlay or {}).items():
         config.setdefault(section, {}).update(values)
     overlay_path = workdir / "overlay.yaml"
     overlay_path.write_text(yaml.safe_dump(config))
-    command = [
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -73,6 +71,13 @@ def snakemake(
         "2",
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path, *args: str, overlay: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in `workdir` with the tiny overlay."""
+    command = snakemake_command(workdir, *args, overlay=overlay)
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
