@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def finished_jobs() -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(request):
+def slurm_cluster():
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     if os.geteuid() != 0:
         reason = "installing and starting Slurm needs root"
@@ -94,9 +95,8 @@ def slurm_cluster(request):
         )
         reason = started.stderr.strip() if started.returncode == 3 else None
     if reason:
-        terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line(f"tests/test_slurm.py skipped: {reason}")
+        # A warning, so that the reason shows in pytest's summary without -rs.
+        warnings.warn(f"Slurm tests skipped: {reason}", stacklevel=1)
         pytest.skip(reason)
     assert started.returncode == 0, started.stdout + started.stderr
     daemons = started.stdout.splitlines()[-1].removeprefix("started:").split()
