@@ -25,7 +25,7 @@ from helox.logs import FORMAT, setup_logging
 from helox.model import create_model_from_config
 from helox.train.checkpoint import run_defining, run_fingerprint, save_final
 from helox.train.device import DeviceManager, DistributedEnv
-from helox.train.loop import seed_everything, train
+from helox.train.loop import Trainer, seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.tracking import Tracker
 
@@ -111,7 +111,7 @@ def run_pretrain(
     }
     tracker_config = tracking if dist.is_main else dataclasses.replace(tracking, enabled=False)
     with Tracker(tracker_config, run_name="pretrain", params=params) as tracker:
-        metrics = train(
+        metrics = Trainer(
             model,
             train_batches,
             lambda: eval_batches(val_stream, seq_len, batch_size),
@@ -121,7 +121,7 @@ def run_pretrain(
             fingerprint,
             tracker,
             token_bytes=token_bytes,
-        )
+        ).fit()
         unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
         tracker.log_metrics({"val/unigram_loss": unigram}, metrics["steps"])
 

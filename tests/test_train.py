@@ -31,7 +31,7 @@ from helox.train.checkpoint import (
     step_dirs,
 )
 from helox.train.device import DeviceManager
-from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything, train
+from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
 from helox.train.metrics import peak_flops, token_byte_lengths
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
@@ -121,7 +121,7 @@ def run_training(
         TokenStream(manifest, "train"), config.seq_len, config.batch_size, seed=0
     )
     val = TokenStream(manifest, "val")
-    metrics = train(
+    metrics = Trainer(
         model,
         batches,
         lambda: eval_batches(val, config.seq_len, config.batch_size),
@@ -131,7 +131,7 @@ def run_training(
         fingerprint,
         hooks=hooks,
         token_bytes=token_bytes,
-    )
+    ).fit()
     return metrics, model
 
 

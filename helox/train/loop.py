@@ -1,6 +1,6 @@
 """The training loop: optimizer steps, with logging, evaluation and checkpoints hung off it.
 
-`train()` runs `config.total_steps` AdamW steps over any batch source that yields
+`Trainer.fit()` runs `config.total_steps` AdamW steps over any batch source that yields
 (input_ids, labels) pairs and can report and restore its position, so pretraining and
 SFT share it. It resumes from the newest intact checkpoint of the same run fingerprint,
 and refuses one written for a different model. Under torchrun every process runs this
@@ -461,31 +461,3 @@ def format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def train(
-    model: HeloxLM,
-    train_batches: BatchSource,
-    val_batches_fn: ValBatchesFn,
-    config: TrainingConfig,
-    device_manager: DeviceManager,
-    checkpoint_dir: str | Path,
-    fingerprint: str,
-    tracker: Tracker | None = None,
-    hooks: Sequence[Hook] = (),
-    token_bytes: Tensor | None = None,
-) -> dict:
-    """Train `model` to `config.total_steps` and return its metrics (see `Trainer.metrics`)."""
-    trainer = Trainer(
-        model,
-        train_batches,
-        val_batches_fn,
-        config,
-        device_manager,
-        checkpoint_dir,
-        fingerprint,
-        tracker,
-        hooks,
-        token_bytes,
-    )
-    return trainer.fit()
