@@ -172,6 +172,18 @@ def causal_mask(query_len: int, key_len: int, device: torch.device) -> Tensor:
     return torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril(key_len - query_len)
 
 
+def segment_mask(segment_ids: Tensor) -> Tensor:
+    """(B, 1, T, T) mask for packed rows: causal, and never across a change of segment id."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    causal = causal_mask(segment_ids.size(1), segment_ids.size(1), segment_ids.device)
+    return (same & causal).unsqueeze(1)
+
+
+def make_qk_norm(config: ModelConfig) -> nn.Module:
+    """QK-norm (Dehghani et al. 2023): RMSNorm over each head's queries or keys; off, identity."""
+    return RMSNorm(head_dim(config), config.norm_eps) if config.qk_norm else nn.Identity()
+
+
 class Attention(nn.Module):
     """Multi-head causal self-attention with grouped key/value heads (GQA) and no biases."""
 
@@ -187,24 +199,30 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
+        self.q_norm = make_qk_norm(config)
+        self.k_norm = make_qk_norm(config)
 
-    def forward(self, x: Tensor, rope: Rope, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        """Causal attention; an explicit boolean `mask` (B, 1, T, T) replaces the causal one."""
         batch, seq, _ = x.shape
         q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, k, rope)
+        q, k = apply_rotary(self.q_norm(q), self.k_norm(k), rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         key_len = k.size(2)
-        mask = None if seq in (1, key_len) else causal_mask(seq, key_len, x.device)
+        if mask is None and seq not in (1, key_len):
+            mask = causal_mask(seq, key_len, x.device)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=seq == key_len and seq > 1,
+            is_causal=mask is None and seq > 1,
             enable_gqa=self.num_kv_heads != self.num_heads,
         )
         return self.o_proj(y.transpose(1, 2).reshape(batch, seq, -1))
@@ -263,8 +281,10 @@ class Block(nn.Module):
         self.mlp = make_mlp(config)
         self.residual_dropout = make_dropout(config)
 
-    def forward(self, x: Tensor, rope: Rope, cache: KVCache | None = None) -> Tensor:
-        x = x + self.residual_dropout(self.self_attn(self.input_layernorm(x), rope, cache))
+    def forward(
+        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        x = x + self.residual_dropout(self.self_attn(self.input_layernorm(x), rope, cache, mask))
         return x + self.residual_dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -282,8 +302,13 @@ class HeloxModel(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(
-        self, input_ids: Tensor, position_ids: Tensor | None = None, cache: KVCache | None = None
+        self,
+        input_ids: Tensor,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        segment_ids: Tensor | None = None,
     ) -> Tensor:
+        """Hidden states (B, T, D). `segment_ids` (B, T) keep packed sequences apart."""
         past = cache.length if cache is not None else 0
         if position_ids is None:
             if past + input_ids.size(1) > self.max_positions:
@@ -294,11 +319,12 @@ class HeloxModel(nn.Module):
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
         x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
         x = self.embed_dropout(x)
+        mask = segment_mask(segment_ids) if segment_ids is not None else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(layer, x, rope, use_reentrant=False)
+                x = checkpoint(layer, x, rope, None, mask, use_reentrant=False)
             else:
-                x = layer(x, rope, cache)
+                x = layer(x, rope, cache, mask)
         if cache is not None:
             cache.advance(input_ids.size(1))
         return self.norm(x)
@@ -340,9 +366,17 @@ class HeloxLM(nn.Module):
         labels: Tensor | None = None,
         position_ids: Tensor | None = None,
         cache: KVCache | None = None,
+        segment_ids: Tensor | None = None,
     ) -> LMOutput:
-        """Logits (B, T, V); with `labels` (already shifted, -100 ignored) also the mean loss."""
-        logits = self.lm_head(self.model(input_ids, position_ids, cache))
+        """Logits (B, T, V); with `labels` (already shifted, -100 ignored) also the mean loss.
+
+        Packed rows pass `position_ids` restarting at 0 and `segment_ids` numbering the
+        sequences, so no token attends to another sequence of its row.
+        """
+        logits = self.lm_head(self.model(input_ids, position_ids, cache, segment_ids))
+        if self.config.logit_softcap:
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         if labels is None:
             return LMOutput(logits, None)
         loss = F.cross_entropy(

@@ -282,3 +282,24 @@ def test_generate_refuses_more_positions_than_the_model_has() -> None:
     model = build()
     with pytest.raises(ValueError, match="exceeds model.max_position_embeddings 64"):
         model.generate(torch.zeros(1, 60, dtype=torch.long), 10)
+
+
+def test_qk_norm_normalises_each_heads_queries_and_keys() -> None:
+    model = build(qk_norm=True)
+    attention = model.model.layers[0].self_attn
+    assert isinstance(attention.q_norm, RMSNorm) and attention.q_norm.weight.shape == (8,)
+    assert "model.layers.0.self_attn.k_norm.weight" in dict(model.named_parameters())
+    assert not any(
+        "_norm" in name and "self_attn" in name for name, _ in build().named_parameters()
+    )
+    queries = torch.randn(2, 4, 5, 8) * 10
+    assert torch.allclose(attention.q_norm(queries).pow(2).mean(-1), torch.ones(2, 4, 5), atol=1e-4)
+
+
+def test_logit_softcap_squashes_the_logits_into_the_cap() -> None:
+    ids = torch.randint(0, 50, (2, 6))
+    plain, capped = build(), build(logit_softcap=0.05)
+    capped.load_state_dict(plain.state_dict())
+    raw, soft = plain(ids).logits, capped(ids).logits
+    assert soft.abs().max() <= 0.05
+    assert torch.allclose(soft, 0.05 * torch.tanh(raw / 0.05))
