@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from dataclasses import dataclass, field
@@ -12,6 +13,17 @@ from typing import Any, TypeVar
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+# Schema rules whose error is reported with the limit: `(minimum 1)`, `(maxItems 2)`.
+LIMIT_RULES = (
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+)
 
 T = TypeVar("T")
 
@@ -263,6 +275,8 @@ class ModelConfig:
     dropout: float = 0.0
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
+    qk_norm: bool = False
+    logit_softcap: float | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
@@ -279,6 +293,8 @@ class TrainingConfig:
     lr_schedule: str = "cosine"
     decay_fraction: float = 0.2
     weight_decay: float = 0.1
+    optimizer: str = "adamw"
+    z_loss: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.95
     max_grad_norm: float = 1.0
@@ -308,6 +324,7 @@ class SFTConfig(TrainingConfig):
     max_pairs: int = 4000
     max_response_chars: int = 2000
     val_fraction: float = 0.05
+    packing: bool = True
 
 
 @dataclass
@@ -340,7 +357,9 @@ def section_from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> 
     return cls(**data)
 
 
+@functools.cache
 def schema() -> dict[str, Any]:
+    """The configuration's JSON schema, read once; treat it as read-only."""
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
@@ -359,6 +378,12 @@ def unknown_key_errors(config: dict[str, Any]) -> list[str]:
     return messages
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass (resolving them is slow)."""
+    return typing.get_type_hints(cls)
+
+
 def _unknown_keys(section: dict[str, Any], section_cls: type, where: str) -> list[str]:
     """Unknown keys of one section and of the sections nested in it, named by full path."""
     known = {f.name for f in dataclasses.fields(section_cls)}
@@ -366,7 +391,7 @@ def _unknown_keys(section: dict[str, Any], section_cls: type, where: str) -> lis
         f"config key {where}.{key}: unknown key (allowed keys: {', '.join(sorted(known))})"
         for key in sorted(set(section) - known)
     ]
-    hints = typing.get_type_hints(section_cls)
+    hints = _type_hints(section_cls)
     for key, value in section.items():
         if isinstance(value, dict) and dataclasses.is_dataclass(hints.get(key)):
             messages += _unknown_keys(value, hints[key], f"{where}.{key}")
@@ -380,27 +405,65 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     messages = unknown_key_errors(config)
     validator = jsonschema.Draft202012Validator(schema())
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
-        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        if error.validator == "additionalProperties":
+            messages.extend(_unknown_property_errors(error, messages))
+            continue
+        if error.validator == "unevaluatedProperties":
             if not messages:
                 messages.append(f"config: {error.message}")
             continue
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        allowed = ""
-        if error.validator == "enum":
-            allowed = f" (allowed: {', '.join(map(repr, error.validator_value))})"
-        elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-            allowed = f" ({error.validator} {error.validator_value})"
-        messages.append(f"config key {key}: {error.message}{allowed}")
+        messages.append(f"config key {key}: {error.message}{_allowed(error)}")
     messages.extend(shards_errors(config))
     messages.extend(lsh_errors(config))
     return messages
 
 
+def _allowed(error: Any) -> str:
+    """What the rule that `error` broke allows, in words, or "" when its message says it."""
+    rule, limit = error.validator, error.validator_value
+    if rule == "enum":
+        return f" (allowed: {', '.join(map(repr, limit))})"
+    if rule == "const":
+        return f" (allowed: {limit!r})"
+    if rule in LIMIT_RULES:
+        return f" ({rule} {limit})"
+    if rule in ("oneOf", "anyOf"):
+        return f" (allowed: {' or '.join(_describe(branch) for branch in limit)})"
+    return ""
+
+
+def _describe(branch: dict[str, Any]) -> str:
+    """One alternative of a `oneOf`, in words: `null`, `integer minimum 8`."""
+    if "$ref" in branch:
+        branch = {**schema()["$defs"][branch["$ref"].split("/")[-1]], **branch}
+    if "const" in branch:
+        return repr(branch["const"])
+    return " ".join(
+        [branch.get("type", "any value")]
+        + [f"{rule} {branch[rule]}" for rule in LIMIT_RULES if rule in branch]
+    )
+
+
+def _unknown_property_errors(error: Any, messages: list[str]) -> list[str]:
+    """Each key an `additionalProperties: false` refused, with the allowed keys, unless a
+    message already names it (unknown_key_errors checks the dataclass sections)."""
+    allowed = sorted(error.schema.get("properties", {}))
+    where = "".join(f"{part}." for part in error.absolute_path)
+    found = []
+    for key in sorted(set(error.instance) - set(allowed)):
+        if not any(m.startswith(f"config key {where}{key}:") for m in messages):
+            found.append(
+                f"config key {where}{key}: unknown key (allowed keys: {', '.join(allowed)})"
+            )
+    return found
+
+
 def shards_errors(config: dict[str, Any]) -> list[str]:
     """Cross-key rules of the shards section: ratios summing to 1, parts within clean.parts."""
-    shards = config.get("shards") or {}
+    shards, clean = (_mapping(config.get(name)) for name in ("shards", "clean"))
     messages = []
-    clean_parts = (config.get("clean") or {}).get("parts", CleanConfig().parts)
+    clean_parts = clean.get("parts", CleanConfig().parts)
     parts = shards.get("parts")
     if isinstance(parts, int) and isinstance(clean_parts, int) and parts > clean_parts:
         messages.append(
@@ -423,6 +486,11 @@ def lsh_shape_error(bands: int, rows: int, num_perm: int) -> str | None:
         f"config keys dedup.near.bands × dedup.near.rows = {bands} × {rows} = {bands * rows}, "
         f"must equal dedup.near.num_perm = {num_perm}"
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a mapping, else an empty one (the schema reports its type)."""
+    return value if isinstance(value, dict) else {}
 
 
 def lsh_errors(config: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def name_output(error: Exception, target: Path) -> None:
+    """Make `error` name the output it interrupted: as an OSError's file name, else in a note."""
+    if isinstance(error, OSError) and error.errno is not None and error.filename is None:
+        error.filename = str(target)
+    else:
+        error.add_note(f"while writing {target}")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success.
 
     Works for files and folders alike: whatever the caller creates at the yielded
     path replaces `target` in one rename, so a reader never sees a half-written output.
+    A failure (a full disk, say) leaves `target` as it was, deletes the temporary path
+    and names `target` in the error.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +57,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(target)
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    except Exception as error:
+        name_output(error, target)
+        raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -80,10 +93,33 @@ def sha256_files(paths: Iterable[str | os.PathLike]) -> str:
     return digest.hexdigest()
 
 
+def finish_atomic(
+    context: contextlib.AbstractContextManager, close: Callable[[], None], success: bool
+) -> None:
+    """End an `atomic_path` context whose file `close` flushes and closes.
+
+    If `close` and the caller both succeeded, the file is renamed onto its target; otherwise
+    it is deleted. An error from `close` (the last block meeting a full disk, say) names the
+    target, and is raised unless the caller is already failing with an error of its own.
+    """
+    try:
+        close()
+    except Exception as error:
+        context.__exit__(type(error), error, error.__traceback__)
+        if success:
+            raise
+        return
+    if success:
+        context.__exit__(None, None, None)
+    else:
+        context.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
 class JsonlWriter:
     """Write one JSON object a line, zstd-compressed when the name ends in `.zst`; atomic."""
 
     def __init__(self, path: str | os.PathLike, level: int = ZSTD_LEVEL):
+        self.path = Path(path)
         self._context = atomic_path(path)
         self._tmp = self._context.__enter__()
         self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed through self._text in close()
@@ -94,15 +130,22 @@ class JsonlWriter:
         self.count = 0
 
     def write(self, record: dict) -> None:
-        self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as error:
+            name_output(error, self.path)
+            raise
         self.count += 1
 
     def close(self, success: bool = True) -> None:
-        self._text.close()
-        if success:
-            self._context.__exit__(None, None, None)
-        else:
-            self._context.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        """Rename the finished file onto its name; without `success`, delete it instead."""
+        finish_atomic(self._context, self._close_streams, success)
+
+    def _close_streams(self) -> None:
+        try:
+            self._text.close()
+        finally:
+            self._raw.close()
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -111,15 +154,24 @@ class JsonlWriter:
         self.close(success=exc_type is None)
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the objects of a JSONL file (`.zst`-compressed or plain) written by Helox."""
+def iter_jsonl(
+    path: str | os.PathLike, on_read: Callable[[int], None] | None = None
+) -> Iterator[dict]:
+    """Yield the objects of a JSONL file (`.zst`-compressed or plain) written by Helox.
+
+    `on_read`, when given, is called with the bytes of the file read since its last call.
+    """
     with open(path, "rb") as raw:
         stream = (
             zstandard.ZstdDecompressor().stream_reader(raw) if str(path).endswith(".zst") else raw
         )
+        position = 0
         for line in io.TextIOWrapper(stream, encoding="utf-8"):
             if line.strip():
                 yield json.loads(line)
+            if on_read is not None and (read := raw.tell()) > position:
+                on_read(read - position)
+                position = read
 
 
 def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:

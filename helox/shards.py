@@ -19,7 +19,17 @@ import numpy as np
 import pyarrow as pa
 
 from helox.config import ShardsConfig
-from helox.io import atomic_path, iter_jsonl, read_json, sha256_file, sha256_files, write_json
+from helox.io import (
+    atomic_path,
+    finish_atomic,
+    iter_jsonl,
+    name_output,
+    read_json,
+    sha256_file,
+    sha256_files,
+    write_json,
+)
+from helox.progress import ProgressBar
 from helox.tokenizer import SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,7 @@ class ShardWriter:
     """Stream documents of token ids into one Arrow IPC file, atomically."""
 
     def __init__(self, path: str | os.PathLike, dtype: np.dtype):
+        self.path = Path(path)
         self.dtype = dtype
         self.schema = pa.schema([("tokens", pa.list_(pa.from_numpy_dtype(dtype)))])
         self._context = atomic_path(path)
@@ -80,15 +91,18 @@ class ShardWriter:
         np.cumsum(lengths, out=offsets[1:])
         values = np.concatenate([np.asarray(d, dtype=self.dtype) for d in documents])
         column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
-        self._writer.write_batch(pa.record_batch([column], schema=self.schema))
+        try:
+            self._writer.write_batch(pa.record_batch([column], schema=self.schema))
+        except OSError as error:
+            name_output(error, self.path)
+            raise
         self.documents += len(documents)
         self.tokens += int(offsets[-1])
         self.bytes += text_bytes
 
     def close(self, success: bool = True) -> None:
-        self._writer.close()
-        error = None if success else RuntimeError("shard writing failed")
-        self._context.__exit__(type(error) if error else None, error, None)
+        """Rename the finished file onto its name; without `success`, delete it instead."""
+        finish_atomic(self._context, self._writer.close, success)
 
     def stats(self) -> dict:
         return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes}
@@ -108,7 +122,14 @@ def tokenize_part(
     dtype = token_dtype(processor.get_piece_size())
     eos = SPECIAL_IDS["</s>"]
     writers = {split: ShardWriter(output_paths[split], dtype) for split in SPLITS}
-    records = (record for path in input_paths for record in iter_jsonl(path))
+    bar = ProgressBar(
+        f"tokenizing {', '.join(map(str, input_paths))}",
+        sum(os.path.getsize(path) for path in input_paths),
+        "MB",
+        scale=1e6,
+        note=lambda: f"{sum(writer.tokens for writer in writers.values()):,} tokens",
+    )
+    records = (record for path in input_paths for record in iter_jsonl(path, bar.update))
     try:
         for batch in batched(records, ENCODE_BATCH_BYTES):
             texts = [record["text"] for record in batch]
@@ -128,6 +149,7 @@ def tokenize_part(
         raise
     for writer in writers.values():
         writer.close()
+    bar.close()
     stats = {
         "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in input_paths],
         "token_dtype": dtype.name,

@@ -45,6 +45,7 @@ BROKEN_LINK = "broken symlink"
 SPECIAL_FILE = "not a regular file"
 REPEATED_FOLDER = "symlink loop or folder already read"
 MALFORMED_JSON = "malformed JSON"
+TOO_DEEP = "JSON nested too deeply"
 NOT_AN_OBJECT = "JSON line is not an object"
 MISSING_TEXT = "missing text field"
 TEXT_NOT_STRING = "text field is not a string"
@@ -272,6 +273,9 @@ def _parse_line(
         record = json.loads(line)
     except json.JSONDecodeError as error:
         skip(MALFORMED_JSON, str(error))
+        return None
+    except RecursionError:
+        skip(TOO_DEEP, f"{len(line)} characters")
         return None
     if not isinstance(record, dict):
         skip(NOT_AN_OBJECT, type(record).__name__)
