@@ -1,4 +1,4 @@
-# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT.
+# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT, then the report's parts.
 # Snakemake decides what is outdated; every byte of real work happens in `helox`.
 
 from snakemake.utils import min_version, validate
@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/clean.smk"
@@ -17,9 +20,13 @@ include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/sft.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         "results/sft/final",
+        rules.report_data.output,
+        expand(rules.report_training.output, stage=["pretrain", "sft"]),
+        rules.report_samples.output,

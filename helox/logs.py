@@ -6,12 +6,17 @@ import logging
 import sys
 from pathlib import Path
 
+from helox.progress import CLEAR_LINE
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:
     """Log to stderr, and also to `log_path` when given (a Snakemake rule's `log:`)."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():  # start each line by wiping a progress bar drawn there
+        console.setFormatter(logging.Formatter(CLEAR_LINE + FORMAT))
+    handlers: list[logging.Handler] = [console]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))

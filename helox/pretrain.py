@@ -25,6 +25,8 @@ from helox.logs import FORMAT, setup_logging
 from helox.model import create_model_from_config
 from helox.train.checkpoint import run_defining, run_fingerprint, save_final
 from helox.train.device import DeviceManager, DistributedEnv
+from helox.train.hooks import ProgressHook
+from helox.train.lineage import lineage_tags, output_tags, pipeline_key
 from helox.train.loop import Trainer, seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.tracking import Tracker
@@ -54,13 +56,14 @@ def run_pretrain(
     tracking: TrackingConfig,
     checkpoint_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    snakemake_job: str | None = None,
 ) -> dict:
     """Train a model from scratch on the manifest's train split and write `output_dir`.
 
     Resumes from `checkpoint_dir` (default: `checkpoints/` beside `output_dir`) when a
     killed run with the same configs, seed and shards left a checkpoint there.
     Under torchrun every process calls this; rank 0 writes. Returns the metrics also
-    written to `output_dir/metrics.json`.
+    written to `output_dir/metrics.json`. `snakemake_job` names the job in the tracking tags.
     """
     manifest_path, output_dir = Path(manifest_path), Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
@@ -82,12 +85,18 @@ def run_pretrain(
         train_stream, seq_len, batch_size, seed, rank=dist.rank, world_size=dist.world_size
     )
     val_stream.num_windows(seq_len)  # a val split too short to score fails now, not after training
+    manifest_sha256 = sha256_file(manifest_path)
     fingerprint = run_fingerprint(
         model=dataclasses.asdict(model_config),
         training=run_defining(training_config),
         seed=seed,
-        manifest=sha256_file(manifest_path),
+        manifest=manifest_sha256,
     )
+    lineage = {
+        "pipeline": pipeline_key(fingerprint),
+        "manifest_sha256": manifest_sha256,
+        "tokenizer_sha256": sha256_file(tokenizer_path),
+    }
 
     seed_everything(seed)
     model = create_model_from_config(model_config)
@@ -110,7 +119,8 @@ def run_pretrain(
         "parameters": parameters,
     }
     tracker_config = tracking if dist.is_main else dataclasses.replace(tracking, enabled=False)
-    with Tracker(tracker_config, run_name="pretrain", params=params) as tracker:
+    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], snakemake_job)
+    with Tracker(tracker_config, "pretrain", params, tags, pipeline=lineage["pipeline"]) as tracker:
         metrics = Trainer(
             model,
             train_batches,
@@ -120,10 +130,12 @@ def run_pretrain(
             checkpoint_dir,
             fingerprint,
             tracker,
+            hooks=[ProgressHook("pretrain")],
             token_bytes=token_bytes,
         ).fit()
         unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
         tracker.log_metrics({"val/unigram_loss": unigram}, metrics["steps"])
+        tracker.set_tags(output_tags(output_dir, checkpoint_dir))
 
     metrics = {
         "stage": "pretrain",
@@ -133,6 +145,7 @@ def run_pretrain(
         "unigram_val_loss": unigram,
         "parameters": parameters,
         "flops_per_token": flops_per_token,
+        "lineage": lineage,
         **{k: v for k, v in metrics.items() if k not in ("val_loss", "val_perplexity", "val_bpb")},
     }
     if dist.is_main:
@@ -164,6 +177,7 @@ class PretrainJob:
     tracking: TrackingConfig
     checkpoint_dir: str | None = None
     threads: int | None = None
+    snakemake_job: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -3,6 +3,7 @@
 from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
 from helox.logs import setup_logging
 from helox.pretrain import PretrainJob, launch_pretrain
+from helox.train.lineage import snakemake_job
 
 setup_logging(snakemake.log[0])
 job = PretrainJob(
@@ -15,5 +16,6 @@ job = PretrainJob(
     tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
     checkpoint_dir=snakemake.params.checkpoints,
     threads=snakemake.threads,
+    snakemake_job=snakemake_job(snakemake),
 )
 launch_pretrain(job, log_path=snakemake.log[0])

@@ -3,6 +3,7 @@
 from helox.config import SFTConfig, TrackingConfig, section_from_dict
 from helox.logs import setup_logging
 from helox.sft import run_sft
+from helox.train.lineage import snakemake_job
 
 setup_logging(snakemake.log[0])
 run_sft(
@@ -14,4 +15,5 @@ run_sft(
     tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
     checkpoint_dir=snakemake.params.checkpoints,
     threads=snakemake.threads,
+    snakemake_job=snakemake_job(snakemake),
 )

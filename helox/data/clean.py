@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from helox.config import CleanConfig
 from helox.data.documents import Document, Kind, Stats
 from helox.data.filters import Step, apply_steps, build_steps
-from helox.data.readers import read_documents
+from helox.data.readers import read_documents, walk
 from helox.io import JsonlWriter, write_json
+from helox.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,18 @@ def part_of(relative_path: str, parts: int) -> int:
     """The part a raw file belongs to: a stable hash of its path relative to the raw folder."""
     digest = hashlib.blake2b(relative_path.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % parts
+
+
+def file_sizes(raw_dir: str | os.PathLike, select: Callable[[str], bool]) -> dict[str, int]:
+    """The size of every readable file under `raw_dir` that `select` takes, by relative path."""
+    root = Path(raw_dir)
+    if not root.is_dir():
+        return {}
+    return {
+        entry.relative: entry.path.stat().st_size
+        for entry in walk(root)
+        if entry.problem is None and not entry.is_dir and select(entry.relative)
+    }
 
 
 def clean_part(
@@ -44,9 +58,26 @@ def clean_part(
     steps = build_steps(config)
     stats = Stats()
     stats.register([step.name for step in steps])
-    documents = read_documents(
-        raw_dir, config, stats, select=lambda relative: part_of(relative, parts) == part
+    sizes = file_sizes(raw_dir, lambda relative: part_of(relative, parts) == part)
+    bar = ProgressBar(
+        f"cleaning part {part} of {raw_dir}",
+        sum(sizes.values()),
+        "MB",
+        scale=1e6,
+        note=lambda: f"{stats.flow.documents_in:,} docs",
     )
+    unfinished = 0
+
+    def select(relative: str) -> bool:
+        """Take the files of this part; count the previous one as read when the next begins."""
+        nonlocal unfinished
+        if part_of(relative, parts) != part:
+            return False
+        bar.update(unfinished)
+        unfinished = sizes.get(relative, 0)
+        return True
+
+    documents = read_documents(raw_dir, config, stats, select=select)
     with JsonlWriter(output) as kept, JsonlWriter(rejected_output) as rejected:
         for doc in documents:
             result, dropped = apply_steps(doc, steps, stats)
@@ -54,6 +85,8 @@ def clean_part(
                 kept.write(result.record())
             else:
                 rejected.write({**result.record(), **dropped.record()})
+    bar.update(unfinished)
+    bar.close()
     write_json(stats_output, {"part": part, "parts": parts, **stats.to_dict()})
     log.info(
         "part %d/%d of %s: kept %d of %d documents (%d bytes of %d); %d files read, %d skipped",

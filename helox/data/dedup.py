@@ -28,6 +28,7 @@ from helox.config import DedupConfig
 from helox.data.documents import Stats
 from helox.data.minhash import MinHasher, UnionFind, band_keys, bucket_pairs
 from helox.io import JsonlWriter, atomic_path, iter_jsonl, read_json, write_json
+from helox.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,14 @@ def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: 
         shingle_counts.append(counts)
         batch.clear()
 
-    for record in iter_jsonl(input_path):
+    bar = ProgressBar(
+        f"signing {input_path}",
+        os.path.getsize(input_path),
+        "MB",
+        scale=1e6,
+        note=lambda: f"{len(sizes):,} docs",
+    )
+    for record in iter_jsonl(input_path, on_read=bar.update):
         text = record["text"]
         exact_keys.append(text_key(text, hasher.lowercase))
         source_keys.append(source_key(record.get("source", "")))
@@ -82,6 +90,7 @@ def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: 
             sign_batch()
             batch_chars = 0
     sign_batch()
+    bar.close()
     with atomic_path(output) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,

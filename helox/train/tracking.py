@@ -13,6 +13,8 @@ from helox.config import TrackingConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = Path("results") / "mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+PIPELINE_TAG = "helox.pipeline"
 PARAMS_PER_CALL = 100
 MAX_PARAM_CHARS = 6000
 
@@ -37,14 +39,28 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    """One MLflow run, as a context manager; every method is a no-op when tracking is disabled."""
+    """One MLflow run, as a context manager; every method is a no-op when tracking is disabled.
 
-    def __init__(self, config: TrackingConfig, run_name: str, params: dict[str, Any] | None = None):
+    With a `pipeline` key the run nests under the pipeline run tagged with that key,
+    which the first run to need it creates.
+    """
+
+    def __init__(
+        self,
+        config: TrackingConfig,
+        run_name: str,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        pipeline: str | None = None,
+    ):
         self.config = config
         self.run_name = run_name
         self.params = params or {}
+        self.tags = tags or {}
+        self.pipeline = pipeline
         self._client = None
         self._run_id: str | None = None
+        self._parent_id: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -72,13 +88,37 @@ class Tracker:
             experiment_id = self._client.create_experiment(
                 self.config.experiment, artifact_location=artifacts
             )
-        run = self._client.create_run(experiment_id, run_name=self.run_name)
+        tags = dict(self.tags)
+        if self.pipeline:
+            self._parent_id = self._pipeline_run(experiment_id)
+            self._client.update_run(self._parent_id, status="RUNNING")
+            tags[PARENT_TAG] = self._parent_id
+        run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self._run_id = run.info.run_id
         params = [Param(k, v) for k, v in flatten(self.params).items()]
         for start in range(0, len(params), PARAMS_PER_CALL):
             self._client.log_batch(self._run_id, params=params[start : start + PARAMS_PER_CALL])
         log.info("tracking run %s (%s) at %s", self.run_name, self._run_id, uri)
         return self
+
+    def _pipeline_run(self, experiment_id: str) -> str:
+        """The id of the run tagged with this pipeline key, created if there is none."""
+        found = self._client.search_runs(
+            [experiment_id], f"tags.`{PIPELINE_TAG}` = '{self.pipeline}'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        tags = {PIPELINE_TAG: self.pipeline, "helox.workdir": str(Path.cwd().resolve())}
+        run = self._client.create_run(experiment_id, run_name="pipeline", tags=tags)
+        return run.info.run_id
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tag the run, e.g. with references to what it wrote."""
+        if self._client is None:
+            return
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self._run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record finite numeric `metrics` at `step`."""
@@ -98,5 +138,8 @@ class Tracker:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._client is None:
             return
-        self._client.set_terminated(self._run_id, status="FAILED" if exc_type else "FINISHED")
+        status = "FAILED" if exc_type else "FINISHED"
+        self._client.set_terminated(self._run_id, status=status)
+        if self._parent_id:
+            self._client.set_terminated(self._parent_id, status=status)
         self._client = None

@@ -1,0 +1,13 @@
+"""Snakemake adapter: one training stage's figures for the report."""
+
+from pathlib import Path
+
+from helox.logs import setup_logging
+from helox.report import write_training_figures
+
+setup_logging(snakemake.log[0])
+write_training_figures(
+    Path(snakemake.input[0]) / "metrics.json",
+    snakemake.wildcards.stage,
+    dict(snakemake.output.items()),
+)

@@ -1,0 +1,95 @@
+# The report's tables, figures and samples, made from what each stage wrote. The `all`
+# target builds them; `snakemake --report results/report.html` then gathers them.
+
+
+def data_report(name, caption, subcategory):
+    """A data-stage output of the report, under the Data category."""
+    return report(
+        f"results/report/data/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Data",
+        subcategory=subcategory,
+    )
+
+
+rule report_data:
+    input:
+        clean_stats=expand("results/clean/part-{part}.stats.json", part=PARTS),
+        dedup_stats="results/dedup/stats.json",
+        tokenizer_eval="results/tokenizer/eval.json",
+        tokenizer="results/tokenizer/spm.model",
+        manifest="results/shards/manifest.json",
+    output:
+        filters=data_report("filters.html", "filters", "Cleaning and deduplication"),
+        sources=data_report("sources.html", "sources", "Cleaning and deduplication"),
+        clusters=data_report("duplicate_clusters.png", "clusters", "Cleaning and deduplication"),
+        tokenizer=data_report("tokenizer.html", "tokenizer", "Tokenizer and shards"),
+        splits=data_report("tokens_per_split.png", "splits", "Tokenizer and shards"),
+    threads: resource("report", "threads", 1)
+    resources:
+        mem_mb=resource("report", "mem_mb", 2000),
+        runtime=resource("report", "runtime", 10),
+    log:
+        "logs/report/data.log",
+    benchmark:
+        "logs/benchmarks/report/data.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/report_data.py"
+
+
+def training_figure(name):
+    """A figure of training stage {stage}, under the Training category."""
+    return report(
+        f"results/report/{{stage}}/{name}.png",
+        caption=f"../report/{name}.rst",
+        category="Training",
+        subcategory="{stage}",
+    )
+
+
+rule report_training:
+    input:
+        "results/{stage}/final",
+    output:
+        loss=training_figure("loss"),
+        bpb=training_figure("bpb"),
+        lr=training_figure("lr"),
+        throughput=training_figure("throughput"),
+    wildcard_constraints:
+        stage="pretrain|sft",
+    threads: resource("report", "threads", 1)
+    resources:
+        mem_mb=resource("report", "mem_mb", 2000),
+        runtime=resource("report", "runtime", 10),
+    log:
+        "logs/report/{stage}.log",
+    benchmark:
+        "logs/benchmarks/report/{stage}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/report_training.py"
+
+
+rule report_samples:
+    input:
+        pretrained="results/pretrain/final",
+        sft="results/sft/final",
+    output:
+        report("results/report/samples.html", caption="../report/samples.rst", category="Samples"),
+    params:
+        seed=config["seed"],
+    threads: resource("report", "threads", 1)
+    resources:
+        mem_mb=resource("report", "mem_mb", 2000),
+        runtime=resource("report", "runtime", 10),
+    log:
+        "logs/report/samples.log",
+    benchmark:
+        "logs/benchmarks/report/samples.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/report_samples.py"
