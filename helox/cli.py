@@ -1,8 +1,9 @@
-"""The `helox` command: generate, chat and the guide's fine-tuning script."""
+"""The `helox` command: generate, chat, eval and the guide's fine-tuning script."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from helox.logs import setup_logging
@@ -56,6 +57,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from helox.train.evaluate import evaluate_folder
+
+    result = evaluate_folder(
+        args.folder,
+        args.shards,
+        split=args.split,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        device=args.device,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from helox.status import format_status, status
+
+    print(format_status(status([arg for arg in args.snakemake_args if arg != "--"])))
+    return 0
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     from helox.config import SFTConfig, TrackingConfig, load_mapping, section_from_dict
     from helox.sft import run_sft
@@ -91,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_arguments(chat)
     chat.set_defaults(func=cmd_chat)
 
+    evaluate = commands.add_parser("eval", help="loss, perplexity and bits per byte as JSON")
+    evaluate.add_argument("folder", help="a final/ folder")
+    evaluate.add_argument("--shards", required=True, help="a shards folder with manifest.json")
+    evaluate.add_argument("--split", default="val", choices=["train", "val", "test"])
+    evaluate.add_argument("--seq-len", type=int, default=None, help="default: as trained")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--max-batches", type=int, default=None, help="default: the whole split")
+    evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate.set_defaults(func=cmd_eval)
+
     sft = commands.add_parser("sft", help="fine-tune a pretrained folder on instruction data")
     sft.add_argument("--pretrained-model", required=True, help="a pretrain final/ folder")
     sft.add_argument("--instruction-data", required=True, help="JSONL of instruction pairs")
@@ -100,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--seed", type=int, default=1337)
     sft.add_argument("--no-tracking", action="store_true")
     sft.set_defaults(func=cmd_sft)
+
+    status = commands.add_parser(
+        "status", help="which stages are up to date and which would rerun, and why"
+    )
+    status.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        help="targets, then after -- any snakemake option (--configfile, --directory, ...)",
+    )
+    status.set_defaults(func=cmd_status)
     return parser
 
 

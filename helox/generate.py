@@ -14,6 +14,9 @@ from helox.tokenizer import load_tokenizer
 from helox.train.checkpoint import load_final
 from helox.train.device import DeviceManager
 
+# Tokens kept free for the answer when old turns must leave a long conversation.
+ANSWER_ROOM = 32
+
 
 @dataclass
 class SamplingConfig:
@@ -66,6 +69,18 @@ class Generator:
         return prompt + self.processor.decode(new_ids)
 
     def reply(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
-        """The assistant's next turn in a conversation, rendered with the chat template."""
-        new_ids = self._sample(render_prompt(messages, self.processor), sampling, END)
-        return self.processor.decode(new_ids)
+        """The assistant's next turn in a conversation, rendered with the chat template.
+
+        When the conversation no longer fits the model's positions with room for the answer,
+        its oldest turns after any system message are left out, as a chat window does.
+        """
+        room = min(sampling.max_new_tokens, ANSWER_ROOM)
+        kept = list(messages)
+        prompt = render_prompt(kept, self.processor)
+        while len(prompt) + room > self.config.max_position_embeddings:
+            first = 1 if kept[0]["role"] == "system" else 0
+            if len(kept) - first <= 1:
+                break
+            del kept[first]
+            prompt = render_prompt(kept, self.processor)
+        return self.processor.decode(self._sample(prompt, sampling, END))

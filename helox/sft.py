@@ -14,11 +14,14 @@ from helox.sft_data import (
     encode_examples,
     eval_batches,
     is_validation,
+    padding_fraction,
     read_instruction_data,
 )
 from helox.tokenizer import load_tokenizer
 from helox.train.checkpoint import load_final, run_defining, run_fingerprint, save_final
 from helox.train.device import DeviceManager
+from helox.train.hooks import ProgressHook
+from helox.train.lineage import lineage_tags, output_tags, pipeline_key, pretrained_lineage
 from helox.train.loop import Trainer, seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.tracking import Tracker
@@ -36,8 +39,12 @@ def run_sft(
     checkpoint_dir: str | os.PathLike | None = None,
     threads: int | None = None,
     tokenizer_path: str | os.PathLike | None = None,
+    snakemake_job: str | None = None,
 ) -> dict:
-    """Fine-tune on assistant tokens only; record held-out response loss before and after."""
+    """Fine-tune on assistant tokens only; record held-out response loss before and after.
+
+    The tracking run nests under the pipeline run of the pretrained folder.
+    """
     pretrained_dir, output_dir = Path(pretrained_dir), Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
     tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
@@ -68,6 +75,21 @@ def run_sft(
         dict(data.skipped),
     )
 
+    train_batches = SFTBatches(
+        train_examples, config.batch_size, seed, config.seq_len if config.packing else None
+    )
+    padding = {
+        "padding_fraction": padding_fraction(train_batches),
+        "padding_fraction_unpacked": padding_fraction(
+            SFTBatches(train_examples, config.batch_size, seed)
+        ),
+    }
+    log.info(
+        "padding: %.1f%% of training slots (%.1f%% without packing)",
+        100 * padding["padding_fraction"],
+        100 * padding["padding_fraction_unpacked"],
+    )
+
     seed_everything(seed)
     model, model_config = load_final(pretrained_dir, device_manager.device)
     fingerprint = run_fingerprint(
@@ -83,20 +105,29 @@ def run_sft(
         "data": str(data_path),
         "fingerprint": fingerprint,
     }
-    with Tracker(tracking, run_name="sft", params=params) as tracker:
+    lineage = {
+        "pipeline": pipeline_key(fingerprint),
+        "manifest_sha256": None,
+        **pretrained_lineage(pretrained_dir),
+        "tokenizer_sha256": sha256_file(tokenizer_path),
+    }
+    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], snakemake_job)
+    with Tracker(tracking, "sft", params, tags, pipeline=lineage["pipeline"]) as tracker:
         trainer = Trainer(
             model,
-            SFTBatches(train_examples, config.batch_size, seed),
+            train_batches,
             lambda: eval_batches(val_examples, config.batch_size, config.eval_batches),
             config,
             device_manager,
             checkpoint_dir,
             fingerprint,
             tracker,
+            hooks=[ProgressHook("sft")],
             token_bytes=token_byte_lengths(tokenizer_path),
         )
         base = trainer.evaluate()
         metrics = trainer.fit()
+        tracker.set_tags(output_tags(output_dir, checkpoint_dir))
 
     metrics = {
         "stage": "sft",
@@ -105,6 +136,8 @@ def run_sft(
         "train_examples": len(train_examples),
         "val_examples": len(val_examples),
         "skipped_lines": dict(data.skipped),
+        "lineage": lineage,
+        **padding,
         **{k: v for k, v in metrics.items() if k != "val_loss"},
     }
     log.info(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sentencepiece as spm
 import torch
+from torch import Tensor
 
 from helox.chat import ROLES, RenderedChat, pair_to_messages, render_chat
 from helox.tokenizer import SPECIAL_IDS
@@ -78,6 +79,8 @@ def read_instruction_data(path: str | os.PathLike) -> InstructionData:
                 data.conversations.append(parse_example(json.loads(line)))
             except json.JSONDecodeError as error:
                 data.skip(where, f"malformed JSON ({error.msg})")
+            except RecursionError:
+                data.skip(where, "JSON nested too deeply")
             except ValueError as error:
                 data.skip(where, str(error))
     if not data.conversations:
@@ -107,7 +110,7 @@ def encode_examples(
     return rendered
 
 
-def collate(examples: list[RenderedChat]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(examples: list[RenderedChat]) -> tuple[Tensor, Tensor]:
     """Pad to the batch's longest example; labels are next tokens where trained, else ignored."""
     width = max(len(e.ids) for e in examples) - 1
     inputs = np.full((len(examples), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
@@ -120,35 +123,105 @@ def collate(examples: list[RenderedChat]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(inputs), torch.from_numpy(labels)
 
 
-class SFTBatches:
-    """Endless batches of examples in an order fixed by (seed, epoch); position restorable."""
+def collate_packed(rows: list[list[RenderedChat]], width: int) -> tuple[Tensor, Tensor, dict]:
+    """Lay each row's examples end to end in `width` slots; positions restart per example and
+    `segment_ids` number the examples (-1 on padding), so attention stays inside one."""
+    inputs = np.full((len(rows), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
+    labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
+    positions = np.zeros((len(rows), width), dtype=np.int64)
+    segments = np.full((len(rows), width), -1, dtype=np.int64)
+    for row, examples in enumerate(rows):
+        offset = 0
+        for segment, example in enumerate(examples):
+            ids = np.asarray(example.ids, dtype=np.int64)
+            trained = np.asarray(example.trained[1:], dtype=bool)
+            span = slice(offset, offset + len(ids) - 1)
+            inputs[row, span] = ids[:-1]
+            labels[row, span] = np.where(trained, ids[1:], IGNORE_INDEX)
+            positions[row, span] = np.arange(len(ids) - 1)
+            segments[row, span] = segment
+            offset += len(ids) - 1
+    extra = {
+        "position_ids": torch.from_numpy(positions),
+        "segment_ids": torch.from_numpy(segments),
+    }
+    return torch.from_numpy(inputs), torch.from_numpy(labels), extra
 
-    def __init__(self, examples: list[RenderedChat], batch_size: int, seed: int):
+
+def first_fit_rows(lengths: list[int], width: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into rows of at most `width`: each goes into the first row
+    with room, in the order given, so a shuffled order gives shuffled, nearly full rows."""
+    room = np.zeros(len(lengths), dtype=np.int64)
+    rows: list[list[int]] = []
+    for index, length in enumerate(lengths):
+        fits = np.flatnonzero(room[: len(rows)] >= length)
+        row = int(fits[0]) if len(fits) else len(rows)
+        if row == len(rows):
+            rows.append([])
+            room[row] = width
+        rows[row].append(index)
+        room[row] -= length
+    return rows
+
+
+class SFTBatches:
+    """Endless batches in an order fixed by (seed, epoch); position restorable.
+
+    Each epoch shuffles the examples. Without `pack_width` a batch is `batch_size` examples
+    padded to the longest; with it, the shuffled examples are first-fit into rows of
+    `pack_width` slots, and a batch is `batch_size` such rows.
+    """
+
+    def __init__(
+        self,
+        examples: list[RenderedChat],
+        batch_size: int,
+        seed: int,
+        pack_width: int | None = None,
+    ):
         if not examples:
             raise ValueError("no SFT examples to train on")
+        longest = max(len(e.ids) - 1 for e in examples)
+        if pack_width is not None and longest > pack_width:
+            raise ValueError(f"an example of {longest} tokens does not fit a row of {pack_width}")
         self.examples = examples
         self.batch_size = batch_size
         self.seed = seed
+        self.pack_width = pack_width
         self.epoch = 0
         self.index = 0
+        self._rows_of: tuple[int, list[list[int]]] | None = None
 
-    def _order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+    def rows(self) -> list[list[int]]:
+        """This epoch's rows, as example indices."""
+        if self._rows_of is None or self._rows_of[0] != self.epoch:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+            if self.pack_width is None:
+                rows = [[int(i)] for i in order]
+            else:
+                lengths = [len(self.examples[i].ids) - 1 for i in order]
+                rows = [
+                    [int(order[i]) for i in row] for row in first_fit_rows(lengths, self.pack_width)
+                ]
+            self._rows_of = (self.epoch, rows)
+        return self._rows_of[1]
+
+    def _next_row(self) -> list[RenderedChat]:
+        if self.index >= len(self.rows()):
+            self.epoch += 1
+            self.index = 0
+        row = self.rows()[self.index]
+        self.index += 1
+        return [self.examples[i] for i in row]
 
     def __iter__(self):
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        order = self._order()
-        chosen = []
-        while len(chosen) < self.batch_size:
-            if self.index >= len(order):
-                self.epoch += 1
-                self.index = 0
-                order = self._order()
-            chosen.append(self.examples[order[self.index]])
-            self.index += 1
-        return collate(chosen)
+    def __next__(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict]:
+        rows = [self._next_row() for _ in range(self.batch_size)]
+        if self.pack_width is None:
+            return collate([row[0] for row in rows])
+        return collate_packed(rows, self.pack_width)
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -156,6 +229,17 @@ class SFTBatches:
     def load_state(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.index = int(state["index"])
+
+
+def padding_fraction(batches: SFTBatches) -> float:
+    """The share of slots that hold padding in the first epoch of `batches`."""
+    used = [sum(len(batches.examples[i].ids) - 1 for i in row) for row in batches.rows()]
+    if batches.pack_width is not None:
+        slots = len(used) * batches.pack_width
+    else:
+        groups = [used[i : i + batches.batch_size] for i in range(0, len(used), batches.batch_size)]
+        slots = sum(len(group) * max(group) for group in groups)
+    return 1 - sum(used) / slots
 
 
 def eval_batches(examples: list[RenderedChat], batch_size: int, max_batches: int):

@@ -6,12 +6,15 @@ import pytest
 import torch
 
 from helox.chat import END, ROLE_IDS, render_chat, render_prompt
-from helox.config import TokenizerConfig
+from helox.config import ModelConfig, TokenizerConfig
+from helox.model import create_model_from_config
 from helox.sft_data import (
     IGNORE_INDEX,
     SFTBatches,
     collate,
+    collate_packed,
     encode_examples,
+    padding_fraction,
     read_instruction_data,
 )
 from helox.tokenizer import build_tokenizer, load_tokenizer
@@ -72,15 +75,17 @@ def test_reader_skips_bad_lines_with_file_and_line(tmp_path):
         json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
         json.dumps({"messages": CONVERSATION}),
         json.dumps({"instruction": "x", "input": "ctx", "response": "y"}),
+        "[" * 100_000 + "]" * 100_000,
     ]
     path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
     data = read_instruction_data(path)
     assert len(data.conversations) == 3
     assert data.conversations[2][0]["content"] == "x\n\nctx"
-    assert sum(data.skipped.values()) == 4
+    assert sum(data.skipped.values()) == 5
+    assert f"{path}:7: JSON nested too deeply" in data.skipped_examples
     assert f"{path}:2: malformed JSON" in data.skipped_examples[0]
     assert any(e.startswith(f"{path}:3:") and '"response"' in e for e in data.skipped_examples)
-    assert any(e.startswith(f"{path}:7: invalid UTF-8") for e in data.skipped_examples)
+    assert any(e.startswith(f"{path}:8: invalid UTF-8") for e in data.skipped_examples)
 
 
 def test_reader_refuses_a_file_with_nothing_usable(tmp_path):
@@ -102,3 +107,104 @@ def test_batches_are_seeded_and_resume_exactly(processor):
     for expected in run[2:]:
         got = next(resumed)
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def varied_examples(processor, count: int = 11):
+    """Conversations of one to two exchanges with answers of different lengths."""
+    conversations = [
+        [
+            {"role": "user", "content": f"Question {i}: what does step {i} do?"},
+            {"role": "assistant", "content": "It repeats. " * (1 + i % 4)},
+            *CONVERSATION[3 : 3 + 2 * (i % 2)],
+        ]
+        for i in range(count)
+    ]
+    return encode_examples(conversations, processor, seq_len=96)
+
+
+def test_packed_rows_restart_positions_and_keep_labels(processor):
+    examples = varied_examples(processor)[:3]
+    inputs, labels, extra = collate_packed([examples], width=200)
+    segments, positions = extra["segment_ids"][0], extra["position_ids"][0]
+    offset = 0
+    for index, example in enumerate(examples):
+        span = slice(offset, offset + len(example.ids) - 1)
+        assert torch.equal(inputs[0, span], torch.tensor(example.ids[:-1]))
+        assert torch.equal(positions[span], torch.arange(len(example.ids) - 1))
+        assert bool((segments[span] == index).all())
+        separate_labels = collate([example])[1][0]
+        assert torch.equal(labels[0, span], separate_labels)
+        offset += len(example.ids) - 1
+    assert bool((segments[offset:] == -1).all())
+    assert bool((labels[0, offset:] == IGNORE_INDEX).all())
+
+
+def test_packed_rows_score_each_conversation_as_it_scores_alone(processor):
+    """Attention and positions never cross a conversation: every token of a packed row gets
+    the logits it gets with its conversation alone, and the row's loss is theirs."""
+    torch.manual_seed(0)
+    model = create_model_from_config(
+        ModelConfig(
+            vocab_size=processor.get_piece_size(),
+            hidden_size=32,
+            num_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            initializer_range=0.5,
+        )
+    ).eval()
+    examples = varied_examples(processor)[:4]
+    inputs, labels, extra = collate_packed([examples[:2], examples[2:]], width=250)
+    with torch.no_grad():
+        packed = model(inputs, labels, **extra)
+        leaky = model(inputs).logits
+    separate_nats = 0.0
+    for row, pair in enumerate((examples[:2], examples[2:])):
+        offset = 0
+        for example in pair:
+            alone_inputs, alone_labels = collate([example])
+            with torch.no_grad():
+                alone = model(alone_inputs, alone_labels)
+            span = slice(offset, offset + alone_inputs.size(1))
+            torch.testing.assert_close(packed.logits[row, span], alone.logits[0])
+            separate_nats += alone.loss.item() * int((alone_labels != IGNORE_INDEX).sum())
+            offset = span.stop
+    second = len(examples[0].ids) - 1
+    assert (leaky[0, second : second + 5] - packed.logits[0, second : second + 5]).abs().max() > 0.1
+    scored = int((labels != IGNORE_INDEX).sum())
+    assert float(packed.loss) * scored == pytest.approx(separate_nats, rel=1e-5)
+
+
+def test_packing_takes_every_example_once_per_epoch_and_resumes(processor):
+    examples = varied_examples(processor)
+    packed = SFTBatches(examples, batch_size=1, seed=3, pack_width=120)
+    seen = []
+    for _ in packed.rows():
+        inputs, _, extra = next(packed)
+        assert inputs.shape == (1, 120)
+        segments = extra["segment_ids"][0]
+        for segment in range(int(segments.max()) + 1):
+            seen.append(inputs[0, segments == segment].tolist())
+    assert sorted(seen) == sorted(e.ids[:-1] for e in examples)
+    assert len(seen) > len(packed.rows()), "no row holds more than one conversation"
+
+    first = SFTBatches(examples, 2, seed=3, pack_width=120)
+    run = [next(first) for _ in range(6)]
+    resumed = SFTBatches(examples, 2, seed=3, pack_width=120)
+    for _ in range(2):
+        next(resumed)
+    restored = SFTBatches(examples, 2, seed=3, pack_width=120)
+    restored.load_state(resumed.state())
+    for expected in run[2:]:
+        inputs, labels, extra = next(restored)
+        assert torch.equal(inputs, expected[0]) and torch.equal(labels, expected[1])
+        assert torch.equal(extra["segment_ids"], expected[2]["segment_ids"])
+
+
+def test_packing_saves_padding_and_refuses_an_example_wider_than_a_row(processor):
+    examples = varied_examples(processor, count=40)
+    packed = padding_fraction(SFTBatches(examples, 4, seed=1, pack_width=256))
+    unpacked = padding_fraction(SFTBatches(examples, 4, seed=1))
+    assert 0 <= packed < unpacked < 1
+    with pytest.raises(ValueError, match="does not fit a row of 8"):
+        SFTBatches(examples, 4, seed=1, pack_width=8)

@@ -22,6 +22,7 @@ from helox.pretrain import run_pretrain
 from helox.tokenizer import SPECIAL_IDS, load_tokenizer, train_tokenizer
 from helox.train.checkpoint import (
     ConfigMismatchError,
+    check_model_config,
     latest_checkpoint,
     load_checkpoint,
     load_final,
@@ -31,8 +32,15 @@ from helox.train.checkpoint import (
     step_dirs,
 )
 from helox.train.device import DeviceManager
-from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
+from helox.train.loop import (
+    NonFiniteTrainingError,
+    Trainer,
+    build_optimizer,
+    seed_everything,
+    z_loss,
+)
 from helox.train.metrics import peak_flops, token_byte_lengths
+from helox.train.optim import Muon
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
 
@@ -470,8 +478,16 @@ def test_final_folder_round_trips(tmp_path: Path) -> None:
     tokenizer.write_bytes(b"tokenizer bytes")
     save_final(tmp_path / "final", model, MODEL, tokenizer, {"val_loss": 1.5})
     files = {p.name for p in (tmp_path / "final").iterdir()}
-    assert files == {"model.safetensors", "config.json", "tokenizer.model", "metrics.json"}
-    assert read_json(tmp_path / "final" / "config.json")["architecture"] == "helox"
+    assert files == {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.model",
+        "metrics.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    }
+    config_json = read_json(tmp_path / "final" / "config.json")
+    assert config_json["model_type"] == "llama" and config_json["helox"]["hidden_size"] == 32
     loaded, config = load_final(tmp_path / "final", "cpu")
     assert config == MODEL and not loaded.training
     ids = torch.randint(0, 16, (2, 8))
@@ -542,3 +558,78 @@ def test_pretrain_refuses_a_vocabulary_smaller_than_the_tokenizer(
             tracking=TrackingConfig(enabled=False),
             threads=1,
         )
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(manifest: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TRAINING, optimizer="muon")
+    model = create_model_from_config(MODEL)
+    optimizer = build_optimizer(model, config, torch.device("cpu"))
+    muon, adamw = optimizer.optimizers
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon_names = {names[id(p)] for group in muon.param_groups for p in group["params"]}
+    assert muon_names == {n for n, p in model.named_parameters() if p.dim() == 2 and "layers." in n}
+    assert "model.embed_tokens.weight" in {
+        names[id(p)] for group in adamw.param_groups for p in group["params"]
+    }
+
+    # no dropout: the first MFU probe of a process draws from the global RNG
+    still = dataclasses.replace(MODEL, dropout=0.0)
+    whole, whole_model = run_training(manifest, tmp_path / "whole", config, model_config=still)
+    assert whole["loss_history"][-1][1] < whole["loss_history"][0][1]
+    with pytest.raises(Crash):
+        run_training(
+            manifest, tmp_path / "crashed", config, hooks=[crash_after(6)], model_config=still
+        )
+    resumed, resumed_model = run_training(
+        manifest, tmp_path / "crashed", config, model_config=still
+    )
+    assert resumed["loss_history"] == whole["loss_history"]
+    for a, b in zip(whole_model.parameters(), resumed_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_z_loss_adds_the_squared_log_partition_function() -> None:
+    logits = torch.tensor([[[0.0, math.log(3.0)], [5.0, 5.0]]])
+    labels = torch.tensor([[1, -100]])
+    assert z_loss(logits, labels).item() == pytest.approx(math.log(4.0) ** 2)
+
+
+def test_z_loss_changes_training_only_when_set(manifest: Path, tmp_path: Path) -> None:
+    still = dataclasses.replace(MODEL, dropout=0.0)
+    losses = {
+        weight: run_training(
+            manifest,
+            tmp_path / str(weight),
+            dataclasses.replace(TRAINING, z_loss=weight),
+            model_config=still,
+        )[0]["loss_history"]
+        for weight in (0.0, 1e-2)
+    }
+    plain, _ = run_training(manifest, tmp_path / "plain", model_config=still)
+    assert losses[0.0] == plain["loss_history"]
+    assert losses[1e-2][1:] != plain["loss_history"][1:]
+
+
+def test_muon_makes_torchs_update_in_fp32() -> None:
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(48, 16))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    optimizers = [
+        Muon([ours], lr=0.1, weight_decay=0.1),
+        torch.optim.Muon([theirs], lr=0.1, weight_decay=0.1, adjust_lr_fn="match_rms_adamw"),
+    ]
+    for _ in range(3):
+        grad = torch.randn(48, 16)
+        for param, optimizer in zip((ours, theirs), optimizers, strict=True):
+            param.grad = grad.clone()
+            optimizer.step()
+    assert torch.allclose(ours, theirs, atol=5e-3)
+    assert not torch.allclose(ours, theirs, atol=1e-6)  # bf16 against fp32
+
+
+def test_a_checkpoint_that_predates_a_model_switch_counts_it_as_its_default(tmp_path) -> None:
+    saved = dataclasses.asdict(MODEL)
+    del saved["qk_norm"], saved["logit_softcap"]
+    check_model_config(saved, MODEL, tmp_path)
+    with pytest.raises(ConfigMismatchError, match="qk_norm: checkpoint False vs current True"):
+        check_model_config(saved, dataclasses.replace(MODEL, qk_norm=True), tmp_path)

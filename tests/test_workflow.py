@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from helox.chat import render_prompt
+from helox.generate import Generator, SamplingConfig
+from helox.train.checkpoint import load_final
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,14 +98,6 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return {rule: int(count) for rule, count in jobs.items()}
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("pipeline")
-    result = snakemake(workdir, "results/sft/final")
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return workdir
-
-
 def test_pipeline_produces_every_stage_output(pipeline):
     results = pipeline / "results"
     for folder in ("pretrain/final", "sft/final"):
@@ -146,6 +143,86 @@ def test_generate_prints_text(pipeline):
     )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip()) > 0
+
+
+def helox_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run the `helox` command in a fresh interpreter."""
+    command = [sys.executable, "-m", "helox.cli", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_sft_reports_the_padding_that_packing_saves(pipeline):
+    """The tiny run's answers nearly fill a row, so packing can only match padding to the
+    longest here; tests/test_sft_data.py shows it saving padding on shorter examples."""
+    metrics = json.loads((pipeline / "results/sft/final/metrics.json").read_text())
+    assert 0 <= metrics["padding_fraction"] <= metrics["padding_fraction_unpacked"] < 1
+
+
+def test_chat_answers_turn_by_turn(pipeline):
+    turns = "Write a function that reverses a list.\nAnd one for a string?\n\n"
+    result = helox_cli("chat", str(pipeline / "results/sft/final"), "--seed", "3", stdin=turns)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("model> ") == 2
+
+
+def test_chat_leaves_out_the_oldest_turns_when_the_window_is_full(pipeline):
+    generator = Generator(pipeline / "results/sft/final", "cpu")
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.0)
+    turn = "Explain what this helper does with the list it is given, step by step."
+    history = [{"role": "system", "content": "Be brief."}]
+    for _ in range(8):
+        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": turn}]
+    history.append({"role": "user", "content": "And now?"})
+    window = TINY["model"]["max_position_embeddings"]
+    assert len(render_prompt(history, generator.processor)) > window
+    assert isinstance(generator.reply(history, sampling), str)
+    with pytest.raises(ValueError, match="the model sees at most 128"):
+        generator.reply([{"role": "user", "content": turn * 20}], sampling)
+
+
+def test_eval_reproduces_the_training_evaluation(pipeline, tmp_path):
+    results = pipeline / "results"
+    pretrain = TINY["pretrain"]
+    result = helox_cli(
+        "eval",
+        str(results / "pretrain/final"),
+        "--shards",
+        str(results / "shards"),
+        "--batch-size",
+        str(pretrain["batch_size"]),
+        "--max-batches",
+        str(pretrain["eval_batches"]),
+    )
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(result.stdout)
+    trained = json.loads((results / "pretrain/final/metrics.json").read_text())
+    assert scored["seq_len"] == pretrain["seq_len"] and scored["split"] == "val"
+    for key in ("loss", "perplexity", "bpb"):
+        assert scored[key] == pytest.approx(trained[f"val_{key}"], rel=1e-6)
+    manifest = json.loads((results / "shards/manifest.json").read_text())
+    foreign = tmp_path / "foreign-shards"
+    foreign.mkdir()
+    manifest["tokenizer_sha256"] = "0" * 64
+    (foreign / "manifest.json").write_text(json.dumps(manifest))
+    refused = helox_cli("eval", str(results / "pretrain/final"), "--shards", str(foreign))
+    assert refused.returncode == 2 and "another tokenizer" in refused.stderr
+
+
+def test_sft_folder_loads_in_transformers_with_the_same_logits(pipeline):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    folder = pipeline / "results/sft/final"
+    model, _ = load_final(folder)
+    hf_model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Sort a list of numbers."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(hf_model(ids).logits, model(ids).logits, atol=1e-4, rtol=0)
 
 
 def test_mlflow_store_holds_both_training_runs(pipeline):

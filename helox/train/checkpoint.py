@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.distributed.checkpoint.state_dict import (
@@ -40,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from helox.config import ModelConfig, TrainingConfig, section_from_dict
+from helox.export import NOT_LLAMA_KEY, folder_config, model_config_fields, tokenizer_files
 from helox.io import atomic_path, fsync_dir, read_json, sha256_file, write_json
 from helox.model import HeloxLM, create_model_from_config
 
@@ -53,7 +54,6 @@ CONFIG_FILE = "config.json"
 COMPLETE_FILE = "COMPLETE"
 CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, CONFIG_FILE)
 STEP_DIR = re.compile(r"step_(\d+)")
-ARCHITECTURE = "helox"
 GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 SCATTER = StateDictOptions(full_state_dict=True, strict=False)
 
@@ -230,7 +230,7 @@ def checkpoint_problem(path: Path, verify_contents: bool = True) -> str | None:
         read_json(path / CONFIG_FILE)
         with safe_open(path / MODEL_FILE, framework="pt") as handle:
             handle.keys()
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         return f"unreadable: {error}"
     return None
 
@@ -330,8 +330,10 @@ def checkpoint_config(path: Path) -> dict:
 
 
 def check_model_config(saved: dict, current: ModelConfig, where: Path) -> None:
-    """Raise ConfigMismatchError naming each model key whose value differs."""
+    """Raise ConfigMismatchError naming each model key whose value differs; a key the
+    checkpoint predates counts as its default."""
     current_fields = dataclasses.asdict(current)
+    saved = {**dataclasses.asdict(ModelConfig()), **saved}
     differing = sorted(
         key for key in set(saved) | set(current_fields) if saved.get(key) != current_fields.get(key)
     )
@@ -370,21 +372,26 @@ def save_final(
     tokenizer_path: str | os.PathLike,
     metrics: dict,
 ) -> Path:
-    """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` atomically.
+    """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and the
+    Hugging Face tokenizer and generation configs, atomically.
 
-    Every process must call it; rank 0 alone writes.
+    The folder loads in transformers as `LlamaForCausalLM` when the model is expressible as
+    one (see helox.export). Every process must call it; rank 0 alone writes.
     """
     folder = Path(folder)
     weights = model_tensors(model)
     if not is_main_process():
         return folder
+    config_json = folder_config(model_config)
+    if NOT_LLAMA_KEY in config_json:
+        log.warning("%s will not load in transformers: %s", folder, config_json[NOT_LLAMA_KEY])
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
-        write_json(
-            tmp / CONFIG_FILE, {"architecture": ARCHITECTURE, **dataclasses.asdict(model_config)}
-        )
+        write_json(tmp / CONFIG_FILE, config_json)
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.model")
+        for name, content in tokenizer_files(chat=metrics.get("stage") == "sft").items():
+            write_json(tmp / name, content)
         write_json(tmp / "metrics.json", metrics)
         for path in tmp.iterdir():
             _fsync(path)
@@ -397,11 +404,9 @@ def load_final(
 ) -> tuple[HeloxLM, ModelConfig]:
     """Rebuild the model saved by `save_final`, in eval mode on `device`."""
     folder = Path(folder)
-    fields = read_json(folder / CONFIG_FILE)
-    architecture = fields.pop("architecture", None)
-    if architecture != ARCHITECTURE:
-        raise ValueError(f"{folder / CONFIG_FILE}: architecture {architecture!r}, expected 'helox'")
-    config = section_from_dict(ModelConfig, fields, str(folder / CONFIG_FILE))
+    where = str(folder / CONFIG_FILE)
+    fields = model_config_fields(read_json(folder / CONFIG_FILE), where)
+    config = section_from_dict(ModelConfig, fields, where)
     model = create_model_from_config(config).to(device)
     load_model_tensors(model, folder / MODEL_FILE)
     return model.eval(), config

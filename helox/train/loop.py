@@ -1,10 +1,10 @@
 """The training loop: optimizer steps, with logging, evaluation and checkpoints hung off it.
 
 `Trainer.fit()` runs `config.total_steps` AdamW steps over any batch source that yields
-(input_ids, labels) pairs and can report and restore its position, so pretraining and
-SFT share it. It resumes from the newest intact checkpoint of the same run fingerprint,
-and refuses one written for a different model. Under torchrun every process runs this
-same loop on its own slice of each batch; rank 0 alone logs and writes.
+(input_ids, labels[, model keyword tensors]) and can report and restore its position, so
+pretraining and SFT share it. It resumes from the newest intact checkpoint of the same
+run fingerprint, and refuses one written for a different model. Under torchrun every
+process runs this same loop on its own slice of each batch; rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from helox.train.checkpoint import (
     save_checkpoint,
 )
 from helox.train.device import DeviceManager
-from helox.train.metrics import bits_per_byte, peak_flops
+from helox.train.evaluate import Batch, score_batches, to_device
+from helox.train.metrics import peak_flops
+from helox.train.optim import muon_with_adamw
 from helox.train.schedule import make_schedule
 from helox.train.tracking import Tracker
 
@@ -47,9 +49,10 @@ log = logging.getLogger(__name__)
 
 
 class BatchSource(Protocol):
-    """Yields (input_ids, labels) LongTensor pairs forever; its position can be saved."""
+    """Yields (input_ids, labels[, keyword tensors for the model]) forever; its position
+    can be saved. Packed SFT rows pass `position_ids` and `segment_ids` as keywords."""
 
-    def __next__(self) -> tuple[Tensor, Tensor]: ...
+    def __next__(self) -> Batch: ...
 
     def state(self) -> dict: ...
 
@@ -71,17 +74,24 @@ def seed_everything(seed: int) -> None:
 
 def build_optimizer(
     model: HeloxLM, config: TrainingConfig, device: torch.device
-) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; the fused kernel on CUDA and CPU."""
+) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only, the fused kernel on CUDA and CPU; with
+    `optimizer: muon`, Muon takes the attention and MLP matrices."""
+    kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    betas = (config.beta1, config.beta2)
+    if config.optimizer == "muon":
+        return muon_with_adamw(model, config.learning_rate, config.weight_decay, betas, kernel)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
-    return torch.optim.AdamW(
-        groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), **kernel
-    )
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, **kernel)
+
+
+def z_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """PaLM's auxiliary z-loss: the mean squared log-partition function over scored tokens."""
+    return logits.float().logsumexp(-1)[labels != IGNORE_INDEX].pow(2).mean()
 
 
 @dataclass
@@ -95,6 +105,9 @@ class Progress:
     elapsed_seconds: float = 0.0
     loss_history: list[list[float]] = field(default_factory=list)
     val_history: list[list[float]] = field(default_factory=list)
+    # What each log line and each evaluation measured, for the report's plots.
+    log_history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -220,14 +233,17 @@ class Trainer:
         accumulation = self.config.gradient_accumulation_steps
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(accumulation):
-            input_ids, labels = next(self.train_batches)
-            input_ids = input_ids.to(self.device, non_blocking=True)
-            labels = labels.to(self.device, non_blocking=True)
+            input_ids, labels, extra = to_device(next(self.train_batches), self.device)
             last = micro == accumulation - 1
             with self.device_manager.gradient_sync(self.parallel_model, last):
                 with self.autocast:
-                    loss = self.train_model(input_ids, labels).loss
-                self.scaler.scale(loss / accumulation).backward()
+                    output = self.train_model(input_ids, labels, **extra)
+                loss = output.loss
+                if self.config.z_loss:
+                    objective = loss + self.config.z_loss * z_loss(output.logits, labels)
+                else:
+                    objective = loss
+                self.scaler.scale(objective / accumulation).backward()
             loss_sum += loss.detach()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -313,63 +329,50 @@ class Trainer:
             format_seconds(eta),
             f" skipped {self.progress.skipped_steps}" if self.progress.skipped_steps else "",
         )
+        metrics = {
+            "train/loss": loss,
+            "train/lr": result.lr,
+            "train/grad_norm": result.grad_norm,
+            "train/tokens_per_second": tokens_per_second,
+            "train/tokens_seen": self.progress.tokens_seen,
+            "train/skipped_steps": self.progress.skipped_steps,
+        }
+        if mfu is not None:
+            metrics["train/mfu"] = mfu
+        self.progress.log_history.append({"step": result.step, **metrics})
         if self.tracker is not None:
-            metrics = {
-                "train/loss": loss,
-                "train/lr": result.lr,
-                "train/grad_norm": result.grad_norm,
-                "train/tokens_per_second": tokens_per_second,
-                "train/tokens_seen": self.progress.tokens_seen,
-                "train/skipped_steps": self.progress.skipped_steps,
-            }
-            if mfu is not None:
-                metrics["train/mfu"] = mfu
             self.tracker.log_metrics(metrics, result.step)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Loss, perplexity and (with `token_bytes`) bits per byte over at most
         `eval_batches` validation batches."""
-        self.model.eval()
-        total_nats = torch.zeros((), dtype=torch.float64, device=self.device)
-        token_count = byte_count = 0
-        for input_ids, labels in islice(self.val_batches_fn(), self.config.eval_batches):
-            scored = labels != IGNORE_INDEX
-            count = int(scored.sum())
-            if count == 0:
-                continue
-            if self.token_bytes is not None:
-                byte_count += int(self.token_bytes[labels[scored]].sum())
-            with self.autocast:
-                loss = self.model(
-                    input_ids.to(self.device, non_blocking=True),
-                    labels.to(self.device, non_blocking=True),
-                ).loss
-            total_nats += loss.double() * count
-            token_count += count
+        score = score_batches(
+            self.model,
+            islice(self.val_batches_fn(), self.config.eval_batches),
+            self.device,
+            self.token_bytes,
+            self.autocast,
+        )
         self.model.train()
-        if token_count == 0:
+        if score.tokens == 0:
             raise ValueError("validation produced no tokens to score")
-        nats = float(total_nats)
-        val_loss = nats / token_count
         step = self.progress.step
-        self._last_eval = {
-            "step": step,
-            "val_loss": val_loss,
-            "val_perplexity": math.exp(min(val_loss, 700.0)),
-        }
-        if byte_count:
-            self._last_eval["val_bpb"] = bits_per_byte(nats, byte_count)
+        self._last_eval = {"step": step, **score.as_metrics()}
+        val_loss = self._last_eval["val_loss"]
         self.progress.val_history = [
             entry for entry in self.progress.val_history if entry[0] != step
         ] + [[step, val_loss]]
+        self.progress.eval_history = [
+            entry for entry in self.progress.eval_history if entry["step"] != step
+        ] + [{**self._last_eval, "train/tokens_seen": self.progress.tokens_seen}]
         if self.is_main:
             log.info(
                 "step %d val_loss %.4f perplexity %.2f%s",
                 step,
                 val_loss,
                 self._last_eval["val_perplexity"],
-                f" bpb {self._last_eval['val_bpb']:.4f}" if byte_count else "",
+                f" bpb {self._last_eval['val_bpb']:.4f}" if score.bytes else "",
             )
             if self.tracker is not None:
                 self.tracker.log_metrics(
@@ -448,12 +451,15 @@ class Trainer:
             "train_loss": losses[-1][1] if losses else math.nan,
             "train_tokens_seen": self.progress.tokens_seen,
             "steps": self.progress.step,
+            "seq_len": self.config.seq_len,
             "skipped_steps": self.progress.skipped_steps,
             "elapsed_seconds": self.progress.elapsed_seconds,
             "train_seconds": self.progress.train_seconds,
             "tokens_per_second": self.progress.tokens_seen / max(self.progress.train_seconds, 1e-9),
             "loss_history": losses,
             "val_history": self.progress.val_history,
+            "log_history": self.progress.log_history,
+            "eval_history": self.progress.eval_history,
         }
 
 
