@@ -49,3 +49,20 @@ def pipeline(tmp_path_factory) -> Path:
     result = snakemake(workdir, "results/sft/final")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return workdir
+
+
+# The longest groups, started first so that the two workers finish together.
+LONGEST_GROUPS = ("test_slurm", "pipeline")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`) keep each module's tests in one worker, so its
+    module fixtures run once, and every test that reads the tiny pipeline in the same one."""
+    groups = {}
+    for item in items:
+        uses_pipeline = "pipeline" in getattr(item, "fixturenames", ())
+        groups[item] = "pipeline" if uses_pipeline else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    rank = {group: index for index, group in enumerate(LONGEST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
