@@ -49,7 +49,7 @@ class Score:
     def as_metrics(self, prefix: str = "val_") -> dict[str, float]:
         """Loss (nats/token), perplexity and, when bytes were counted, bits per byte."""
         if self.tokens == 0:
-            raise ValueError("no tokens to score")
+            raise ValueError("no tokens to score: every label is ignored or there are no batches")
         loss = self.nats / self.tokens
         metrics = {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 700.0))}
         if self.bytes:

@@ -8,12 +8,13 @@ back from the pretrained folder, so a model and every fine-tune of it share one 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import helox
+from helox.io import read_json
+from helox.train.checkpoint import step_dirs
 
 UNKNOWN = "unknown"
 
@@ -67,12 +68,7 @@ def lineage_tags(
 
 def output_tags(output_dir: str | Path, checkpoint_dir: str | Path) -> dict[str, str]:
     """References to what a run wrote: its final folder and its step checkpoints."""
-    steps = {
-        int(path.name.removeprefix("step_")): path
-        for path in Path(checkpoint_dir).glob("step_*")
-        if path.name.removeprefix("step_").isdigit()
-    }
-    checkpoints = [steps[step] for step in sorted(steps)]
+    checkpoints = [path for _, path in step_dirs(checkpoint_dir)]
     return {
         "helox.final_dir": str(Path(output_dir).resolve()),
         "helox.checkpoints": ",".join(str(path.resolve()) for path in checkpoints),
@@ -84,4 +80,4 @@ def pretrained_lineage(folder: str | Path) -> dict[str, Any]:
     metrics_path = Path(folder) / "metrics.json"
     if not metrics_path.is_file():
         return {}
-    return json.loads(metrics_path.read_text(encoding="utf-8")).get("lineage", {})
+    return read_json(metrics_path).get("lineage", {})

@@ -355,8 +355,6 @@ class Trainer:
             self.autocast,
         )
         self.model.train()
-        if score.tokens == 0:
-            raise ValueError("validation produced no tokens to score")
         step = self.progress.step
         self._last_eval = {"step": step, **score.as_metrics()}
         val_loss = self._last_eval["val_loss"]
