@@ -328,6 +328,59 @@ class SFTConfig(TrainingConfig):
 
 
 @dataclass
+class HumanEvalConfig:
+    enabled: bool = True
+    samples: int = 1  # completions per problem; pass@k needs samples >= k
+    pass_at: list[int] = field(default_factory=lambda: [1])
+    temperature: float = 0.0  # 0 = greedy (then samples must be 1)
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    limit: int | None = None  # the first N problems; None = all 164
+    timeout_s: float = 5.0  # wall-clock seconds per candidate program
+    memory_mb: int = 1024  # address-space limit per candidate
+    workers: int = 2  # candidate programs run side by side
+
+
+@dataclass
+class NextLineTaskConfig:
+    enabled: bool = True
+    examples: int = 200
+    choices: int = 4
+    context_lines: int = 6
+
+
+@dataclass
+class ChoiceTaskConfig:
+    name: str
+    path: str
+
+
+@dataclass
+class EvalConfig:
+    device: str = "auto"
+    batch_size: int = 8
+    bpb_max_batches: int | None = None  # None = whole val and test splits
+    shots: int = 3  # solved examples placed before each multiple-choice question
+    humaneval: HumanEvalConfig = field(default_factory=HumanEvalConfig)
+    next_line: NextLineTaskConfig = field(default_factory=NextLineTaskConfig)
+    tasks: list[ChoiceTaskConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.humaneval, dict):
+            self.humaneval = section_from_dict(HumanEvalConfig, self.humaneval, "eval.humaneval")
+        if isinstance(self.next_line, dict):
+            self.next_line = section_from_dict(
+                NextLineTaskConfig, self.next_line, "eval.next_line"
+            )
+        self.tasks = [
+            section_from_dict(ChoiceTaskConfig, task, f"eval.tasks[{index}]")
+            if isinstance(task, dict)
+            else task
+            for index, task in enumerate(self.tasks)
+        ]
+
+
+@dataclass
 class TrackingConfig:
     enabled: bool = True
     uri: str = ""
@@ -525,6 +578,7 @@ class HeloxConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: TrainingConfig = field(default_factory=TrainingConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     resources: dict[str, Any] = field(default_factory=dict)
 
@@ -556,5 +610,6 @@ _SECTION_TYPES: dict[str, type] = {
     "model": ModelConfig,
     "pretrain": TrainingConfig,
     "sft": SFTConfig,
+    "eval": EvalConfig,
     "tracking": TrackingConfig,
 }
