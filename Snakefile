@@ -1,4 +1,5 @@
-# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT, then the report's parts.
+# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT → evaluation, then the
+# report's parts.
 # Snakemake decides what is outdated; every byte of real work happens in `helox`.
 
 from snakemake.utils import min_version, validate
@@ -20,13 +21,16 @@ include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/sft.smk"
+include: "workflow/rules/dpo.smk"
+include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/sft/final",
+        expand("results/{stage}/final", stage=MODEL_STAGES),
         rules.report_data.output,
-        expand(rules.report_training.output, stage=["pretrain", "sft"]),
+        expand(rules.report_training.output, stage=MODEL_STAGES),
         rules.report_samples.output,
+        rules.report_eval.output,

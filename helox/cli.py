@@ -58,6 +58,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.card:
+        from helox.eval.card import format_card, read_results
+
+        print(format_card(read_results(args.card)))
+        return 0
+    if not args.folder or not args.shards:
+        raise ValueError("helox eval needs a model folder and --shards (or --card FILE...)")
+    if args.suite:
+        return eval_suite(args)
     from helox.train.evaluate import evaluate_folder
 
     result = evaluate_folder(
@@ -70,6 +79,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def eval_suite(args: argparse.Namespace) -> int:
+    """The evaluate stage on one folder: bits per byte, HumanEval and tasks, then the card."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from helox.config import EvalConfig, load_mapping, section_from_dict
+    from helox.eval.card import format_card
+    from helox.eval.next_line import build_next_line_task
+    from helox.eval.stage import run_evaluation
+
+    overrides = load_mapping(args.config).get("eval", {}) if args.config else {}
+    config = dataclasses.replace(
+        section_from_dict(EvalConfig, overrides, "eval"), device=args.device
+    )
+    task_paths = {task.name: task.path for task in config.tasks}
+    for spec in args.task:
+        name, separator, path = spec.partition("=")
+        if not separator or not name or not path:
+            raise ValueError(f"--task {spec!r}: expected NAME=PATH")
+        task_paths[name] = path
+    stage = args.stage or Path(args.folder).resolve().parent.name
+    with tempfile.TemporaryDirectory() as scratch:
+        if config.next_line.enabled:
+            task_paths["next_line"] = str(Path(scratch) / "next_line.jsonl")
+            build_next_line_task(
+                Path(args.shards) / "manifest.json",
+                Path(args.folder) / "tokenizer.model",
+                task_paths["next_line"],
+                config.next_line,
+                args.seed,
+            )
+        output = args.output or str(Path(scratch) / f"{stage}.json")
+        result = run_evaluation(
+            args.folder, stage, args.shards, task_paths, config, args.seed, output, args.seq_len
+        )
+    print(format_card([result]))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_humaneval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from helox.config import HumanEvalConfig, load_mapping, section_from_dict
+    from helox.eval.humaneval import run_canonical, run_humaneval
+
+    section = load_mapping(args.config).get("eval", {}).get("humaneval") if args.config else {}
+    config = section_from_dict(HumanEvalConfig, section, "eval.humaneval")
+    overrides = {
+        name: getattr(args, name)
+        for name in ("samples", "pass_at", "temperature", "top_p", "max_new_tokens", "limit")
+        + ("timeout_s", "memory_mb", "workers")
+        if getattr(args, name) is not None
+    }
+    config = dataclasses.replace(config, **overrides)
+    if args.canonical:
+        result = run_canonical(config)
+        print(json.dumps(result, indent=2))
+        print(f"pass@1 {result['pass@1']}")
+        return 0 if result["pass@1"] == 1.0 else 1
+    if not args.folder:
+        raise ValueError("helox humaneval needs a model folder (or --canonical)")
+    print(json.dumps(run_humaneval(args.folder, config, args.device, args.seed), indent=2))
     return 0
 
 
@@ -98,6 +174,42 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from helox.import_hf import import_llama
+
+    print(import_llama(args.source, args.destination))
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from helox.config import DPOConfig, TrackingConfig, load_mapping, section_from_dict
+    from helox.dpo import run_dpo
+
+    overrides = load_mapping(args.config).get("dpo", {}) if args.config else {}
+    run_dpo(
+        sft_dir=args.sft_model,
+        data_path=args.preference_data,
+        output_dir=args.output_dir,
+        config=section_from_dict(DPOConfig, overrides, "dpo"),
+        seed=args.seed,
+        tracking=TrackingConfig(enabled=not args.no_tracking),
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from helox.plan import format_plan, make_plan, write_preset
+
+    sizing = ("hours", "depth", "seq_len", "vocab_size", "tokens_per_param", "mfu")
+    chosen = {name: getattr(args, name) for name in sizing if getattr(args, name) is not None}
+    plan = make_plan(args.config, args.device, **chosen)
+    print(format_plan(plan))
+    if args.write:
+        write_preset(plan, args.write)
+        print(f"wrote {args.write}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,14 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_arguments(chat)
     chat.set_defaults(func=cmd_chat)
 
-    evaluate = commands.add_parser("eval", help="loss, perplexity and bits per byte as JSON")
-    evaluate.add_argument("folder", help="a final/ folder")
-    evaluate.add_argument("--shards", required=True, help="a shards folder with manifest.json")
+    evaluate = commands.add_parser(
+        "eval",
+        help="loss, perplexity and bits per byte as JSON; --suite for the whole eval card",
+    )
+    evaluate.add_argument("folder", nargs="?", help="a final/ folder")
+    evaluate.add_argument("--shards", help="a shards folder with manifest.json")
     evaluate.add_argument("--split", default="val", choices=["train", "val", "test"])
     evaluate.add_argument("--seq-len", type=int, default=None, help="default: as trained")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--max-batches", type=int, default=None, help="default: the whole split")
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate.add_argument(
+        "--suite",
+        action="store_true",
+        help="run the evaluate stage: bits per byte on val and test, HumanEval, the next-line "
+        "task and the config's tasks; print the card and the JSON",
+    )
+    evaluate.add_argument("--config", default=None, help="a config.yaml whose `eval` applies")
+    evaluate.add_argument(
+        "--task", action="append", default=[], help="NAME=PATH of a multiple-choice JSONL task"
+    )
+    evaluate.add_argument("--stage", default=None, help="the card's column name")
+    evaluate.add_argument("--output", default=None, help="also write the suite's JSON here")
+    evaluate.add_argument("--seed", type=int, default=1337)
+    evaluate.add_argument(
+        "--card", nargs="+", metavar="JSON", help="print the card of evaluate-stage JSON files"
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     sft = commands.add_parser("sft", help="fine-tune a pretrained folder on instruction data")
@@ -135,6 +266,48 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--no-tracking", action="store_true")
     sft.set_defaults(func=cmd_sft)
 
+    dpo = commands.add_parser("dpo", help="preference-tune an SFT folder (DPO)")
+    dpo.add_argument("--sft-model", required=True, help="an SFT final/ folder, the reference")
+    dpo.add_argument("--preference-data", required=True, help='JSONL of {"prompt", "chosen", ...}')
+    dpo.add_argument("--output-dir", default="results/dpo/final")
+    dpo.add_argument("--config", default=None, help="a config.yaml whose `dpo` section applies")
+    dpo.add_argument("--seed", type=int, default=1337)
+    dpo.add_argument("--no-tracking", action="store_true")
+    dpo.set_defaults(func=cmd_dpo)
+
+    import_hf = commands.add_parser(
+        "import-hf", help="a Hugging Face LlamaForCausalLM folder → a Helox final/ folder"
+    )
+    import_hf.add_argument(
+        "source",
+        help="a folder with config.json, *.safetensors and a SentencePiece tokenizer.model",
+    )
+    import_hf.add_argument("destination", help="the final/ folder to write")
+    import_hf.set_defaults(func=cmd_import_hf)
+
+    humaneval = commands.add_parser(
+        "humaneval", help="HumanEval pass@k of a model folder, its code run in a sandbox"
+    )
+    humaneval.add_argument("folder", nargs="?", help="a final/ folder")
+    humaneval.add_argument(
+        "--canonical",
+        action="store_true",
+        help="check the dataset's own solutions instead; the last line is `pass@1 <value>`",
+    )
+    humaneval.add_argument("--config", default=None, help="a config.yaml: eval.humaneval applies")
+    humaneval.add_argument("--samples", type=int, default=None, help="completions per problem")
+    humaneval.add_argument("--pass-at", type=int, nargs="+", default=None, metavar="K")
+    humaneval.add_argument("--temperature", type=float, default=None, help="0 = greedy")
+    humaneval.add_argument("--top-p", type=float, default=None)
+    humaneval.add_argument("--max-new-tokens", type=int, default=None)
+    humaneval.add_argument("--limit", type=int, default=None, help="the first N problems")
+    humaneval.add_argument("--timeout-s", type=float, default=None, help="per program")
+    humaneval.add_argument("--memory-mb", type=int, default=None, help="per program")
+    humaneval.add_argument("--workers", type=int, default=None, help="programs run at once")
+    humaneval.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    humaneval.add_argument("--seed", type=int, default=1337)
+    humaneval.set_defaults(func=cmd_humaneval)
+
     status = commands.add_parser(
         "status", help="which stages are up to date and which would rerun, and why"
     )
@@ -144,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="targets, then after -- any snakemake option (--configfile, --directory, ...)",
     )
     status.set_defaults(func=cmd_status)
+
+    plan = commands.add_parser(
+        "plan", help="parameters, tokens, steps, memory and hours of a config or a budget"
+    )
+    plan.add_argument("--config", action="append", default=[], help="config files, merged")
+    plan.add_argument("--device", default="h100", help="rtx4090, a100-40gb, a100-80gb, h100")
+    sizing = plan.add_mutually_exclusive_group()
+    sizing.add_argument("--hours", type=float, help="size the model to this budget")
+    sizing.add_argument("--depth", type=int, help="size the model by its number of layers")
+    plan.add_argument("--seq-len", type=int, help="with --hours or --depth (default 2048)")
+    plan.add_argument("--vocab-size", type=int, help="with --hours or --depth (default 32768)")
+    plan.add_argument("--tokens-per-param", type=float, help="default 20 (Chinchilla)")
+    plan.add_argument("--mfu", type=float, help="assumed for the hours (default 0.35)")
+    plan.add_argument("--write", default=None, help="write the plan as a --configfile overlay")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,44 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message names the key."""
 
 
+# The kinds of text a source may declare ("" = detect per document); see helox.data.kinds.
+SOURCE_KINDS = ("", "web", "prose", "docs", "code")
+
+
+@dataclass
+class SourceConfig:
+    """One source of a mixture: a raw folder, its share of the training tokens, its kind."""
+
+    name: str = ""
+    path: str = ""
+    # The source's share of the train split's tokens, relative to the other sources' weights.
+    weight: float = 1.0
+    # web, prose, docs or code for every document of the source; "" detects it per document.
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ConfigError(
+                f"corpus source {self.name!r}: kind {self.kind!r} is not one of "
+                f"{', '.join(map(repr, SOURCE_KINDS))}"
+            )
+        if not self.weight > 0:
+            raise ConfigError(f"corpus source {self.name!r}: weight {self.weight} must be > 0")
+
+
 @dataclass
 class CorpusConfig:
     raw_dir: str = ""
     stdlib_max_bytes: int = 8_000_000
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources = [
+            section_from_dict(SourceConfig, source, f"corpus.sources.{index}")
+            if isinstance(source, dict)
+            else source
+            for index, source in enumerate(self.sources)
+        ]
 
 
 @dataclass
@@ -43,6 +78,7 @@ class GopherRepetitionConfig:
     """Gopher's repetition rules (Rae et al. 2021, table A1): prose that repeats itself."""
 
     enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["web"])
     max_duplicate_line_fraction: float = 0.30
     max_duplicate_line_char_fraction: float = 0.20
     max_duplicate_paragraph_fraction: float = 0.30
@@ -62,6 +98,7 @@ class GopherQualityConfig:
     """Gopher's quality rules (Rae et al. 2021): length, word shape, symbols, stop words."""
 
     enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["web"])
     min_words: int = 50
     max_words: int = 100_000
     min_mean_word_length: float = 3.0
@@ -81,6 +118,7 @@ class C4Config:
     """C4's line and page rules (Raffel et al. 2020, with its TFDS reference values)."""
 
     enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["web"])
     drop_lines_without_terminal_punctuation: bool = True
     min_words_per_line: int = 5
     max_word_length: int = 1000
@@ -97,11 +135,32 @@ class FineWebConfig:
     """FineWeb's own line rules (Penedo et al. 2024)."""
 
     enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["web"])
     min_terminal_punctuation_line_fraction: float = 0.12
     max_short_line_fraction: float = 0.67
     short_line_length: int = 30
     max_duplicate_line_char_fraction: float = 0.01
     max_newlines_per_word: float = 0.3
+
+
+@dataclass
+class ParagraphQualityConfig:
+    """Hard-wrapped text (books, documentation) judged on re-flowed paragraphs, never on lines."""
+
+    enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["prose", "docs"])
+    min_words: int = 50
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    min_alphabetic_word_fraction: float = 0.6
+    min_stop_words: int = 2
+    stop_words: list[str] = field(
+        default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"]
+    )
+    max_duplicate_paragraph_fraction: float = 0.30
+    max_duplicate_paragraph_char_fraction: float = 0.20
+    # Paragraphs of at most this many characters (headings, speaker names) never count as repeats.
+    min_repeated_paragraph_chars: int = 40
 
 
 @dataclass
@@ -168,7 +227,7 @@ class PiiConfig:
 class CleanConfig:
     parts: int = 4
     min_text_length: int = 200
-    max_text_length: int = 1_000_000
+    max_text_length: int = 20_000_000
     max_urls: int = 20
     unicode_form: str = "NFC"
     text_extensions: list[str] = field(default_factory=lambda: [".txt", ".md", ".rst"])
@@ -194,6 +253,7 @@ class CleanConfig:
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
+    paragraph_quality: ParagraphQualityConfig = field(default_factory=ParagraphQualityConfig)
     code_size: CodeSizeConfig = field(default_factory=CodeSizeConfig)
     code_lines: CodeLinesConfig = field(default_factory=CodeLinesConfig)
     code_alphanumeric: CodeAlphanumericConfig = field(default_factory=CodeAlphanumericConfig)
@@ -312,6 +372,9 @@ class TrainingConfig:
     compile: bool | str = "auto"
     nproc: int = 1
     fsdp: bool = False
+    # A Hugging Face Llama folder to start from (helox.import_hf); its tokenizer replaces
+    # the tokenizer stage's. "" = pretraining starts from random weights, SFT from pretraining.
+    init_from: str = ""
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainingConfig:
@@ -328,6 +391,18 @@ class SFTConfig(TrainingConfig):
 
 
 @dataclass
+class DPOConfig(TrainingConfig):
+    """Preference tuning of the SFT model, which stays frozen as the reference."""
+
+    data: str = ""  # JSONL of {"prompt" | "messages", "chosen", "rejected"}; "" = derived
+    max_pairs: int = 1000  # derived pairs
+    val_fraction: float = 0.05
+    packing: bool = True
+    beta: float = 0.1  # strength of the pull towards the reference
+    label_smoothing: float = 0.0  # conservative DPO: the share of preferences assumed flipped
+
+
+@dataclass
 class HumanEvalConfig:
     enabled: bool = True
     samples: int = 1  # completions per problem; pass@k needs samples >= k
@@ -339,6 +414,19 @@ class HumanEvalConfig:
     timeout_s: float = 5.0  # wall-clock seconds per candidate program
     memory_mb: int = 1024  # address-space limit per candidate
     workers: int = 2  # candidate programs run side by side
+
+    def __post_init__(self) -> None:
+        too_large = [k for k in self.pass_at if k > self.samples]
+        if too_large:
+            raise ConfigError(
+                f"eval.humaneval.pass_at asks for pass@{too_large[0]}, which needs "
+                f"eval.humaneval.samples >= {too_large[0]}; samples is {self.samples}"
+            )
+        if self.temperature == 0 and self.samples > 1:
+            raise ConfigError(
+                f"eval.humaneval.samples is {self.samples} but eval.humaneval.temperature is 0 "
+                "(greedy), which repeats one completion; set temperature > 0 or samples: 1"
+            )
 
 
 @dataclass
@@ -369,9 +457,7 @@ class EvalConfig:
         if isinstance(self.humaneval, dict):
             self.humaneval = section_from_dict(HumanEvalConfig, self.humaneval, "eval.humaneval")
         if isinstance(self.next_line, dict):
-            self.next_line = section_from_dict(
-                NextLineTaskConfig, self.next_line, "eval.next_line"
-            )
+            self.next_line = section_from_dict(NextLineTaskConfig, self.next_line, "eval.next_line")
         self.tasks = [
             section_from_dict(ChoiceTaskConfig, task, f"eval.tasks[{index}]")
             if isinstance(task, dict)
@@ -468,6 +554,7 @@ def config_errors(config: dict[str, Any]) -> list[str]:
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
         messages.append(f"config key {key}: {error.message}{_allowed(error)}")
     messages.extend(shards_errors(config))
+    messages.extend(corpus_errors(config))
     messages.extend(lsh_errors(config))
     return messages
 
@@ -531,6 +618,41 @@ def shards_errors(config: dict[str, Any]) -> list[str]:
     return messages
 
 
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def corpus_errors(config: dict[str, Any]) -> list[str]:
+    """Cross-key rules of corpus.sources: each names a folder and a unique, plain name; a
+    mixture replaces raw_dir, so the two are not set together."""
+    corpus = _mapping(config.get("corpus"))
+    sources = corpus.get("sources")
+    if not isinstance(sources, list) or not sources:
+        return []
+    messages = []
+    if corpus.get("raw_dir"):
+        messages.append(
+            "config key corpus.raw_dir: set it or corpus.sources, not both "
+            "(a single folder is a one-entry corpus.sources)"
+        )
+    seen: set[str] = set()
+    for index, source in enumerate(sources):
+        source = _mapping(source)
+        name, path = source.get("name"), source.get("path")
+        where = f"config key corpus.sources.{index}"
+        if not isinstance(name, str) or not SOURCE_NAME.match(name):
+            messages.append(
+                f"{where}.name: {name!r} must be letters, digits, '_', '.' or '-' "
+                "(it prefixes file names)"
+            )
+        elif name in seen:
+            messages.append(f"{where}.name: {name!r} names two sources")
+        else:
+            seen.add(name)
+        if not isinstance(path, str) or not path:
+            messages.append(f"{where}.path: a raw folder is required")
+    return messages
+
+
 def lsh_shape_error(bands: int, rows: int, num_perm: int) -> str | None:
     """Why the LSH bands do not tile the signature, or None when they do."""
     if bands * rows == num_perm:
@@ -578,6 +700,7 @@ class HeloxConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: TrainingConfig = field(default_factory=TrainingConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     resources: dict[str, Any] = field(default_factory=dict)
@@ -610,6 +733,7 @@ _SECTION_TYPES: dict[str, type] = {
     "model": ModelConfig,
     "pretrain": TrainingConfig,
     "sft": SFTConfig,
+    "dpo": DPOConfig,
     "eval": EvalConfig,
     "tracking": TrackingConfig,
 }

@@ -18,6 +18,8 @@ from helox.model import head_dim, intermediate_size, kv_heads
 from helox.tokenizer import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
 
 HELOX_KEY = "helox"
+# Stages whose folders hold a chat model: they get the chat template and stop at <|end|>.
+CHAT_STAGES = frozenset({"sft", "dpo"})
 NOT_LLAMA_KEY = "not_llama_because"
 
 # The chat template of helox.chat in Jinja, for transformers' `apply_chat_template`.

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from helox.chat import END, EOS, render_prompt
+from helox.export import CHAT_STAGES
 from helox.io import read_json
 from helox.tokenizer import load_tokenizer
 from helox.train.checkpoint import load_final
@@ -28,9 +29,9 @@ class SamplingConfig:
 
 
 def is_chat_model(folder: str | os.PathLike) -> bool:
-    """True for a folder written by SFT, whose model expects the chat template."""
+    """True for a folder written by SFT or DPO, whose model expects the chat template."""
     metrics_path = Path(folder) / "metrics.json"
-    return metrics_path.is_file() and read_json(metrics_path).get("stage") == "sft"
+    return metrics_path.is_file() and read_json(metrics_path).get("stage") in CHAT_STAGES
 
 
 class Generator:

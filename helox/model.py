@@ -9,12 +9,15 @@ The switches of `ModelConfig` pick a component in the factory functions below.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
 
 from helox.config import ModelConfig
@@ -179,6 +182,77 @@ def segment_mask(segment_ids: Tensor) -> Tensor:
     return (same & causal).unsqueeze(1)
 
 
+FlexKernels = tuple[Callable[..., BlockMask], Callable[..., Tensor]]
+
+
+@functools.cache
+def compiled_flex_kernels() -> FlexKernels:
+    return torch.compile(create_block_mask), torch.compile(flex_attention)
+
+
+def flex_kernels(device_type: str) -> FlexKernels:
+    """`create_block_mask` and `flex_attention`: compiled on CUDA, where eager FlexAttention
+    would materialise every score; as they are inside a compiled model (which fuses them)
+    and on CPU (forward only, as torch supports it there)."""
+    if device_type == "cuda" and not torch.compiler.is_compiling():
+        return compiled_flex_kernels()
+    return create_block_mask, flex_attention
+
+
+def segment_block_mask(segment_ids: Tensor) -> BlockMask:
+    """The FlexAttention form of `segment_mask`. The kernel skips the 128 × 128 tiles of the
+    (T, T) grid where no query sees a key, and runs those where all do without masking."""
+
+    def same_segment_causal(batch: Tensor, head: Tensor, query: Tensor, key: Tensor) -> Tensor:
+        return (segment_ids[batch, query] == segment_ids[batch, key]) & (query >= key)
+
+    batch, seq = segment_ids.shape
+    build, _ = flex_kernels(segment_ids.device.type)
+    return build(same_segment_causal, batch, None, seq, seq, device=segment_ids.device)
+
+
+ATTENTION_KERNELS = ("auto", "flex", "sdpa")
+AttentionMask = Tensor | BlockMask | None
+
+
+def packed_attention_mask(segment_ids: Tensor, kernel: str, dropout: float) -> AttentionMask:
+    """What keeps packed sequences apart, and so which kernel attends (see `attend`).
+
+    "auto" takes FlexAttention on CUDA and SDPA with a dense boolean mask elsewhere (torch
+    runs FlexAttention's backward on CUDA only); "flex" and "sdpa" force one. FlexAttention
+    has no attention dropout, so "auto" keeps SDPA while dropout is on.
+    """
+    if kernel == "flex" and dropout:
+        raise ValueError("FlexAttention has no attention dropout; set model.dropout to 0")
+    if kernel == "flex" or (kernel == "auto" and segment_ids.is_cuda and not dropout):
+        return segment_block_mask(segment_ids)
+    return segment_mask(segment_ids)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout: float) -> Tensor:
+    """Attention of (B, H, T, D) queries over (B, H_kv, S, D) keys and values (GQA when
+    H_kv < H). A `BlockMask` runs FlexAttention; a boolean mask runs SDPA with it; no mask
+    runs SDPA causal (its flash kernel), or unmasked for one query over a cache."""
+    grouped = k.size(1) != q.size(1)
+    if isinstance(mask, BlockMask):
+        _, flex = flex_kernels(q.device.type)
+        # Autocast casts SDPA's inputs, not FlexAttention's: match the projections' dtype.
+        q, k = q.to(v.dtype), k.to(v.dtype)
+        return flex(q, k, v, block_mask=mask, enable_gqa=grouped)
+    seq, key_len = q.size(2), k.size(2)
+    if mask is None and seq not in (1, key_len):
+        mask = causal_mask(seq, key_len, q.device)
+    return F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        dropout_p=dropout,
+        is_causal=mask is None and seq > 1,
+        enable_gqa=grouped,
+    )
+
+
 def make_qk_norm(config: ModelConfig) -> nn.Module:
     """QK-norm (Dehghani et al. 2023): RMSNorm over each head's queries or keys; off, identity."""
     return RMSNorm(head_dim(config), config.norm_eps) if config.qk_norm else nn.Identity()
@@ -203,9 +277,9 @@ class Attention(nn.Module):
         self.k_norm = make_qk_norm(config)
 
     def forward(
-        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: Tensor | None = None
+        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: AttentionMask = None
     ) -> Tensor:
-        """Causal attention; an explicit boolean `mask` (B, 1, T, T) replaces the causal one."""
+        """Causal attention; a `mask` from `packed_attention_mask` replaces the causal one."""
         batch, seq, _ = x.shape
         q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -213,18 +287,7 @@ class Attention(nn.Module):
         q, k = apply_rotary(self.q_norm(q), self.k_norm(k), rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
-        key_len = k.size(2)
-        if mask is None and seq not in (1, key_len):
-            mask = causal_mask(seq, key_len, x.device)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None and seq > 1,
-            enable_gqa=self.num_kv_heads != self.num_heads,
-        )
+        y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.o_proj(y.transpose(1, 2).reshape(batch, seq, -1))
 
 
@@ -282,7 +345,7 @@ class Block(nn.Module):
         self.residual_dropout = make_dropout(config)
 
     def forward(
-        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: Tensor | None = None
+        self, x: Tensor, rope: Rope, cache: KVCache | None = None, mask: AttentionMask = None
     ) -> Tensor:
         x = x + self.residual_dropout(self.self_attn(self.input_layernorm(x), rope, cache, mask))
         return x + self.residual_dropout(self.mlp(self.post_attention_layernorm(x)))
@@ -299,7 +362,9 @@ class HeloxModel(nn.Module):
         self.embed_dropout = make_dropout(config)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = make_norm(config)
+        self.dropout = config.dropout
         self.gradient_checkpointing = False
+        self.attention_kernel = "auto"
 
     def forward(
         self,
@@ -319,7 +384,10 @@ class HeloxModel(nn.Module):
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
         x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
         x = self.embed_dropout(x)
-        mask = segment_mask(segment_ids) if segment_ids is not None else None
+        mask = None
+        if segment_ids is not None:
+            dropout = self.dropout if self.training else 0.0
+            mask = packed_attention_mask(segment_ids, self.attention_kernel, dropout)
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, rope, None, mask, use_reentrant=False)
@@ -359,6 +427,12 @@ class HeloxLM(nn.Module):
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute each block's activations in backward instead of storing them."""
         self.model.gradient_checkpointing = enabled
+
+    def set_attention_kernel(self, kernel: str) -> None:
+        """How packed rows attend: "auto" (FlexAttention on CUDA), "flex" or "sdpa"."""
+        if kernel not in ATTENTION_KERNELS:
+            raise ValueError(f"unknown attention kernel {kernel!r}; use one of {ATTENTION_KERNELS}")
+        self.model.attention_kernel = kernel
 
     def forward(
         self,

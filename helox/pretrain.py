@@ -23,13 +23,11 @@ from helox.data.loader import PackedBatches, TokenStream, eval_batches, unigram_
 from helox.io import read_json, sha256_file
 from helox.logs import FORMAT, setup_logging
 from helox.model import create_model_from_config
-from helox.train.checkpoint import run_defining, run_fingerprint, save_final
+from helox.train.checkpoint import load_final, run_defining, run_fingerprint
 from helox.train.device import DeviceManager, DistributedEnv
-from helox.train.hooks import ProgressHook
-from helox.train.lineage import lineage_tags, output_tags, pipeline_key
-from helox.train.loop import Trainer, seed_everything
+from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
-from helox.train.tracking import Tracker
+from helox.train.stage import RunSpec, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,11 @@ def run_pretrain(
     checkpoint_dir: str | os.PathLike | None = None,
     threads: int | None = None,
     snakemake_job: str | None = None,
+    init_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Train a model from scratch on the manifest's train split and write `output_dir`.
+    """Train a model on the manifest's train split and write `output_dir`: from scratch, or
+    continuing the final folder `init_dir` (e.g. an imported Llama; `model_config` is then
+    that folder's).
 
     Resumes from `checkpoint_dir` (default: `checkpoints/` beside `output_dir`) when a
     killed run with the same configs, seed and shards left a checkpoint there.
@@ -73,6 +74,9 @@ def run_pretrain(
 
     train_stream = TokenStream(manifest_path, "train")
     val_stream = TokenStream(manifest_path, "val")
+    if init_dir:
+        init_dir = Path(init_dir)
+        model, model_config = load_final(init_dir)
     model_config = resolve_vocab_size(model_config, train_stream.vocab_size)
     token_bytes = token_byte_lengths(tokenizer_path)
     if len(token_bytes) < train_stream.vocab_size:
@@ -86,22 +90,19 @@ def run_pretrain(
     )
     val_stream.num_windows(seq_len)  # a val split too short to score fails now, not after training
     manifest_sha256 = sha256_file(manifest_path)
+    start = {"init": sha256_file(init_dir / "model.safetensors")} if init_dir else {}
     fingerprint = run_fingerprint(
         model=dataclasses.asdict(model_config),
         training=run_defining(training_config),
         seed=seed,
         manifest=manifest_sha256,
+        **start,
     )
-    lineage = {
-        "pipeline": pipeline_key(fingerprint),
-        "manifest_sha256": manifest_sha256,
-        "tokenizer_sha256": sha256_file(tokenizer_path),
-    }
 
     seed_everything(seed)
-    model = create_model_from_config(model_config)
+    if not init_dir:
+        model = create_model_from_config(model_config)
     parameters = model.num_parameters()
-    flops_per_token = model.flops_per_token(seq_len)
     log.info(
         "pretraining %d parameters on %s (%s tokens in train, %s in val), device %s",
         parameters,
@@ -110,44 +111,44 @@ def run_pretrain(
         f"{val_stream.num_tokens:,}",
         device_manager.get_device_info(),
     )
-    params = {
-        "model": dataclasses.asdict(model_config),
-        "training": dataclasses.asdict(training_config),
-        "seed": seed,
-        "manifest": str(manifest_path),
-        "fingerprint": fingerprint,
-        "parameters": parameters,
-    }
-    tracker_config = tracking if dist.is_main else dataclasses.replace(tracking, enabled=False)
-    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], snakemake_job)
-    with Tracker(tracker_config, "pretrain", params, tags, pipeline=lineage["pipeline"]) as tracker:
-        metrics = Trainer(
-            model,
-            train_batches,
-            lambda: eval_batches(val_stream, seq_len, batch_size),
-            training_config,
-            device_manager,
-            checkpoint_dir,
-            fingerprint,
-            tracker,
-            hooks=[ProgressHook("pretrain")],
-            token_bytes=token_bytes,
-        ).fit()
-        unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
-        tracker.log_metrics({"val/unigram_loss": unigram}, metrics["steps"])
-        tracker.set_tags(output_tags(output_dir, checkpoint_dir))
-
-    metrics = {
-        "stage": "pretrain",
-        "val_loss": metrics["val_loss"],
-        "val_perplexity": metrics["val_perplexity"],
-        "val_bpb": metrics["val_bpb"],
-        "unigram_val_loss": unigram,
-        "parameters": parameters,
-        "flops_per_token": flops_per_token,
-        "lineage": lineage,
-        **{k: v for k, v in metrics.items() if k not in ("val_loss", "val_perplexity", "val_bpb")},
-    }
+    unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
+    spec = RunSpec(
+        stage="pretrain",
+        config=training_config,
+        seed=seed,
+        fingerprint=fingerprint,
+        output_dir=output_dir,
+        checkpoint_dir=checkpoint_dir,
+        tokenizer_path=Path(tokenizer_path),
+        params={
+            "model": dataclasses.asdict(model_config),
+            "training": dataclasses.asdict(training_config),
+            "manifest": str(manifest_path),
+            "parameters": parameters,
+            "init": str(init_dir or ""),
+        },
+        lineage={
+            "manifest_sha256": manifest_sha256,
+            "tokenizer_sha256": sha256_file(tokenizer_path),
+            **({"init_sha256": start["init"]} if init_dir else {}),
+        },
+        summary={
+            "unigram_val_loss": unigram,
+            "parameters": parameters,
+            "flops_per_token": model.flops_per_token(seq_len),
+        },
+        baselines={"unigram_loss": unigram},
+        token_bytes=token_bytes,
+        snakemake_job=snakemake_job,
+    )
+    metrics = train_stage(
+        spec,
+        model,
+        train_batches,
+        lambda: eval_batches(val_stream, seq_len, batch_size),
+        device_manager,
+        tracking,
+    )
     if dist.is_main:
         log.info(
             "val loss %.4f (perplexity %.2f, %.4f bits per byte) vs unigram baseline %.4f",
@@ -156,7 +157,6 @@ def run_pretrain(
             metrics["val_bpb"],
             unigram,
         )
-    save_final(output_dir, model, model_config, tokenizer_path, metrics)
     device_manager.shutdown()
     return metrics
 
@@ -178,6 +178,7 @@ class PretrainJob:
     checkpoint_dir: str | None = None
     threads: int | None = None
     snakemake_job: str | None = None
+    init_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

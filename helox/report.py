@@ -24,6 +24,8 @@ from helox.tokenizer import load_tokenizer
 log = logging.getLogger(__name__)
 
 MAX_SOURCE_ROWS = 1000
+# Stages whose training loss is not a next-token loss, so it says nothing of bits per byte.
+PREFERENCE_STAGES = ("dpo",)
 TOP_PIECES = 40
 STYLE = """
 body { font-family: sans-serif; font-size: 13px; margin: 1em; }
@@ -200,6 +202,59 @@ def plot_splits(manifest_path: str | os.PathLike, path: str | os.PathLike) -> No
     )
 
 
+def mixture_rows(clean: Stats, dedup: dict, manifest: dict) -> list[list[Any]]:
+    """Per source: its weight and target share, the train tokens it got, its epochs, and its
+    documents through clean, dedup and the splits."""
+    sources = manifest.get("sources", {})
+    total_weight = sum(row["weight"] for row in sources.values()) or 1.0
+    rows = []
+    for name, row in sources.items():
+        cleaned = clean.corpus.get(name)
+        deduplicated = dedup.get("corpus", {}).get(name, {})
+        rows.append(
+            [name, row["weight"], 100 * row["weight"] / total_weight, 100 * row["share"]]
+            + [row["tokens"]["train"], row["natural_train_tokens"], row["epochs"]]
+            + [row["tokens"]["val"], row["tokens"]["test"]]
+            + [cleaned.documents_in if cleaned else 0, cleaned.documents_out if cleaned else 0]
+            + [deduplicated.get("documents_out", 0)]
+        )
+    return rows
+
+
+def write_mixture(
+    clean_stats_paths: Sequence[str | os.PathLike],
+    dedup_stats_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    table_path: str | os.PathLike,
+    figure_path: str | os.PathLike,
+) -> None:
+    """The mixture of sources: a table of each source through the stages, and a bar per source
+    of its share of the train tokens against its weight's share."""
+    manifest = read_json(manifest_path)
+    rows = mixture_rows(clean_totals(clean_stats_paths), read_json(dedup_stats_path), manifest)
+    headers = ["Source", "Weight", "Target share (%)", "Train share (%)", "Train tokens"]
+    headers += ["Train tokens before mixing", "Epochs", "Val tokens", "Test tokens"]
+    headers += ["Documents read", "Kept by cleaning", "Kept by dedup"]
+    write_html(
+        table_path,
+        "Mixture of sources",
+        html_table(headers, rows)
+        + "<p>Epochs: train tokens written over the source's own train tokens (above 1: "
+        "documents repeated, below 1: some left out). Validation and test keep the "
+        "natural proportions.</p>",
+    )
+    plots.plot_bars(
+        figure_path,
+        "share of the train tokens per source",
+        "source",
+        "share of train tokens (%)",
+        [row[0] for row in rows],
+        [row[3] for row in rows],
+        [f"{row[3]:.1f}% (target {row[2]:.1f}%)\n{row[6]:.2f} epochs" for row in rows],
+        empty_message="no sources in the manifest",
+    )
+
+
 def visible(piece: str) -> str:
     """A piece with its newlines and tabs written as escapes (▁, SentencePiece's space, stays)."""
     return piece.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
@@ -257,12 +312,19 @@ def write_data_report(
     outputs: Mapping[str, str | os.PathLike],
 ) -> None:
     """The data stages' tables and figures: `outputs` maps filters, sources, clusters,
-    tokenizer and splits to their paths."""
+    tokenizer, splits, mixture and mixture_figure to their paths."""
     write_filter_table(clean_stats_paths, dedup_stats_path, outputs["filters"])
     write_source_table(clean_stats_paths, outputs["sources"])
     plot_clusters(dedup_stats_path, outputs["clusters"])
     write_tokenizer_table(tokenizer_eval_path, tokenizer_path, manifest_path, outputs["tokenizer"])
     plot_splits(manifest_path, outputs["splits"])
+    write_mixture(
+        clean_stats_paths,
+        dedup_stats_path,
+        manifest_path,
+        outputs["mixture"],
+        outputs["mixture_figure"],
+    )
 
 
 # ---------------------------------------------------------------------------- training
@@ -300,12 +362,13 @@ def write_training_figures(
     val_steps, val_bpb = columns(evals, "val_bpb")
     last = next((entry for entry in reversed(evals) if "val_bpb" in entry), None)
     scale = last["val_bpb"] / last["val_loss"] if last and last["val_loss"] else math.nan
+    estimated = [("train (estimated)", train_steps, [loss * scale for loss in train_loss], "C0-")]
     plots.plot_series(
         outputs["bpb"],
         f"{stage}: bits per byte",
         "bits per byte",
         [
-            ("train (estimated)", train_steps, [loss * scale for loss in train_loss], "C0-"),
+            *(estimated if stage not in PREFERENCE_STAGES else []),
             ("validation", val_steps, val_bpb, "C3o-"),
         ],
         tokens_per_step,

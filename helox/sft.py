@@ -13,18 +13,17 @@ from helox.sft_data import (
     SFTBatches,
     encode_examples,
     eval_batches,
-    is_validation,
+    held_out_flags,
     padding_fraction,
     read_instruction_data,
 )
 from helox.tokenizer import load_tokenizer
-from helox.train.checkpoint import load_final, run_defining, run_fingerprint, save_final
+from helox.train.checkpoint import load_final, run_defining, run_fingerprint
 from helox.train.device import DeviceManager
-from helox.train.hooks import ProgressHook
-from helox.train.lineage import lineage_tags, output_tags, pipeline_key, pretrained_lineage
-from helox.train.loop import Trainer, seed_everything
+from helox.train.lineage import pretrained_lineage
+from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
-from helox.train.tracking import Tracker
+from helox.train.stage import RunSpec, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +51,14 @@ def run_sft(
 
     data = read_instruction_data(data_path)
     processor = load_tokenizer(tokenizer_path)
-    held_out = [is_validation(c, seed, config.val_fraction) for c in data.conversations]
-    if all(held_out) or not any(held_out):
-        held_out = [i % max(2, round(1 / config.val_fraction)) == 0 for i in range(len(held_out))]
+    held_out = held_out_flags(data.items, seed, config.val_fraction)
     train_examples = encode_examples(
-        [c for c, v in zip(data.conversations, held_out, strict=True) if not v],
+        [c for c, v in zip(data.items, held_out, strict=True) if not v],
         processor,
         config.seq_len,
     )
     val_examples = encode_examples(
-        [c for c, v in zip(data.conversations, held_out, strict=True) if v],
+        [c for c, v in zip(data.items, held_out, strict=True) if v],
         processor,
         config.seq_len,
     )
@@ -91,57 +88,51 @@ def run_sft(
     )
 
     seed_everything(seed)
-    model, model_config = load_final(pretrained_dir, device_manager.device)
+    model, _ = load_final(pretrained_dir, device_manager.device)
     fingerprint = run_fingerprint(
         sft=run_defining(config),
         seed=seed,
         pretrained=sha256_file(pretrained_dir / "model.safetensors"),
         data=sha256_file(data_path),
     )
-    params = {
-        "sft": dataclasses.asdict(config),
-        "seed": seed,
-        "pretrained": str(pretrained_dir),
-        "data": str(data_path),
-        "fingerprint": fingerprint,
-    }
-    lineage = {
-        "pipeline": pipeline_key(fingerprint),
-        "manifest_sha256": None,
-        **pretrained_lineage(pretrained_dir),
-        "tokenizer_sha256": sha256_file(tokenizer_path),
-    }
-    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], snakemake_job)
-    with Tracker(tracking, "sft", params, tags, pipeline=lineage["pipeline"]) as tracker:
-        trainer = Trainer(
-            model,
-            train_batches,
-            lambda: eval_batches(val_examples, config.batch_size, config.eval_batches),
-            config,
-            device_manager,
-            checkpoint_dir,
-            fingerprint,
-            tracker,
-            hooks=[ProgressHook("sft")],
-            token_bytes=token_byte_lengths(tokenizer_path),
-        )
-        base = trainer.evaluate()
-        metrics = trainer.fit()
-        tracker.set_tags(output_tags(output_dir, checkpoint_dir))
-
-    metrics = {
-        "stage": "sft",
-        "val_loss": metrics["val_loss"],
-        "base_val_loss": base["val_loss"],
-        "train_examples": len(train_examples),
-        "val_examples": len(val_examples),
-        "skipped_lines": dict(data.skipped),
-        "lineage": lineage,
-        **padding,
-        **{k: v for k, v in metrics.items() if k != "val_loss"},
-    }
-    log.info(
-        "held-out response loss %.4f after SFT, %.4f before", metrics["val_loss"], base["val_loss"]
+    spec = RunSpec(
+        stage="sft",
+        config=config,
+        seed=seed,
+        fingerprint=fingerprint,
+        output_dir=output_dir,
+        checkpoint_dir=checkpoint_dir,
+        tokenizer_path=tokenizer_path,
+        params={
+            "sft": dataclasses.asdict(config),
+            "pretrained": str(pretrained_dir),
+            "data": str(data_path),
+        },
+        lineage={
+            **pretrained_lineage(pretrained_dir),
+            "tokenizer_sha256": sha256_file(tokenizer_path),
+        },
+        summary={
+            "train_examples": len(train_examples),
+            "val_examples": len(val_examples),
+            "skipped_lines": dict(data.skipped),
+            **padding,
+        },
+        compare_with_start=True,
+        token_bytes=token_byte_lengths(tokenizer_path),
+        snakemake_job=snakemake_job,
     )
-    save_final(output_dir, model, model_config, tokenizer_path, metrics)
+    metrics = train_stage(
+        spec,
+        model,
+        train_batches,
+        lambda: eval_batches(val_examples, config.batch_size, config.eval_batches),
+        device_manager,
+        tracking,
+    )
+    log.info(
+        "held-out response loss %.4f after SFT, %.4f before",
+        metrics["val_loss"],
+        metrics["base_val_loss"],
+    )
     return metrics

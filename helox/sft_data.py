@@ -1,4 +1,7 @@
-"""Instruction data for SFT: reading pairs or chats, rendering, splitting, batching."""
+"""Instruction data for SFT: reading pairs or chats, rendering, splitting, batching.
+
+DPO reads, renders and packs its preference pairs with the same functions (helox.dpo_data).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 import sentencepiece as spm
@@ -20,13 +25,14 @@ from helox.tokenizer import SPECIAL_IDS
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+T = TypeVar("T")
 
 
 @dataclass
-class InstructionData:
-    """Conversations read from a JSONL file, with every skipped line counted by reason."""
+class JsonlExamples(Generic[T]):
+    """Examples read from a JSONL file, with every skipped line counted by reason."""
 
-    conversations: list[list[dict[str, str]]] = field(default_factory=list)
+    items: list[T] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     skipped_examples: list[str] = field(default_factory=list)
 
@@ -37,22 +43,27 @@ class InstructionData:
         log.warning("skipping %s: %s", where, reason)
 
 
+def parse_messages(messages: object) -> list[dict[str, str]]:
+    """A JSON `"messages"` value as a conversation; raises ValueError saying what is wrong."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError('"messages" must be a non-empty list')
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ValueError(f'each message needs "role" in {list(ROLES)}')
+        if not isinstance(message.get("content"), str):
+            raise ValueError('each message needs a string "content"')
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 def parse_example(record: object) -> list[dict[str, str]]:
     """One JSONL object as a conversation; raises ValueError saying what is wrong."""
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if "messages" in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise ValueError('"messages" must be a non-empty list')
-        for message in messages:
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise ValueError(f'each message needs "role" in {list(ROLES)}')
-            if not isinstance(message.get("content"), str):
-                raise ValueError('each message needs a string "content"')
+        messages = parse_messages(record["messages"])
         if not any(m["role"] == "assistant" for m in messages):
             raise ValueError("no assistant turn to learn from")
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
+        return messages
     for key in ("instruction", "response"):
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise ValueError(f'missing or empty string field "{key}"')
@@ -62,9 +73,12 @@ def parse_example(record: object) -> list[dict[str, str]]:
     return pair_to_messages(record["instruction"], record["response"], extra)
 
 
-def read_instruction_data(path: str | os.PathLike) -> InstructionData:
-    """Read `{"instruction","response"[,"input"]}` or `{"messages": [...]}` JSONL lines."""
-    data = InstructionData()
+def read_jsonl_examples(
+    path: str | os.PathLike, parse: Callable[[object], T], what: str
+) -> JsonlExamples[T]:
+    """Parse each line of `path` with `parse` (ValueError: skip it, saying why, with file and
+    line); refuse a file in which no line is usable. `what` names the examples."""
+    data: JsonlExamples[T] = JsonlExamples()
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
@@ -76,18 +90,21 @@ def read_instruction_data(path: str | os.PathLike) -> InstructionData:
             if not line.strip():
                 continue
             try:
-                data.conversations.append(parse_example(json.loads(line)))
+                data.items.append(parse(json.loads(line)))
             except json.JSONDecodeError as error:
                 data.skip(where, f"malformed JSON ({error.msg})")
             except RecursionError:
                 data.skip(where, "JSON nested too deeply")
             except ValueError as error:
                 data.skip(where, str(error))
-    if not data.conversations:
-        raise ValueError(
-            f"{path}: no usable instruction examples; skipped: {dict(data.skipped) or 'none'}"
-        )
+    if not data.items:
+        raise ValueError(f"{path}: no usable {what}; skipped: {dict(data.skipped) or 'none'}")
     return data
+
+
+def read_instruction_data(path: str | os.PathLike) -> JsonlExamples[list[dict[str, str]]]:
+    """Read `{"instruction","response"[,"input"]}` or `{"messages": [...]}` JSONL lines."""
+    return read_jsonl_examples(path, parse_example, "instruction examples")
 
 
 def is_validation(conversation: list[dict[str, str]], seed: int, fraction: float) -> bool:
@@ -95,6 +112,17 @@ def is_validation(conversation: list[dict[str, str]], seed: int, fraction: float
     text = json.dumps(conversation, sort_keys=True).encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(text, digest_size=8, key=seed.to_bytes(8, "little")).digest()
     return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+def held_out_flags(
+    conversations: list[list[dict[str, str]]], seed: int, fraction: float
+) -> list[bool]:
+    """Which conversations are held out: by `is_validation`, or, when that holds out none or
+    all of them (tiny data), every round(1 / fraction)-th one."""
+    held_out = [is_validation(c, seed, fraction) for c in conversations]
+    if all(held_out) or not any(held_out):
+        held_out = [i % max(2, round(1 / fraction)) == 0 for i in range(len(held_out))]
+    return held_out
 
 
 def encode_examples(

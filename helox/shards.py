@@ -5,6 +5,11 @@ memory-map it without a copy), one column `tokens` of type list<uint16> (list<ui
 when the vocabulary exceeds 65,536), one row per document, each document's ids
 followed by the `</s>` id. The flattened values of a split are therefore the packed
 training stream, with documents separated by `</s>`.
+
+With several `corpus.sources`, the train split is mixed by weight (`helox.data.mixture`):
+`count_part` first counts each source's tokens per split, and `tokenize_part` writes each
+train document as many times as the `Resampler` says (copies side by side; training visits
+windows in a shuffled order). Validation and test are written as they come.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from helox.config import ShardsConfig
+from helox.data.clean import DEFAULT_SOURCE
+from helox.data.mixture import Resampler, repeat_factors
 from helox.io import (
     atomic_path,
     finish_atomic,
@@ -108,6 +115,74 @@ class ShardWriter:
         return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes}
 
 
+class SourceTally:
+    """Documents, tokens and bytes per `corpus.sources` name and split."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, dict[str, int]]] = {}
+
+    def add(self, corpus: str, split: str, tokens: int, size: int, copies: int = 1) -> None:
+        """Count `copies` of one document of `tokens` tokens and `size` bytes."""
+        self.add_counts(
+            corpus, split, {"documents": copies, "tokens": tokens * copies, "bytes": size * copies}
+        )
+
+    def add_counts(self, corpus: str, split: str, counts: Mapping[str, int]) -> None:
+        row = self.counts.setdefault(corpus, {})
+        cell = row.setdefault(split, {"documents": 0, "tokens": 0, "bytes": 0})
+        for key in cell:
+            cell[key] += counts[key]
+
+    def to_dict(self) -> dict[str, dict[str, dict[str, int]]]:
+        empty = {"documents": 0, "tokens": 0, "bytes": 0}
+        return {
+            name: {split: dict(row.get(split, empty)) for split in (*SPLITS, "natural_train")}
+            for name, row in sorted(self.counts.items())
+        }
+
+
+def encoded_batches(
+    input_paths: list[str | os.PathLike], processor, threads: int, on_read=None
+) -> Iterator[list[tuple[dict, list[int]]]]:
+    """(record, token ids) of every document of the inputs, a batch of about a MB at a time."""
+    records = (record for path in input_paths for record in iter_jsonl(path, on_read))
+    for batch in batched(records, ENCODE_BATCH_BYTES):
+        encoded = processor.encode([record["text"] for record in batch], num_threads=threads)
+        yield list(zip(batch, encoded, strict=True))
+
+
+def count_part(
+    input_paths: list[str | os.PathLike],
+    tokenizer_path: str | os.PathLike,
+    output: str | os.PathLike,
+    config: ShardsConfig,
+    seed: int,
+    threads: int = 1,
+) -> dict:
+    """Count each source's documents, tokens and bytes per split (no shards written)."""
+    processor = load_tokenizer(tokenizer_path)
+    tally = SourceTally()
+    for batch in encoded_batches(input_paths, processor, threads):
+        for record, ids in batch:
+            split = assign_split(record["text"], seed, config)
+            size = len(record["text"].encode("utf-8"))
+            tally.add(record.get("corpus") or DEFAULT_SOURCE, split, len(ids) + 1, size)
+    counts = {"inputs": [str(path) for path in input_paths], "corpus": tally.to_dict()}
+    write_json(output, counts)
+    return counts
+
+
+def mixture_factors(
+    count_paths: list[str | os.PathLike], weights: Mapping[str, float]
+) -> dict[str, float]:
+    """The repeat factor of every source, from the counts of all parts and the weights."""
+    natural: dict[str, int] = {}
+    for path in count_paths:
+        for name, row in read_json(path)["corpus"].items():
+            natural[name] = natural.get(name, 0) + row["train"]["tokens"]
+    return repeat_factors(weights, natural)
+
+
 def tokenize_part(
     input_paths: list[str | os.PathLike],
     tokenizer_path: str | os.PathLike,
@@ -116,11 +191,17 @@ def tokenize_part(
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
+    factors: Mapping[str, float] | None = None,
 ) -> dict:
-    """Tokenize deduplicated parts into one Arrow file per split, and write their stats."""
+    """Tokenize deduplicated parts into one Arrow file per split, and write their stats.
+
+    `factors` (from `mixture_factors`) resamples the train documents of each source.
+    """
     processor = load_tokenizer(tokenizer_path)
     dtype = token_dtype(processor.get_piece_size())
     eos = SPECIAL_IDS["</s>"]
+    resampler = Resampler(factors or {}, seed)
+    tally = SourceTally()
     writers = {split: ShardWriter(output_paths[split], dtype) for split in SPLITS}
     bar = ProgressBar(
         f"tokenizing {', '.join(map(str, input_paths))}",
@@ -129,18 +210,23 @@ def tokenize_part(
         scale=1e6,
         note=lambda: f"{sum(writer.tokens for writer in writers.values()):,} tokens",
     )
-    records = (record for path in input_paths for record in iter_jsonl(path, bar.update))
     try:
-        for batch in batched(records, ENCODE_BATCH_BYTES):
-            texts = [record["text"] for record in batch]
-            encoded = processor.encode(texts, num_threads=threads)
+        for batch in encoded_batches(input_paths, processor, threads, bar.update):
             by_split: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
             bytes_by_split = dict.fromkeys(SPLITS, 0)
-            for text, ids in zip(texts, encoded, strict=True):
+            for record, ids in batch:
+                text = record["text"]
+                corpus = record.get("corpus") or DEFAULT_SOURCE
                 split = assign_split(text, seed, config)
                 ids.append(eos)
-                by_split[split].append(ids)
-                bytes_by_split[split] += len(text.encode("utf-8"))
+                size = len(text.encode("utf-8"))
+                copies = 1
+                if split == "train":
+                    tally.add(corpus, "natural_train", len(ids), size)
+                    copies = resampler.copies(corpus, text, len(ids))
+                tally.add(corpus, split, len(ids), size, copies)
+                by_split[split].extend([ids] * copies)
+                bytes_by_split[split] += size * copies
             for split, writer in writers.items():
                 writer.write(by_split[split], bytes_by_split[split])
     except BaseException:
@@ -154,6 +240,7 @@ def tokenize_part(
         "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in input_paths],
         "token_dtype": dtype.name,
         "splits": {split: writers[split].stats() for split in SPLITS},
+        "corpus": tally.to_dict(),
     }
     write_json(stats_path, stats)
     log.info("%s: %s", [str(p) for p in input_paths], stats["splits"])
@@ -171,11 +258,15 @@ def write_manifest(
     shard_paths: dict[str, list[str | os.PathLike]],
     tokenizer_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
+    weights: Mapping[str, float] | None = None,
 ) -> dict:
     """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
 
     `source_sha256` is the SHA-256 over the SHA-256s of the deduplicated files, by path;
     `tokenizer_sha256` that of the SentencePiece model; `shards_sha256` that of the shards.
+    `sources` holds, per `corpus.sources` name, its `weight`, its `tokens` and `documents`
+    per split, its train tokens before mixing (`natural_train_tokens`), its `share` of the
+    train tokens and its effective `epochs` (train tokens written / train tokens it has).
     """
     shards_dir = Path(shards_dir)
     parts = [read_json(p) for p in part_stats_paths]
@@ -202,9 +293,33 @@ def write_manifest(
         ).hexdigest(),
         "source_files": sorted(inputs, key=lambda i: i["path"]),
         "shards_sha256": sha256_files(p for split in SPLITS for p in shard_paths[split]),
+        "sources": source_rows(parts, weights or {}, splits["train"]["tokens"]),
     }
     write_json(manifest_path, manifest)
     return manifest
+
+
+def source_rows(
+    parts: list[dict], weights: Mapping[str, float], train_tokens: int
+) -> dict[str, dict]:
+    """The manifest's `sources`: each source's counts summed over the parts, and its epochs."""
+    totals = SourceTally()
+    for part in parts:
+        for name, row in part.get("corpus", {}).items():
+            for split, cell in row.items():
+                totals.add_counts(name, split, cell)
+    rows = {}
+    for name, row in totals.to_dict().items():
+        natural = row["natural_train"]["tokens"]
+        rows[name] = {
+            "weight": weights.get(name, 1.0),
+            "tokens": {split: row[split]["tokens"] for split in SPLITS},
+            "documents": {split: row[split]["documents"] for split in SPLITS},
+            "natural_train_tokens": natural,
+            "share": row["train"]["tokens"] / train_tokens if train_tokens else 0.0,
+            "epochs": row["train"]["tokens"] / natural if natural else 0.0,
+        }
+    return rows
 
 
 def build_dataset_shards(
@@ -214,21 +329,40 @@ def build_dataset_shards(
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
+    weights: Mapping[str, float] | None = None,
 ) -> dict:
-    """The whole shards stage in one call (what the rules do as a scatter and a gather)."""
+    """The whole shards stage in one call (what the rules do as a scatter and a gather).
+
+    With `weights` for two sources or more, each part's tokens are counted first and the
+    train split is mixed by them.
+    """
     shards_dir = Path(shards_dir)
     shard_paths: dict[str, list[Path]] = {split: [] for split in SPLITS}
     stats_paths = []
-    for part in range(min(config.parts, len(input_paths))):
+    part_count = min(config.parts, len(input_paths))
+    inputs = [inputs_of_part(list(input_paths), part, config.parts) for part in range(part_count)]
+    factors = None
+    if weights and len(weights) > 1:
+        count_paths = [shards_dir / "counts" / f"part-{part}.json" for part in range(part_count)]
+        for part_inputs, count_path in zip(inputs, count_paths, strict=True):
+            count_part(part_inputs, tokenizer_path, count_path, config, seed, threads)
+        factors = mixture_factors(count_paths, weights)
+    for part, part_inputs in enumerate(inputs):
         outputs = {split: shards_dir / split / f"part-{part}.arrow" for split in SPLITS}
         stats_path = shards_dir / "stats" / f"part-{part}.json"
-        part_inputs = inputs_of_part(list(input_paths), part, config.parts)
-        tokenize_part(part_inputs, tokenizer_path, outputs, stats_path, config, seed, threads)
+        tokenize_part(
+            part_inputs, tokenizer_path, outputs, stats_path, config, seed, threads, factors
+        )
         for split in SPLITS:
             shard_paths[split].append(outputs[split])
         stats_paths.append(stats_path)
     return write_manifest(
-        shards_dir, stats_paths, shard_paths, tokenizer_path, shards_dir / "manifest.json"
+        shards_dir,
+        stats_paths,
+        shard_paths,
+        tokenizer_path,
+        shards_dir / "manifest.json",
+        weights,
     )
 
 

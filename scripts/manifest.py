@@ -16,4 +16,5 @@ write_manifest(
     },
     snakemake.input.tokenizer,
     manifest_path,
+    snakemake.params.weights,
 )

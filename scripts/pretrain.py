@@ -17,5 +17,6 @@ job = PretrainJob(
     checkpoint_dir=snakemake.params.checkpoints,
     threads=snakemake.threads,
     snakemake_job=snakemake_job(snakemake),
+    init_dir=snakemake.input.get("init") or None,
 )
 launch_pretrain(job, log_path=snakemake.log[0])

@@ -2,9 +2,10 @@
 
 from helox.config import ShardsConfig, section_from_dict
 from helox.logs import setup_logging
-from helox.shards import tokenize_part
+from helox.shards import mixture_factors, tokenize_part
 
 setup_logging(snakemake.log[0])
+weights = snakemake.params.weights
 tokenize_part(
     list(snakemake.input.docs),
     snakemake.input.tokenizer,
@@ -13,4 +14,5 @@ tokenize_part(
     section_from_dict(ShardsConfig, snakemake.params.shards, "shards"),
     seed=snakemake.params.seed,
     threads=snakemake.threads,
+    factors=mixture_factors(list(snakemake.input.counts), weights) if weights else None,
 )

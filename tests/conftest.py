@@ -41,12 +41,12 @@ def doc_parts(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Path:
-    """The tiny workflow of test_workflow.py run once to results/sft/final, shared by every
+    """The tiny workflow of test_workflow.py run once to results/dpo/final, shared by every
     test module that reads what it wrote."""
     from test_workflow import snakemake
 
     workdir = tmp_path_factory.mktemp("pipeline")
-    result = snakemake(workdir, "results/sft/final")
+    result = snakemake(workdir, "results/dpo/final")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return workdir
 

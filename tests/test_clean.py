@@ -96,6 +96,7 @@ def test_build_steps_follows_the_config() -> None:
         "gopher_quality",
         "c4",
         "fineweb",
+        "paragraph_quality",
         "code_size",
         "code_lines",
         "code_alphanumeric",
@@ -195,6 +196,7 @@ REMOVED = {
     "gopher_quality": 1,
     "c4": 0,
     "fineweb": 0,
+    "paragraph_quality": 0,
     "code_size": 0,
     "code_lines": 0,
     "code_alphanumeric": 0,
@@ -276,7 +278,9 @@ def test_parts_cover_every_file_once_and_counts_add_up(raw_dir: Path, tmp_path: 
             assert part_of(record["source"].split(":")[0], 3) == part
         kept += kept_here
         rejected += rejected_here
-    assert all(set(record) == {"text", "source", "kind"} for record in kept)
+    assert all(set(record) == {"text", "source", "kind", "corpus"} for record in kept)
+    assert {record["corpus"] for record in kept} == {"raw"}
+    assert report["corpus"]["raw"]["documents_in"] == report["documents_in"]
     assert all("\r" not in record["text"] for record in kept)
     by_source = {record["source"]: record for record in rejected}
     assert sorted(record["reason"] for record in rejected) == sorted(
@@ -363,7 +367,7 @@ def test_data_collector(raw_dir: Path, tmp_path: Path) -> None:
     assert path == tmp_path / "out" / "collected.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == collector.stats.flow.documents_out == 59 - sum(REMOVED.values())
-    assert {record["kind"] for record in records} == {"prose", "code"}
+    assert {record["kind"] for record in records} == {"web", "code"}
     assert read_json(str(path) + ".stats.json")["documents_out"] == len(records)
 
     top_only = DataCollector(tmp_path / "top", TextCleaner(min_length=100, max_length=5000))

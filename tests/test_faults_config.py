@@ -8,6 +8,7 @@ a kind of rule this file cannot break fails the test that lists them.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +81,10 @@ def describe(node: dict) -> tuple[str, ...]:
     return (node["type"], *(f"{rule} {node[rule]}" for rule in BOUNDS if rule in node))
 
 
+# Values that break a `pattern`: the first that the pattern does not match is used.
+PATTERN_BREAKERS = ("no-leading-dot", "a name/with spaces")
+
+
 def cases(node: dict, path: tuple, value: Any) -> Iterator[Case]:
     """A case for every rule of `node`, the schema of the shipped `value` at `path`."""
     node = resolve(node)
@@ -100,7 +105,8 @@ def cases(node: dict, path: tuple, value: Any) -> Iterator[Case]:
             bad = limit if rule.startswith("exclusive") else bad
             yield Case(path, rule, bad, (f"{rule} {limit}",))
         elif rule == "pattern":
-            yield Case(path, rule, "no-leading-dot", (repr(limit),))
+            bad = next(text for text in PATTERN_BREAKERS if not re.search(limit, text))
+            yield Case(path, rule, bad, (repr(limit),))
         elif rule in SIZES:
             size = limit - 1 if rule.startswith("min") else limit + 1
             bad = (value or [None])[:1] * size if node.get("type") == "array" else "x" * size
@@ -118,6 +124,8 @@ def cases(node: dict, path: tuple, value: Any) -> Iterator[Case]:
         elif rule == "additionalProperties":
             for name, section in (value or {}).items():
                 yield from cases(limit, (*path, name), section)
+        elif rule == "required":
+            yield Case(path, rule, {}, (f"{limit[0]!r} is a required property",))
         elif rule == "items":
             example = (value or [None])[0]
             yield from cases(limit, (*path, 0), example)

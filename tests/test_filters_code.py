@@ -97,7 +97,7 @@ def test_filters_read_only_their_kinds() -> None:
     steps = build_steps(CleanConfig(min_text_length=1))
     stats = Stats()
     stats.register([step.name for step in steps])
-    tiny_prose = Document("Two words.", "a.txt", "prose")
+    tiny_prose = Document("Two words.", "a.txt", "web")
     symbols = Document(("-" * 60 + "\n") * 5, "b.py", "code")
     assert apply_steps(tiny_prose, steps, stats)[1].step == "gopher_quality"
     assert apply_steps(symbols, steps, stats)[1].step == "code_alphanumeric"

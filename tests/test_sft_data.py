@@ -79,8 +79,8 @@ def test_reader_skips_bad_lines_with_file_and_line(tmp_path):
     ]
     path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
     data = read_instruction_data(path)
-    assert len(data.conversations) == 3
-    assert data.conversations[2][0]["content"] == "x\n\nctx"
+    assert len(data.items) == 3
+    assert data.items[2][0]["content"] == "x\n\nctx"
     assert sum(data.skipped.values()) == 5
     assert f"{path}:7: JSON nested too deeply" in data.skipped_examples
     assert f"{path}:2: malformed JSON" in data.skipped_examples[0]

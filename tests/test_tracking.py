@@ -39,7 +39,7 @@ def test_training_runs_nest_under_one_pipeline_run_with_lineage(pipeline):
         for run in runs
         if run.data.tags.get(PARENT_TAG) == parent.info.run_id
     }
-    assert set(children) == {"pretrain", "sft"}
+    assert set(children) == {"pretrain", "sft", "dpo"}
 
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True

@@ -32,15 +32,10 @@ from helox.train.checkpoint import (
     step_dirs,
 )
 from helox.train.device import DeviceManager
-from helox.train.loop import (
-    NonFiniteTrainingError,
-    Trainer,
-    build_optimizer,
-    seed_everything,
-    z_loss,
-)
+from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
 from helox.train.metrics import peak_flops, token_byte_lengths
-from helox.train.optim import Muon
+from helox.train.objective import z_loss
+from helox.train.optim import Muon, build_optimizer
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
 

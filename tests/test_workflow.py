@@ -51,6 +51,21 @@ TINY = {
         "save_steps": 6,
         "log_steps": 3,
     },
+    "dpo": {
+        "seq_len": 128,
+        "batch_size": 4,
+        "total_steps": 12,
+        "warmup_steps": 2,
+        "eval_steps": 6,
+        "eval_batches": 4,
+        "save_steps": 6,
+        "log_steps": 3,
+    },
+    "eval": {
+        "bpb_max_batches": 8,
+        "humaneval": {"limit": 12, "max_new_tokens": 32},
+        "next_line": {"examples": 40},
+    },
 }
 
 
@@ -100,7 +115,7 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 def test_pipeline_produces_every_stage_output(pipeline):
     results = pipeline / "results"
-    for folder in ("pretrain/final", "sft/final"):
+    for folder in ("pretrain/final", "sft/final", "dpo/final"):
         for name in ("model.safetensors", "config.json", "tokenizer.model", "metrics.json"):
             assert (results / folder / name).is_file(), f"{folder}/{name}"
     manifest = json.loads((results / "shards" / "manifest.json").read_text())
@@ -108,7 +123,7 @@ def test_pipeline_produces_every_stage_output(pipeline):
     assert json.loads((results / "tokenizer" / "eval.json").read_text())["roundtrip_ok"]
     stats = json.loads((results / "dedup" / "stats.json").read_text())
     assert stats["documents_out"] > 10
-    for rule_log in ("clean/part-0.log", "tokenizer.log", "pretrain.log", "sft.log"):
+    for rule_log in ("clean/part-0.log", "tokenizer.log", "pretrain.log", "sft.log", "dpo.log"):
         assert (pipeline / "logs" / rule_log).is_file()
 
 

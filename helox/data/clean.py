@@ -1,4 +1,8 @@
-"""The clean stage: raw folder → readers → cleaning steps → one part of cleaned JSONL.zst.
+"""The clean stage: raw folders → readers → cleaning steps → one part of cleaned JSONL.zst.
+
+The raw input is one folder (`corpus.raw_dir`) or the folders of `corpus.sources`; with
+several sources each document carries its source's name (`corpus`) and its file name is
+prefixed with it, and a file's part is a hash of that prefixed name.
 
 `clean_part` is what the Snakemake rule and the CLI call: kept documents go to the
 part's output, every removed one to its rejected file with the step, rule and
@@ -12,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from helox.config import CleanConfig
-from helox.data.documents import Document, Kind, Stats
+from helox.config import CleanConfig, CorpusConfig, SourceConfig
+from helox.data.documents import Document, Stats
 from helox.data.filters import Step, apply_steps, build_steps
-from helox.data.readers import read_documents, walk
+from helox.data.kinds import Kind, detect_kind
+from helox.data.readers import Labels, read_documents, walk
 from helox.io import JsonlWriter, write_json
 from helox.progress import ProgressBar
 
@@ -43,8 +49,67 @@ def file_sizes(raw_dir: str | os.PathLike, select: Callable[[str], bool]) -> dic
     }
 
 
+DEFAULT_SOURCE = "raw"
+
+RawInput = str | os.PathLike | Sequence[SourceConfig]
+
+
+def as_sources(raw: RawInput) -> list[SourceConfig]:
+    """The sources of a raw input: a folder is one source named DEFAULT_SOURCE."""
+    if isinstance(raw, str | os.PathLike):
+        return [SourceConfig(name=DEFAULT_SOURCE, path=os.fspath(raw))]
+    return list(raw)
+
+
+def corpus_sources(corpus: Mapping[str, Any], default_dir: str) -> list[SourceConfig]:
+    """The sources a `corpus` section names: its `sources`, else `raw_dir` (or `default_dir`
+    when that is empty) as one source named DEFAULT_SOURCE."""
+    sources = CorpusConfig(**{key: corpus[key] for key in ("sources",) if key in corpus}).sources
+    return sources or [SourceConfig(DEFAULT_SOURCE, corpus.get("raw_dir") or default_dir)]
+
+
+def source_labels(sources: Sequence[SourceConfig]) -> list[Labels]:
+    """Each source's labels; file names get the source's name as a prefix when several mix."""
+    several = len(sources) > 1
+    return [
+        Labels(source.name, f"{source.name}/" if several else "", source.kind) for source in sources
+    ]
+
+
+def read_sources(
+    sources: Sequence[SourceConfig],
+    config: CleanConfig,
+    stats: Stats,
+    select: Callable[[str], bool] | None = None,
+) -> Iterator[Document]:
+    """The documents of every source in turn; `select` sees each file's prefixed name."""
+    for source, labels in zip(sources, source_labels(sources), strict=True):
+        if not Path(source.path).is_dir():
+            raise FileNotFoundError(
+                f"corpus source {source.name!r}: raw folder {source.path} does not exist "
+                "or is not a folder"
+            )
+        chosen = None if select is None else _prefixed(select, labels.prefix)
+        yield from read_documents(source.path, config, stats, select=chosen, labels=labels)
+
+
+def _prefixed(select: Callable[[str], bool], prefix: str) -> Callable[[str], bool]:
+    return lambda relative: select(prefix + relative)
+
+
+def source_file_sizes(
+    sources: Sequence[SourceConfig], select: Callable[[str], bool]
+) -> dict[str, int]:
+    """`file_sizes` of every source, by prefixed name."""
+    sizes = {}
+    for source, labels in zip(sources, source_labels(sources), strict=True):
+        found = file_sizes(source.path, _prefixed(select, labels.prefix))
+        sizes.update({labels.prefix + name: size for name, size in found.items()})
+    return sizes
+
+
 def clean_part(
-    raw_dir: str | os.PathLike,
+    raw: RawInput,
     part: int,
     parts: int,
     config: CleanConfig,
@@ -52,13 +117,18 @@ def clean_part(
     rejected_output: str | os.PathLike,
     stats_output: str | os.PathLike,
 ) -> Stats:
-    """Clean the raw files of one part; write kept and rejected documents and the stats JSON."""
+    """Clean the raw files of one part; write kept and rejected documents and the stats JSON.
+
+    `raw` is a folder or the list of `corpus.sources`.
+    """
     if not 0 <= part < parts:
         raise ValueError(f"part {part} is out of range for {parts} parts (0 to {parts - 1})")
+    sources = as_sources(raw)
+    raw_dir = ", ".join(source.path for source in sources)
     steps = build_steps(config)
     stats = Stats()
     stats.register([step.name for step in steps])
-    sizes = file_sizes(raw_dir, lambda relative: part_of(relative, parts) == part)
+    sizes = source_file_sizes(sources, lambda relative: part_of(relative, parts) == part)
     bar = ProgressBar(
         f"cleaning part {part} of {raw_dir}",
         sum(sizes.values()),
@@ -77,7 +147,7 @@ def clean_part(
         unfinished = sizes.get(relative, 0)
         return True
 
-    documents = read_documents(raw_dir, config, stats, select=select)
+    documents = read_sources(sources, config, stats, select=select)
     with JsonlWriter(output) as kept, JsonlWriter(rejected_output) as rejected:
         for doc in documents:
             result, dropped = apply_steps(doc, steps, stats)
@@ -143,9 +213,11 @@ class TextCleaner:
         self.stats = Stats()
         self.stats.register([step.name for step in self.steps])
 
-    def clean(self, text: str, kind: Kind = "prose") -> str | None:
-        """The cleaned text, or None if a step dropped it (counted in `self.stats`)."""
-        result, dropped = apply_steps(Document(text, "<text>", kind), self.steps, self.stats)
+    def clean(self, text: str, kind: Kind | None = None) -> str | None:
+        """The cleaned text, or None if a step dropped it (counted in `self.stats`); text of
+        no given kind is detected as web, prose or docs."""
+        doc = Document(text, "<text>", kind or detect_kind(text))
+        result, dropped = apply_steps(doc, self.steps, self.stats)
         return result.text if dropped is None else None
 
 

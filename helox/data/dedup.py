@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from helox.config import DedupConfig
+from helox.data.clean import DEFAULT_SOURCE
 from helox.data.documents import Stats
 from helox.data.minhash import MinHasher, UnionFind, band_keys, bucket_pairs
 from helox.io import JsonlWriter, atomic_path, iter_jsonl, read_json, write_json
@@ -59,9 +60,12 @@ def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: 
     """Write the fixed-size record of every document of one cleaned part (`.npz`); return the count.
 
     Arrays, one row per document in file order: `exact` (n × 2 uint64), `source` (uint64),
-    `bytes` (int64), `shingles` (int64) and `signature` (n × num_perm uint32).
+    `bytes` (int64), `shingles` (int64), `signature` (n × num_perm uint32) and `corpus`
+    (int32, the document's `corpus.sources` name as an index into `corpus_names`).
     """
     exact_keys, source_keys, sizes = [], [], []
+    corpus_index: dict[str, int] = {}
+    corpus_of_docs: list[int] = []
     signatures, shingle_counts = [], []
     batch: list[str] = []
     batch_chars = 0
@@ -84,6 +88,8 @@ def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: 
         exact_keys.append(text_key(text, hasher.lowercase))
         source_keys.append(source_key(record.get("source", "")))
         sizes.append(len(text.encode("utf-8")))
+        corpus = record.get("corpus") or DEFAULT_SOURCE
+        corpus_of_docs.append(corpus_index.setdefault(corpus, len(corpus_index)))
         batch.append(text)
         batch_chars += len(text)
         if batch_chars >= BATCH_CHARS:
@@ -99,6 +105,8 @@ def sign_part(input_path: str | os.PathLike, output: str | os.PathLike, hasher: 
             bytes=np.array(sizes, dtype=np.int64),
             shingles=np.concatenate(shingle_counts),
             signature=np.concatenate(signatures),
+            corpus=np.array(corpus_of_docs, dtype=np.int32),
+            corpus_names=np.array(list(corpus_index) or [""], dtype=str),
         )
     log.info("signed %d documents of %s into %s", len(sizes), input_path, output)
     return len(sizes)
@@ -149,6 +157,7 @@ def cluster_parts(
             documents=documents,
         )
     stats = _stats(part, sizes, removed, near, roots, lsh, signature_paths)
+    stats["corpus"] = _corpus_stats(records, sizes, removed, near)
     write_json(stats_output, stats)
     log.info(
         "dedup: kept %d of %d documents across %d parts (%d exact, %d near duplicates, "
@@ -192,22 +201,66 @@ def _gather(paths: list[str | os.PathLike]) -> tuple[dict[str, np.ndarray], np.n
     """Every part's records concatenated, and each part's document count.
 
     The result is allocated once and filled a part at a time, so memory peaks at the result
-    plus one part's records.
+    plus one part's records. `corpus` indexes the names of all parts (`corpus_names`).
     """
+    names: dict[str, int] = {}
     counts = []
     for path in paths:
         with np.load(path, allow_pickle=False) as part:
             counts.append(len(part["bytes"]))
     ends = np.cumsum(counts)
-    gathered: dict[str, np.ndarray] = {}
+    # Parts signed before sources were recorded count under DEFAULT_SOURCE.
+    gathered: dict[str, np.ndarray] = {"corpus": np.full(ends[-1], -1, dtype=np.int32)}
     for path, end, count in zip(paths, ends, counts, strict=True):
         with np.load(path, allow_pickle=False) as part:
             for name in part.files:
+                if name == "corpus_names":
+                    continue
                 values = part[name]
+                if name == "corpus":
+                    local = [names.setdefault(str(n), len(names)) for n in part["corpus_names"]]
+                    values = np.array(local, dtype=np.int32)[values]
                 if name not in gathered:
                     gathered[name] = np.empty((ends[-1], *values.shape[1:]), dtype=values.dtype)
                 gathered[name][end - count : end] = values
+    unnamed = gathered["corpus"] < 0
+    if unnamed.any():
+        gathered["corpus"][unnamed] = names.setdefault(DEFAULT_SOURCE, len(names))
+    gathered["corpus_names"] = np.array(list(names), dtype=str)
     return gathered, np.array(counts, dtype=np.int64)
+
+
+def _corpus_stats(
+    records: dict[str, np.ndarray], sizes: np.ndarray, removed: np.ndarray, near: np.ndarray
+) -> dict[str, dict[str, int]]:
+    """Per `corpus.sources` name: documents and bytes in and out, duplicates removed.
+
+    Clusters span sources: a document removed as a copy of another source's is counted
+    under its own source.
+    """
+    if "corpus" not in records:
+        return {}
+    names, corpus = records["corpus_names"], records["corpus"]
+    count = len(names)
+
+    def tally(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        docs = np.bincount(corpus[selected], minlength=count)
+        return docs, np.bincount(corpus[selected], weights=sizes[selected], minlength=count)
+
+    docs_in, bytes_in = tally(np.arange(len(corpus)))
+    exact_docs, exact_bytes = tally(removed[~near])
+    near_docs, near_bytes = tally(removed[near])
+    return {
+        str(name): {
+            "documents_in": int(docs_in[i]),
+            "bytes_in": int(bytes_in[i]),
+            "documents_out": int(docs_in[i] - exact_docs[i] - near_docs[i]),
+            "bytes_out": int(bytes_in[i] - exact_bytes[i] - near_bytes[i]),
+            "exact_duplicates": int(exact_docs[i]),
+            "near_duplicates": int(near_docs[i]),
+        }
+        for i, name in enumerate(names)
+    }
 
 
 def _check_width(signature: np.ndarray, config: DedupConfig, paths: list) -> None:
@@ -332,8 +385,9 @@ def empty_corpus_message(parts: int, clean_stats: list[str | os.PathLike] | None
         for reason, count in total.skipped_by_reason.items():
             lines.append(f"  skipped ({reason}): {count}")
     lines.append(
-        "Check that corpus.raw_dir holds files named by clean.text_extensions, "
-        "clean.code_extensions, .jsonl(.gz/.zst) or .parquet, and the filter thresholds "
+        "Check that corpus.raw_dir (or each folder of corpus.sources) holds files named by "
+        "clean.text_extensions, clean.code_extensions, .jsonl(.gz/.zst) or .parquet, and "
+        "the filter thresholds "
         "in the clean section of config.yaml."
     )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ the dedup stage the document counts (first five keys) plus a row per part:
       "rules":    {step: {rule: int}},     # removed documents by the rule that failed
       "counters": {step: {event: int}},    # what steps changed: lines dropped, redactions
       "kinds":    {kind: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
+      "corpus":   {source name: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
       "sources":  {file: {"documents_in", "bytes_in", "documents_out", "bytes_out"}},
       "files":    {"seen": int, "read": int, "skipped": int},
       "skipped":  {"total": int, "by_reason": {reason: int},
@@ -21,9 +22,10 @@ the dedup stage the document counts (first five keys) plus a row per part:
 The counts add up: documents_in = documents_out + the sum of removed documents;
 bytes_in + the sum of modified bytes = bytes_out + the sum of removed bytes;
 files seen = read + skipped. A step counts in `filters` only the documents of the
-kinds it applies to. `sources` has a row per raw file (at most MAX_LISTED_SOURCES;
-the rest add up under OTHER_SOURCES). Skipped entries (files, folders, JSONL lines,
-Parquet rows) never become documents, so they sit outside the document counts.
+kinds it applies to. `corpus` has a row per `corpus.sources` entry; `sources` a row per
+raw file (at most MAX_LISTED_SOURCES; the rest add up under OTHER_SOURCES). Skipped
+entries (files, folders, JSONL lines, Parquet rows) never become documents, so they sit
+outside the document counts.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
-Kind = Literal["prose", "code"]
-KINDS: tuple[str, ...] = ("prose", "code")
+from helox.data.kinds import KINDS, REFLOWED_KINDS, Kind, paragraphs
+
+__all__ = ["KINDS", "Document", "Kind", "Stats", "TextView"]
 
 # Skipped entries listed by name in a stats file; the counts by reason stay complete beyond it.
 MAX_LISTED_SKIPS = 1000
@@ -46,12 +49,16 @@ OTHER_SOURCES = "(other files)"
 class TextView:
     """Splits of one text that several filters read, each made once, on first use."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, reflowed: bool = False):
         self.text = text
+        self.reflowed = reflowed
 
     @cached_property
     def lines(self) -> list[str]:
-        """The non-empty lines (blank lines are empty once whitespace is normalised)."""
+        """The non-empty lines (blank lines are empty once whitespace is normalised); for a
+        hard-wrapped kind, the re-flowed paragraphs instead."""
+        if self.reflowed:
+            return paragraphs(self.text)
         return list(filter(None, self.text.split("\n")))
 
     @cached_property
@@ -66,7 +73,8 @@ class TextView:
 
 @dataclass
 class Document:
-    """One text; `origin` is the raw file it was read from ("" when it came from elsewhere).
+    """One text; `origin` is the raw file it was read from ("" when it came from elsewhere),
+    `corpus` the name of the `corpus.sources` entry that holds that file.
 
     Treat it as immutable: steps return a changed copy (`dataclasses.replace`), so the
     cached `num_bytes` and `view` always describe `text`.
@@ -74,8 +82,9 @@ class Document:
 
     text: str
     source: str
-    kind: Kind = "prose"
+    kind: Kind = "web"
     origin: str = ""
+    corpus: str = ""
 
     @cached_property
     def num_bytes(self) -> int:
@@ -83,11 +92,11 @@ class Document:
 
     @cached_property
     def view(self) -> TextView:
-        return TextView(self.text)
+        return TextView(self.text, reflowed=self.kind in REFLOWED_KINDS)
 
     def record(self) -> dict[str, str]:
         """The JSONL form written by the clean and dedup stages."""
-        return {"text": self.text, "source": self.source, "kind": self.kind}
+        return {"text": self.text, "source": self.source, "kind": self.kind, "corpus": self.corpus}
 
 
 @dataclass
@@ -155,6 +164,7 @@ class Stats:
     rules: dict[str, Counter[str]] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
     kinds: dict[str, Flow] = field(default_factory=dict)
+    corpus: dict[str, Flow] = field(default_factory=dict)
     sources: dict[str, Flow] = field(default_factory=dict)
     files: FileCounts = field(default_factory=FileCounts)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -171,6 +181,8 @@ class Stats:
         size = doc.num_bytes
         self.flow.count_in(size)
         self.kinds.setdefault(doc.kind, Flow()).count_in(size)
+        if doc.corpus:
+            self.corpus.setdefault(doc.corpus, Flow()).count_in(size)
         if doc.origin:
             self._source(doc.origin).count_in(size)
 
@@ -178,6 +190,8 @@ class Stats:
         size = doc.num_bytes
         self.flow.count_out(size)
         self.kinds.setdefault(doc.kind, Flow()).count_out(size)
+        if doc.corpus:
+            self.corpus.setdefault(doc.corpus, Flow()).count_out(size)
         if doc.origin:
             self._source(doc.origin).count_out(size)
 
@@ -241,6 +255,8 @@ class Stats:
                 total.tally(name).update(events)
             for kind, flow in part.kinds.items():
                 total.kinds.setdefault(kind, Flow()).add(flow)
+            for name, flow in part.corpus.items():
+                total.corpus.setdefault(name, Flow()).add(flow)
             for origin, flow in part.sources.items():
                 total._source(origin).add(flow)
             total.files.add(part.files)
@@ -264,6 +280,7 @@ class Stats:
                 if events
             },
             "kinds": {kind: self.kinds[kind].to_dict() for kind in sorted(self.kinds)},
+            "corpus": {name: self.corpus[name].to_dict() for name in sorted(self.corpus)},
             "sources": {origin: self.sources[origin].to_dict() for origin in sorted(self.sources)},
             "files": vars(self.files).copy(),
             "skipped": {
@@ -293,6 +310,7 @@ class Stats:
             rules=counters("rules"),
             counters=counters("counters"),
             kinds=flows("kinds"),
+            corpus=flows("corpus"),
             sources=flows("sources"),
             files=FileCounts(**data.get("files", {})),
             skipped_by_reason=dict(skipped.get("by_reason", {})),

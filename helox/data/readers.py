@@ -1,8 +1,10 @@
 """Turn a folder of raw text, code, JSONL and Parquet into a stream of `Document`s.
 
-Whole files are read by extension: `clean.text_extensions` as prose,
-`clean.code_extensions` as code. `.jsonl`, `.jsonl.gz` and `.jsonl.zst` give a
-document per line (source `path:line`, from 1), `.parquet` one per row of the
+Whole files are read by extension: `clean.text_extensions` as text,
+`clean.code_extensions` as code. A source's declared `kind` holds for all its documents
+but those whose record names its own; text of no declared kind is told apart by
+`helox.data.kinds.detect_kind` (web, prose or docs). `.jsonl`, `.jsonl.gz` and
+`.jsonl.zst` give a document per line (source `path:line`, from 1), `.parquet` one per row of the
 `clean.parquet_text_field` column (source `path:row`, from 0), read one row group
 at a time; a record's own `kind` and `source` fields, where present, are used.
 
@@ -30,7 +32,8 @@ import pyarrow.parquet as pq
 import zstandard
 
 from helox.config import CleanConfig
-from helox.data.documents import KINDS, Document, Kind, Stats
+from helox.data.documents import KINDS, Document, Stats
+from helox.data.kinds import detect_kind
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ TOO_DEEP = "JSON nested too deeply"
 NOT_AN_OBJECT = "JSON line is not an object"
 MISSING_TEXT = "missing text field"
 TEXT_NOT_STRING = "text field is not a string"
-BAD_KIND = "kind is not prose or code"
+BAD_KIND = f"kind is not one of {', '.join(KINDS)}"
 BAD_ZSTD = "truncated or corrupt zstd stream"
 BAD_GZIP = "truncated or corrupt gzip stream"
 BAD_PARQUET = "unreadable Parquet file or row group"
@@ -62,6 +65,22 @@ QUIET_REASONS = frozenset({HIDDEN, UNSUPPORTED})
 
 class TruncatedZstdError(ValueError):
     """A zstd stream ended inside a frame."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a source gives each of its documents: its name, a prefix for the file names
+    (the name and a slash when several sources mix), and its declared kind ("" detects)."""
+
+    corpus: str = ""
+    prefix: str = ""
+    kind: str = ""
+
+    def document(self, text: str, source: str, relative: str, kind: str = "") -> Document:
+        """A document of this source; `kind` is its record's own, else the source's, else
+        code for a code file (passed in as "code"), else detected."""
+        chosen = kind or self.kind or detect_kind(text)
+        return Document(text, self.prefix + source, chosen, self.prefix + relative, self.corpus)
 
 
 @dataclass(frozen=True)
@@ -132,6 +151,7 @@ def read_documents(
     stats: Stats,
     select: Callable[[str], bool] | None = None,
     recursive: bool = True,
+    labels: Labels = Labels(),
 ) -> Iterator[Document]:
     """Yield every document under `raw_dir` whose relative path `select` accepts."""
     root = Path(raw_dir)
@@ -143,44 +163,54 @@ def read_documents(
         if select is not None and not select(entry.relative):
             continue
         if entry.problem is not None:
-            _skip(stats, entry.relative, entry.problem, is_file=not entry.is_dir)
+            _skip(stats, labels.prefix + entry.relative, entry.problem, is_file=not entry.is_dir)
             continue
         name = entry.path.name.lower()
         suffix = os.path.splitext(name)[1]
         if name.endswith(JSONL_SUFFIXES):
-            yield from read_jsonl(entry.path, entry.relative, config.jsonl_text_field, stats)
+            yield from read_jsonl(
+                entry.path, entry.relative, config.jsonl_text_field, stats, labels
+            )
         elif name.endswith(".parquet"):
-            yield from read_parquet(entry.path, entry.relative, config.parquet_text_field, stats)
+            yield from read_parquet(
+                entry.path, entry.relative, config.parquet_text_field, stats, labels
+            )
         elif suffix in text_extensions or suffix in code_extensions:
-            kind: Kind = "prose" if suffix in text_extensions else "code"
-            doc = read_text_file(entry.path, entry.relative, kind, stats)
+            kind = "" if suffix in text_extensions else "code"
+            doc = read_text_file(entry.path, entry.relative, kind, stats, labels)
             if doc is not None:
                 yield doc
         else:
-            _skip(stats, entry.relative, UNSUPPORTED)
+            _skip(stats, labels.prefix + entry.relative, UNSUPPORTED)
 
 
-def read_text_file(path: Path, relative: str, kind: Kind, stats: Stats) -> Document | None:
+def read_text_file(
+    path: Path, relative: str, kind: str, stats: Stats, labels: Labels = Labels()
+) -> Document | None:
     """Read one whole text or code file, or count why it was skipped and return None."""
+    where = labels.prefix + relative
     try:
         data = path.read_bytes()
     except OSError as error:
-        _skip(stats, relative, UNREADABLE, detail=str(error))
+        _skip(stats, where, UNREADABLE, detail=str(error))
         return None
     if b"\x00" in data:
-        _skip(stats, relative, BINARY)
+        _skip(stats, where, BINARY)
         return None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        _skip(stats, relative, NOT_UTF8, detail=f"first bad byte on line {line}")
+        _skip(stats, where, NOT_UTF8, detail=f"first bad byte on line {line}")
         return None
     stats.file_read()
-    return Document(text=text, source=relative, kind=kind, origin=relative)
+    # A declared kind holds over the extension's.
+    return labels.document(text, relative, relative, "" if labels.kind else kind)
 
 
-def read_jsonl(path: Path, relative: str, text_field: str, stats: Stats) -> Iterator[Document]:
+def read_jsonl(
+    path: Path, relative: str, text_field: str, stats: Stats, labels: Labels = Labels()
+) -> Iterator[Document]:
     """Yield a document per good line of a `.jsonl`, `.jsonl.gz` or `.jsonl.zst` file.
 
     A bad line is counted and passed over; a stream that breaks off (truncated or
@@ -193,16 +223,16 @@ def read_jsonl(path: Path, relative: str, text_field: str, stats: Stats) -> Iter
             opened = True
             stats.file_read()
             for line_number, raw_line in enumerate(_raw_lines(handle, path.name), start=1):
-                doc = _parse_line(raw_line, line_number, relative, text_field, stats)
+                doc = _parse_line(raw_line, line_number, relative, text_field, stats, labels)
                 if doc is not None:
                     yield doc
     except (TruncatedZstdError, zstandard.ZstdError) as error:
-        _skip(stats, relative, BAD_ZSTD, line=line_number + 1, detail=str(error))
+        _skip(stats, labels.prefix + relative, BAD_ZSTD, line=line_number + 1, detail=str(error))
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        _skip(stats, relative, BAD_GZIP, line=line_number + 1, detail=str(error))
+        _skip(stats, labels.prefix + relative, BAD_GZIP, line=line_number + 1, detail=str(error))
     except OSError as error:
         line = line_number + 1 if opened else None
-        _skip(stats, relative, UNREADABLE, line=line, detail=str(error))
+        _skip(stats, labels.prefix + relative, UNREADABLE, line=line, detail=str(error))
 
 
 def _raw_lines(handle: BinaryIO, name: str) -> Iterable[bytes]:
@@ -215,7 +245,9 @@ def _raw_lines(handle: BinaryIO, name: str) -> Iterable[bytes]:
     return handle
 
 
-def read_parquet(path: Path, relative: str, text_field: str, stats: Stats) -> Iterator[Document]:
+def read_parquet(
+    path: Path, relative: str, text_field: str, stats: Stats, labels: Labels = Labels()
+) -> Iterator[Document]:
     """Yield a document per row of a Parquet file's text column, one row group at a time.
 
     A file that cannot be opened or lacks a string `text_field` column is skipped
@@ -224,16 +256,21 @@ def read_parquet(path: Path, relative: str, text_field: str, stats: Stats) -> It
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as error:
-        _skip(stats, relative, BAD_PARQUET, detail=str(error))
+        _skip(stats, labels.prefix + relative, BAD_PARQUET, detail=str(error))
         return
     with parquet:
         schema = parquet.schema_arrow
         if text_field not in schema.names:
-            _skip(stats, relative, MISSING_TEXT, detail=f"no {text_field!r} column")
+            _skip(stats, labels.prefix + relative, MISSING_TEXT, detail=f"no {text_field!r} column")
             return
         text_type = schema.field(text_field).type
         if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-            _skip(stats, relative, TEXT_NOT_STRING, detail=f"{text_field!r} holds {text_type}")
+            _skip(
+                stats,
+                labels.prefix + relative,
+                TEXT_NOT_STRING,
+                detail=f"{text_field!r} holds {text_type}",
+            )
             return
         stats.file_read()
         extra = [name for name in ("kind", "source") if name in schema.names and name != text_field]
@@ -243,22 +280,29 @@ def read_parquet(path: Path, relative: str, text_field: str, stats: Stats) -> It
                 table = parquet.read_row_group(group, columns=[text_field, *extra])
                 columns = {name: table.column(name).to_pylist() for name in [text_field, *extra]}
             except (OSError, pa.ArrowException, UnicodeDecodeError) as error:
-                _skip(stats, relative, BAD_PARQUET, line=first_row, detail=str(error))
+                _skip(
+                    stats, labels.prefix + relative, BAD_PARQUET, line=first_row, detail=str(error)
+                )
             else:
                 for offset, text in enumerate(columns[text_field]):
                     record = {name: columns[name][offset] for name in extra}
                     row = first_row + offset
-                    doc = _document(text, record, relative, row, text_field, stats)
+                    doc = _document(text, record, relative, row, text_field, stats, labels)
                     if doc is not None:
                         yield doc
             first_row += parquet.metadata.row_group(group).num_rows
 
 
 def _parse_line(
-    raw_line: bytes, line_number: int, relative: str, text_field: str, stats: Stats
+    raw_line: bytes,
+    line_number: int,
+    relative: str,
+    text_field: str,
+    stats: Stats,
+    labels: Labels,
 ) -> Document | None:
     def skip(reason: str, detail: str = "") -> None:
-        _skip(stats, relative, reason, line=line_number, detail=detail)
+        _skip(stats, labels.prefix + relative, reason, line=line_number, detail=detail)
 
     try:
         line = raw_line.decode("utf-8")
@@ -283,16 +327,22 @@ def _parse_line(
     if text_field not in record:
         skip(MISSING_TEXT, f"no {text_field!r} key")
         return None
-    return _document(record[text_field], record, relative, line_number, text_field, stats)
+    return _document(record[text_field], record, relative, line_number, text_field, stats, labels)
 
 
 def _document(
-    text: Any, record: dict[str, Any], relative: str, line: int, text_field: str, stats: Stats
+    text: Any,
+    record: dict[str, Any],
+    relative: str,
+    line: int,
+    text_field: str,
+    stats: Stats,
+    labels: Labels,
 ) -> Document | None:
     """A record's document (its own `kind` and `source` if set), or None, counted, if invalid."""
 
     def skip(reason: str, detail: str) -> None:
-        _skip(stats, relative, reason, line=line, detail=detail)
+        _skip(stats, labels.prefix + relative, reason, line=line, detail=detail)
 
     if not isinstance(text, str):
         skip(TEXT_NOT_STRING, f"{text_field!r} holds {type(text).__name__}")
@@ -302,14 +352,14 @@ def _document(
     except UnicodeEncodeError as error:
         skip(NOT_UTF8, f"{text_field!r} holds a lone surrogate ({error.reason})")
         return None
-    kind = record.get("kind") or "prose"
-    if kind not in KINDS:
+    kind = record.get("kind") or ""
+    if kind and kind not in KINDS:
         skip(BAD_KIND, repr(kind))
         return None
     source = record.get("source")
     if not isinstance(source, str) or not source:
         source = f"{relative}:{line}"
-    return Document(text=text, source=source, kind=kind, origin=relative)
+    return labels.document(text, source, relative, kind)
 
 
 def _zstd_lines(handle: BinaryIO) -> Iterator[bytes]:

@@ -40,7 +40,13 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from helox.config import ModelConfig, TrainingConfig, section_from_dict
-from helox.export import NOT_LLAMA_KEY, folder_config, model_config_fields, tokenizer_files
+from helox.export import (
+    CHAT_STAGES,
+    NOT_LLAMA_KEY,
+    folder_config,
+    model_config_fields,
+    tokenizer_files,
+)
 from helox.io import atomic_path, fsync_dir, read_json, sha256_file, write_json
 from helox.model import HeloxLM, create_model_from_config
 
@@ -390,7 +396,7 @@ def save_final(
         save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
         write_json(tmp / CONFIG_FILE, config_json)
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.model")
-        for name, content in tokenizer_files(chat=metrics.get("stage") == "sft").items():
+        for name, content in tokenizer_files(chat=metrics.get("stage") in CHAT_STAGES).items():
             write_json(tmp / name, content)
         write_json(tmp / "metrics.json", metrics)
         for path in tmp.iterdir():

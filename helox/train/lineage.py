@@ -15,6 +15,7 @@ from typing import Any
 import helox
 from helox.io import read_json
 from helox.train.checkpoint import step_dirs
+from helox.train.tracking import FINAL_DIR_TAG
 
 UNKNOWN = "unknown"
 
@@ -70,7 +71,7 @@ def output_tags(output_dir: str | Path, checkpoint_dir: str | Path) -> dict[str,
     """References to what a run wrote: its final folder and its step checkpoints."""
     checkpoints = [path for _, path in step_dirs(checkpoint_dir)]
     return {
-        "helox.final_dir": str(Path(output_dir).resolve()),
+        FINAL_DIR_TAG: str(Path(output_dir).resolve()),
         "helox.checkpoints": ",".join(str(path.resolve()) for path in checkpoints),
     }
 

@@ -1,10 +1,11 @@
 """The training loop: optimizer steps, with logging, evaluation and checkpoints hung off it.
 
-`Trainer.fit()` runs `config.total_steps` AdamW steps over any batch source that yields
-(input_ids, labels[, model keyword tensors]) and can report and restore its position, so
-pretraining and SFT share it. It resumes from the newest intact checkpoint of the same
-run fingerprint, and refuses one written for a different model. Under torchrun every
-process runs this same loop on its own slice of each batch; rank 0 alone logs and writes.
+`Trainer.fit()` runs `config.total_steps` optimizer steps (helox.train.optim) over any batch
+source that yields (input_ids, labels[, keyword tensors]) and can report and restore its
+position, minimising an `Objective` (next-token loss by default, DPO's for preference
+pairs), so pretraining, SFT and DPO share it. It resumes from the newest intact checkpoint
+of the same run fingerprint, and refuses one written for a different model. Under torchrun
+every process runs this same loop on its own slice of each batch; rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import Tensor
 from torch.distributed.tensor import DTensor
 
 from helox.config import TrainingConfig
-from helox.model import IGNORE_INDEX, HeloxLM
+from helox.model import HeloxLM
 from helox.train.checkpoint import (
     ConfigMismatchError,
     check_model_config,
@@ -39,9 +40,10 @@ from helox.train.checkpoint import (
     save_checkpoint,
 )
 from helox.train.device import DeviceManager
-from helox.train.evaluate import Batch, score_batches, to_device
+from helox.train.evaluate import Batch, to_device
 from helox.train.metrics import peak_flops
-from helox.train.optim import muon_with_adamw
+from helox.train.objective import NextTokenObjective, Objective
+from helox.train.optim import build_optimizer
 from helox.train.schedule import make_schedule
 from helox.train.tracking import Tracker
 
@@ -70,28 +72,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_optimizer(
-    model: HeloxLM, config: TrainingConfig, device: torch.device
-) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only, the fused kernel on CUDA and CPU; with
-    `optimizer: muon`, Muon takes the attention and MLP matrices."""
-    kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
-    betas = (config.beta1, config.beta2)
-    if config.optimizer == "muon":
-        return muon_with_adamw(model, config.learning_rate, config.weight_decay, betas, kernel)
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, **kernel)
-
-
-def z_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """PaLM's auxiliary z-loss: the mean squared log-partition function over scored tokens."""
-    return logits.float().logsumexp(-1)[labels != IGNORE_INDEX].pow(2).mean()
 
 
 @dataclass
@@ -126,7 +106,8 @@ Hook = Callable[["Trainer", StepResult], None]
 class Trainer:
     """Holds the model, optimizer and progress of one run; `fit()` is the loop.
 
-    `token_bytes` (bytes per token id) adds bits per byte to evaluation.
+    `token_bytes` (bytes per token id) adds bits per byte to the default objective's
+    evaluation; `objective` replaces next-token prediction (with `config.z_loss`).
     """
 
     def __init__(
@@ -141,6 +122,7 @@ class Trainer:
         tracker: Tracker | None = None,
         hooks: Sequence[Hook] = (),
         token_bytes: Tensor | None = None,
+        objective: Objective | None = None,
     ):
         if config.seq_len > model.config.max_position_embeddings:
             raise ValueError(
@@ -175,7 +157,7 @@ class Trainer:
         self.schedule = make_schedule(config)
         self.train_batches = train_batches
         self.val_batches_fn = val_batches_fn
-        self.token_bytes = token_bytes
+        self.objective = objective or NextTokenObjective(config.z_loss, token_bytes)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.fingerprint = fingerprint
         self.tracker = tracker if self.is_main else None
@@ -237,12 +219,9 @@ class Trainer:
             last = micro == accumulation - 1
             with self.device_manager.gradient_sync(self.parallel_model, last):
                 with self.autocast:
-                    output = self.train_model(input_ids, labels, **extra)
-                loss = output.loss
-                if self.config.z_loss:
-                    objective = loss + self.config.z_loss * z_loss(output.logits, labels)
-                else:
-                    objective = loss
+                    loss, objective = self.objective.loss(
+                        self.train_model, input_ids, labels, extra
+                    )
                 self.scaler.scale(objective / accumulation).backward()
             loss_sum += loss.detach()
         self.scaler.unscale_(self.optimizer)
@@ -345,18 +324,17 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Loss, perplexity and (with `token_bytes`) bits per byte over at most
-        `eval_batches` validation batches."""
-        score = score_batches(
+        """The objective's validation metrics (for next-token prediction: loss, perplexity and
+        with `token_bytes` bits per byte) over at most `eval_batches` validation batches."""
+        score = self.objective.score(
             self.model,
             islice(self.val_batches_fn(), self.config.eval_batches),
             self.device,
-            self.token_bytes,
             self.autocast,
         )
         self.model.train()
         step = self.progress.step
-        self._last_eval = {"step": step, **score.as_metrics()}
+        self._last_eval = {"step": step, **score}
         val_loss = self._last_eval["val_loss"]
         self.progress.val_history = [
             entry for entry in self.progress.val_history if entry[0] != step
@@ -366,11 +344,9 @@ class Trainer:
         ] + [{**self._last_eval, "train/tokens_seen": self.progress.tokens_seen}]
         if self.is_main:
             log.info(
-                "step %d val_loss %.4f perplexity %.2f%s",
+                "step %d %s",
                 step,
-                val_loss,
-                self._last_eval["val_perplexity"],
-                f" bpb {self._last_eval['val_bpb']:.4f}" if score.bytes else "",
+                " ".join(f"{key} {value:.4g}" for key, value in score.items()),
             )
             if self.tracker is not None:
                 self.tracker.log_metrics(

@@ -1,4 +1,6 @@
-"""Muon for the hidden weight matrices, AdamW for everything else, stepped as one optimizer.
+"""The optimizers: AdamW, or Muon for the hidden weight matrices with AdamW for the rest.
+
+`build_optimizer` picks one from the training config (`optimizer: adamw | muon`).
 
 Muon (Jordan et al. 2024) orthogonalises each matrix's Nesterov momentum by a quintic
 Newton-Schulz iteration. Updates are scaled by 0.2·sqrt(max(rows, cols)) to match AdamW's
@@ -17,6 +19,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from helox.config import TrainingConfig
 
 HIDDEN_MATRIX_PARENTS = (".self_attn.", ".mlp.")
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch's and Keller Jordan's coefficients
@@ -96,6 +100,15 @@ def is_hidden_matrix(name: str, param: nn.Parameter) -> bool:
     return param.dim() == 2 and any(part in name for part in HIDDEN_MATRIX_PARENTS)
 
 
+def adamw_param_groups(params: Iterable[Tensor], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's groups: weight decay on matrices, none on vectors (norm gains, biases)."""
+    params = list(params)
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 def muon_with_adamw(
     model: nn.Module,
     learning_rate: float,
@@ -108,12 +121,24 @@ def muon_with_adamw(
     hidden = [p for n, p in named if is_hidden_matrix(n, p)]
     rest = [p for n, p in named if not is_hidden_matrix(n, p)]
     adamw = torch.optim.AdamW(
-        [
-            {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-        betas=betas,
-        **adamw_kernel,
+        adamw_param_groups(rest, weight_decay), lr=learning_rate, betas=betas, **adamw_kernel
     )
     return CombinedOptimizer([Muon(hidden, learning_rate, weight_decay), adamw])
+
+
+def build_optimizer(
+    model: nn.Module, config: TrainingConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only, the fused kernel on CUDA and CPU; with
+    `optimizer: muon`, Muon takes the attention and MLP matrices."""
+    kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    betas = (config.beta1, config.beta2)
+    if config.optimizer == "muon":
+        return muon_with_adamw(model, config.learning_rate, config.weight_decay, betas, kernel)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        adamw_param_groups(params, config.weight_decay),
+        lr=config.learning_rate,
+        betas=betas,
+        **kernel,
+    )

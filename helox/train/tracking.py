@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = Path("results") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 PIPELINE_TAG = "helox.pipeline"
+FINAL_DIR_TAG = "helox.final_dir"
 PARAMS_PER_CALL = 100
 MAX_PARAM_CHARS = 6000
 
@@ -143,3 +144,36 @@ class Tracker:
         if self._parent_id:
             self._client.set_terminated(self._parent_id, status=status)
         self._client = None
+
+
+def log_to_final_run(
+    config: TrackingConfig, final_dir: str | Path, metrics: dict[str, float], step: int = 0
+) -> None:
+    """Add `metrics` to the run that wrote `final_dir` (tagged `helox.final_dir`); a warning,
+    not an error, where tracking is off or no such run is found."""
+    if not config.enabled:
+        return
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.experiment)
+    final_dir = str(Path(final_dir).resolve())
+    runs = (
+        client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`{FINAL_DIR_TAG}` = '{final_dir}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiment is not None
+        else []
+    )
+    if not runs:
+        log.warning("no tracking run wrote %s; its evaluation is not logged to MLflow", final_dir)
+        return
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v)]
+    client.log_batch(runs[0].info.run_id, metrics=batch)

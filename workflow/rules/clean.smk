@@ -1,16 +1,18 @@
-# Scatter: part {part} of the raw folder, read, normalised and filtered; every removed
-# document goes to rejected/ with its reason, the counts per filter and file to the stats.
+# Scatter: part {part} of the raw folders (corpus.sources or raw_dir), read, normalised and
+# filtered by kind of text; every removed document goes to rejected/ with its reason, the
+# counts per filter, kind, source and file to the stats.
 
 
 rule clean:
     input:
-        RAW_DIR,
+        RAW_DIRS,
     output:
         kept="results/clean/part-{part}.jsonl.zst",
         rejected="results/clean/rejected/part-{part}.jsonl.zst",
         stats="results/clean/part-{part}.stats.json",
     params:
         clean=config["clean"],
+        sources=CLEAN_SOURCES,
     threads: resource("clean", "threads", 1)
     resources:
         mem_mb=resource("clean", "mem_mb", 2000),

@@ -1,5 +1,51 @@
 # Pretraining; step checkpoints live beside final/ so a rerun after a crash resumes.
 # With pretrain.nproc > 1 the adapter starts that many processes through torchrun.
+# With pretrain.init_from it continues an imported Hugging Face Llama, whose tokenizer
+# then takes the tokenizer stage's place.
+
+PRETRAIN_INIT = "results/import/pretrain" if config["pretrain"].get("init_from") else []
+
+
+rule import_hf:
+    input:
+        lambda wildcards: config[wildcards.stage]["init_from"],
+    output:
+        directory("results/import/{stage}"),
+    wildcard_constraints:
+        stage="pretrain|sft",
+    threads: 1
+    resources:
+        mem_mb=resource("import_hf", "mem_mb", 8000),
+        runtime=resource("import_hf", "runtime", 30),
+    log:
+        "logs/import_hf_{stage}.log",
+    benchmark:
+        "logs/benchmarks/import_hf_{stage}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/import_hf.py"
+
+
+if PRETRAIN_INIT:
+
+    ruleorder: imported_tokenizer > tokenizer
+
+    rule imported_tokenizer:
+        input:
+            folder=PRETRAIN_INIT,
+            documents=expand("results/dedup/part-{part}.jsonl.zst", part=PARTS),
+        output:
+            model="results/tokenizer/spm.model",
+            eval="results/tokenizer/eval.json",
+        params:
+            eval_docs=config["tokenizer"]["eval_docs"],
+        log:
+            "logs/tokenizer.log",
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/imported_tokenizer.py"
 
 
 def pretrain_gpus():
@@ -13,6 +59,7 @@ rule pretrain:
     input:
         manifest="results/shards/manifest.json",
         tokenizer="results/tokenizer/spm.model",
+        init=PRETRAIN_INIT,
     output:
         directory("results/pretrain/final"),
     params:

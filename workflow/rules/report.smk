@@ -25,6 +25,8 @@ rule report_data:
         clusters=data_report("duplicate_clusters.png", "clusters", "Cleaning and deduplication"),
         tokenizer=data_report("tokenizer.html", "tokenizer", "Tokenizer and shards"),
         splits=data_report("tokens_per_split.png", "splits", "Tokenizer and shards"),
+        mixture=data_report("mixture.html", "mixture", "Mixture of sources"),
+        mixture_figure=data_report("mixture.png", "mixture", "Mixture of sources"),
     threads: resource("report", "threads", 1)
     resources:
         mem_mb=resource("report", "mem_mb", 2000),
@@ -58,7 +60,7 @@ rule report_training:
         lr=training_figure("lr"),
         throughput=training_figure("throughput"),
     wildcard_constraints:
-        stage="pretrain|sft",
+        stage="|".join(MODEL_STAGES),
     threads: resource("report", "threads", 1)
     resources:
         mem_mb=resource("report", "mem_mb", 2000),
@@ -93,3 +95,22 @@ rule report_samples:
         "../../envs/train.yaml"
     script:
         "../../scripts/report_samples.py"
+
+
+rule report_eval:
+    input:
+        expand("results/eval/{stage}.json", stage=MODEL_STAGES),
+    output:
+        report("results/report/eval/card.html", caption="../report/eval.rst", category="Evaluation"),
+    threads: resource("report", "threads", 1)
+    resources:
+        mem_mb=resource("report", "mem_mb", 2000),
+        runtime=resource("report", "runtime", 10),
+    log:
+        "logs/report/eval.log",
+    benchmark:
+        "logs/benchmarks/report/eval.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/report_eval.py"

@@ -1,9 +1,12 @@
-# Supervised fine-tuning of the pretrained model on instruction pairs.
+# Supervised fine-tuning of the pretrained model, or with sft.init_from of an imported
+# Hugging Face Llama (then nothing upstream of SFT runs but the import), on instruction pairs.
 
 
 rule sft:
     input:
-        pretrained="results/pretrain/final",
+        pretrained=(
+            "results/import/sft" if config["sft"].get("init_from") else "results/pretrain/final"
+        ),
         data=SFT_DATA,
     output:
         directory("results/sft/final"),

@@ -1,5 +1,7 @@
 # Scatter: shards job {part} tokenizes dedup parts {part}, {part} + shards.parts, ...
-# into one Arrow file per split; gather: the manifest.
+# into one Arrow file per split; gather: the manifest. With several corpus.sources, the
+# tokens of each source per split are counted first, and the train split mixed by weight:
+# the counts do not depend on the weights, so a weight edit reruns the shards onward only.
 
 from helox.shards import SPLITS, inputs_of_part
 
@@ -12,10 +14,39 @@ def dedup_parts_of(wildcards):
     return [f"results/dedup/part-{i}.jsonl.zst" for i in chosen]
 
 
+def split_params(shards, seed):
+    """What puts a document in a split: the ratios and the seed."""
+    ratios = {key: shards[key] for key in ("train_split", "val_split", "test_split")}
+    return {**ratios, "seed": seed}
+
+
+rule shard_counts:
+    input:
+        docs=dedup_parts_of,
+        tokenizer="results/tokenizer/spm.model",
+    output:
+        "results/shards/counts/part-{part}.json",
+    params:
+        splits=split_params(config["shards"], config["seed"]),
+    threads: resource("shards", "threads", 1)
+    resources:
+        mem_mb=resource("shards", "mem_mb", 2000),
+        runtime=resource("shards", "runtime", 30),
+    log:
+        "logs/shards/counts/part-{part}.log",
+    benchmark:
+        "logs/benchmarks/shards/counts/part-{part}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/shard_counts.py"
+
+
 rule shards:
     input:
         docs=dedup_parts_of,
         tokenizer="results/tokenizer/spm.model",
+        counts=expand("results/shards/counts/part-{part}.json", part=SHARD_PARTS) if WEIGHTS else [],
     output:
         train="results/shards/train/part-{part}.arrow",
         val="results/shards/val/part-{part}.arrow",
@@ -24,6 +55,7 @@ rule shards:
     params:
         shards=config["shards"],
         seed=config["seed"],
+        weights=WEIGHTS,
     threads: resource("shards", "threads", 1)
     resources:
         mem_mb=resource("shards", "mem_mb", 2000),
@@ -45,6 +77,8 @@ rule manifest:
         tokenizer="results/tokenizer/spm.model",
     output:
         "results/shards/manifest.json",
+    params:
+        weights=WEIGHTS,
     threads: resource("manifest", "threads", 1)
     resources:
         mem_mb=resource("manifest", "mem_mb", 1000),

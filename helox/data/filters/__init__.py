@@ -19,6 +19,7 @@ from helox.data.filters.general import (
     UrlFilter,
     WhitespaceNormalizer,
 )
+from helox.data.filters.paragraphs import ParagraphQualityFilter
 from helox.data.filters.pii import PiiRedactor
 from helox.data.filters.prose import (
     C4Filter,
@@ -41,6 +42,7 @@ __all__ = [
     "GopherRepetitionFilter",
     "MaxLengthFilter",
     "MinLengthFilter",
+    "ParagraphQualityFilter",
     "PiiRedactor",
     "Step",
     "UnicodeNormalizer",
@@ -54,8 +56,10 @@ __all__ = [
 def build_steps(config: CleanConfig) -> list[Step]:
     """The steps, in order: normalise, check length and links, then the enabled filters.
 
-    Prose filters run in datatrove's FineWeb order (Gopher repetition, Gopher quality,
-    C4, FineWeb); PII redaction runs last, on the documents that are kept.
+    Each filter runs on the kinds of text its section lists: web text through datatrove's
+    FineWeb order (Gopher repetition, Gopher quality, C4, FineWeb), long-form prose and
+    documentation through the paragraph filter, code through the code filters; PII
+    redaction runs last, on the documents that are kept.
     """
     steps: list[Step] = []
     if config.unicode_form != "none":
@@ -72,6 +76,7 @@ def build_steps(config: CleanConfig) -> list[Step]:
         (config.gopher_quality, GopherQualityFilter),
         (config.c4, C4Filter),
         (config.fineweb, FineWebFilter),
+        (config.paragraph_quality, ParagraphQualityFilter),
         (config.code_size, CodeSizeFilter),
         (config.code_lines, CodeLinesFilter),
         (config.code_alphanumeric, CodeAlphanumericFilter),

@@ -1,4 +1,7 @@
-"""Prose quality filters: Gopher repetition, Gopher quality, C4 and FineWeb.
+"""Web text quality filters: Gopher repetition, Gopher quality, C4 and FineWeb.
+
+Each runs on the kinds its config lists (web text by default); on a hard-wrapped kind
+its "lines" are the re-flowed paragraphs (`TextView.lines`).
 
 The thresholds are the published ones (the config's defaults); a value exactly at a
 threshold passes. All four read the document's shared `view` (non-empty lines,
@@ -24,8 +27,6 @@ import numpy as np
 from helox.config import C4Config, FineWebConfig, GopherQualityConfig, GopherRepetitionConfig
 from helox.data.documents import Document
 from helox.data.filters.base import Drop, Step, ratio
-
-PROSE = frozenset({"prose"})
 
 ASCII_PUNCTUATION = string.punctuation.encode("ascii")
 # Unicode punctuation common in prose: the General Punctuation block (dashes, curly quotes,
@@ -156,10 +157,10 @@ class GopherRepetitionFilter(Step):
     """
 
     name = "gopher_repetition"
-    kinds = PROSE
 
     def __init__(self, config: GopherRepetitionConfig):
         self.config = config
+        self.kinds = frozenset(config.kinds)
         self.top_ngrams = sorted(
             (int(n), float(limit)) for n, limit in config.max_top_ngram_char_fractions
         )
@@ -236,10 +237,10 @@ class GopherQualityFilter(Step):
     """
 
     name = "gopher_quality"
-    kinds = PROSE
 
     def __init__(self, config: GopherQualityConfig):
         self.config = config
+        self.kinds = frozenset(config.kinds)
         self.stop_words = frozenset(word.lower() for word in config.stop_words)
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
@@ -308,10 +309,10 @@ class C4Filter(Step):
     """
 
     name = "c4"
-    kinds = PROSE
 
     def __init__(self, config: C4Config):
         self.config = config
+        self.kinds = frozenset(config.kinds)
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
         config = self.config
@@ -365,10 +366,10 @@ class FineWebFilter(Step):
     """FineWeb's line rules: enough lines end in punctuation, few are short or repeated."""
 
     name = "fineweb"
-    kinds = PROSE
 
     def __init__(self, config: FineWebConfig):
         self.config = config
+        self.kinds = frozenset(config.kinds)
         self.ends_with_stop = methodcaller("endswith", FINEWEB_STOP_CHARS)
         self.is_short = config.short_line_length.__ge__
 

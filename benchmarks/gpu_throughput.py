@@ -1,0 +1,358 @@
+"""Tokens per second of Helox's training step against a plain reference GPT, same device, same run.
+
+    python benchmarks/gpu_throughput.py [--shapes 124m 1.3b] [--optimizers adamw muon]
+        [--steps 20] [--warmup 3] [--json results.json] [--tiny]
+
+The reference is a GPT written here in the nanoGPT manner: learned positions, LayerNorm,
+a GELU MLP of 4× width, one fused QKV projection, SDPA's causal (flash) kernel, the head tied
+to the token embedding, fused AdamW, gradients clipped to norm 1. Helox runs
+`Trainer.train_step` (its Llama-style model: RoPE, RMSNorm, SwiGLU of the same parameter
+count, here with tied embeddings too) at the same depth, width, heads, sequence, vocabulary
+and batch, on random tokens, with AdamW and with Muon. Both are compiled and run under bf16
+autocast on CUDA; `--tiny` runs small shapes in fp32 eagerly on CPU, so the script is tested
+without a GPU. MFU is each model's own training FLOPs per token (6 × weights in matmuls +
+12·L·d·T for attention) times tokens per second over the device's dense bf16 peak (on CPU,
+its fp32 matmul rate measured here).
+
+The first shape is also trained as SFT: rows packed with synthetic conversations of varied
+length by Helox's own `SFTBatches` (FlexAttention on CUDA, the dense mask on CPU), and its
+tokens per second are set against pretraining's. The last line is Helox's tokens per second
+over the reference's, per shape and optimizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from train_mfu import RandomTokens
+
+from helox.chat import RenderedChat
+from helox.config import ModelConfig, TrainingConfig
+from helox.model import create_model_from_config
+from helox.plan import RUNTIME_BYTES, estimate_memory
+from helox.sft_data import SFTBatches
+from helox.train.device import DeviceManager
+from helox.train.loop import Trainer
+from helox.train.metrics import measure_matmul_peak, peak_flops
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    width: int
+    heads: int
+    seq_len: int
+    vocab_size: int
+    batch_size: int
+
+
+SHAPES = {
+    "124m": Shape(12, 768, 12, 1024, 32768, 16),
+    "1.3b": Shape(24, 2048, 16, 2048, 32768, 8),
+}
+TINY_SHAPES = {"tiny": Shape(2, 64, 2, 64, 512, 4)}
+
+
+# ---------------------------------------------------------------------------- reference GPT
+
+
+class ReferenceBlock(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.attn_norm = nn.LayerNorm(width, bias=False)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.attn_out = nn.Linear(width, width, bias=False)
+        self.mlp_norm = nn.LayerNorm(width, bias=False)
+        self.mlp_in = nn.Linear(width, 4 * width, bias=False)
+        self.mlp_out = nn.Linear(4 * width, width, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, seq, width = x.shape
+        qkv = self.qkv(self.attn_norm(x)).view(batch, seq, 3, self.heads, width // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn_out(attended.transpose(1, 2).reshape(batch, seq, width))
+        return x + self.mlp_out(F.gelu(self.mlp_in(self.mlp_norm(x))))
+
+
+class ReferenceGPT(nn.Module):
+    def __init__(self, shape: Shape):
+        super().__init__()
+        self.token_embedding = nn.Embedding(shape.vocab_size, shape.width)
+        self.position_embedding = nn.Embedding(shape.seq_len, shape.width)
+        self.blocks = nn.ModuleList(
+            ReferenceBlock(shape.width, shape.heads) for _ in range(shape.layers)
+        )
+        self.final_norm = nn.LayerNorm(shape.width, bias=False)
+        self.head = nn.Linear(shape.width, shape.vocab_size, bias=False)
+        self.head.weight = self.token_embedding.weight
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
+        positions = torch.arange(ids.size(1), device=ids.device)
+        x = self.token_embedding(ids) + self.position_embedding(positions)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.final_norm(x))
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    def flops_per_token(self, seq_len: int) -> int:
+        matmul_weights = sum(p.numel() for p in self.parameters()) - seq_len * self.head.in_features
+        width, layers = self.head.in_features, len(self.blocks)
+        return 6 * matmul_weights + 12 * layers * width * seq_len
+
+
+def reference_step_fn(
+    shape: Shape, device: torch.device, compiled: bool
+) -> tuple[Callable[[], None], int]:
+    """One optimizer step of the reference (forward, backward, clip, fused AdamW), and the
+    model's training FLOPs per token."""
+    model = ReferenceGPT(shape).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), fused=True)
+    forward = torch.compile(model) if compiled else model
+    batches = RandomTokens(shape.batch_size, shape.seq_len, shape.vocab_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        ids, targets = (t.to(device, non_blocking=True) for t in next(batches))
+        with autocast:
+            loss = forward(ids, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, model.flops_per_token(shape.seq_len)
+
+
+# ---------------------------------------------------------------------------- Helox
+
+
+def helox_model_config(shape: Shape) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.width,
+        num_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        max_position_embeddings=shape.seq_len,
+        tie_word_embeddings=True,
+    )
+
+
+def synthetic_conversations(shape: Shape, count: int = 2000) -> list[RenderedChat]:
+    """Token ids of varied length (log-normal, median a tenth of a row); the first 40% of
+    each, the prompt, untrained."""
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(math.log(shape.seq_len / 10), 0.8, count), 8, shape.seq_len)
+    examples = []
+    for length in lengths.astype(int):
+        ids = rng.integers(0, shape.vocab_size, length + 1).tolist()
+        prompt = int(0.4 * length)
+        examples.append(RenderedChat(ids, [False] * prompt + [True] * (length + 1 - prompt)))
+    return examples
+
+
+def helox_trainer(
+    shape: Shape, optimizer: str, device: str, compiled: bool, sft: bool, checkpoints: str
+) -> Trainer:
+    torch.manual_seed(0)
+    model = create_model_from_config(helox_model_config(shape))
+    if sft:
+        batches = SFTBatches(synthetic_conversations(shape), shape.batch_size, 0, shape.seq_len)
+    else:
+        batches = RandomTokens(shape.batch_size, shape.seq_len, shape.vocab_size)
+    config = TrainingConfig(
+        seq_len=shape.seq_len,
+        batch_size=shape.batch_size,
+        optimizer=optimizer,
+        learning_rate=3e-4,
+        warmup_steps=0,
+        total_steps=1_000_000,
+        device=device,
+        compile=compiled,
+    )
+    return Trainer(
+        model, batches, lambda: [], config, DeviceManager(device), checkpoints, "benchmark"
+    )
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Measurement:
+    shape: str
+    run: str
+    tokens_per_second: float
+    mfu: float
+    peak_memory_gib: float | None = None
+    estimated_memory_gib: float | None = None
+
+
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, steps: int) -> float:
+    """Seconds per step over `steps` steps after `warmup` (compilation happens there)."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / (1 << 30)
+
+
+def measure_helox(
+    name: str, shape: Shape, optimizer: str, args: argparse.Namespace, sft: bool, peak: float
+) -> Measurement:
+    device = torch.device(args.device)
+    release(device)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        trainer = helox_trainer(shape, optimizer, args.device, args.compile, sft, checkpoints)
+        seconds = time_steps(trainer.train_step, device, args.warmup, args.steps)
+        tokens_per_second = trainer.tokens_per_step / seconds
+        memory = estimate_memory(
+            trainer.model.config, shape.seq_len, shape.batch_size, optimizer
+        ).total(False)
+        run = f"helox {optimizer}" + (" sft" if sft else "")
+        measured = Measurement(
+            name,
+            run,
+            tokens_per_second,
+            tokens_per_second * trainer.flops_per_token / peak,
+            peak_memory_gib(device),
+            (memory - RUNTIME_BYTES) / (1 << 30),
+        )
+        del trainer
+    return measured
+
+
+def measure_reference(
+    name: str, shape: Shape, args: argparse.Namespace, peak: float
+) -> Measurement:
+    device = torch.device(args.device)
+    release(device)
+    torch.manual_seed(0)
+    step, flops_per_token = reference_step_fn(shape, device, args.compile)
+    seconds = time_steps(step, device, args.warmup, args.steps)
+    tokens_per_second = shape.batch_size * shape.seq_len / seconds
+    measured = Measurement(
+        name,
+        "reference adamw",
+        tokens_per_second,
+        tokens_per_second * flops_per_token / peak,
+        peak_memory_gib(device),
+    )
+    del step
+    return measured
+
+
+def device_peak(device: torch.device) -> float:
+    if device.type == "cpu":
+        return measure_matmul_peak()
+    peak = peak_flops(device)
+    if peak is None:
+        raise SystemExit(f"no bf16 peak known for {torch.cuda.get_device_name(device)}")
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--optimizers", nargs="+", default=["adamw", "muon"])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling)")
+    parser.add_argument("--json", default=None, help="write every measurement here")
+    parser.add_argument("--tiny", action="store_true", help="small shapes on CPU, uncompiled")
+    args = parser.parse_args()
+    if args.tiny:
+        shapes, args.device, args.compile = TINY_SHAPES, "cpu", False
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run on a GPU, or pass --tiny")
+        shapes = {name: SHAPES[name] for name in args.shapes}
+        args.device, args.compile = "cuda", True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    device = torch.device(args.device)
+    peak = device_peak(device)
+    name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device {name_of_device}, peak {peak / 1e9:,.0f} GFLOP/s, torch {torch.__version__}")
+
+    results: list[Measurement] = []
+    ratios: list[str] = []
+    sft_line = ""
+    for index, (name, shape) in enumerate(shapes.items()):
+        print(f"shape {name}: {asdict(shape)}, {shape.batch_size * shape.seq_len:,} tokens a step")
+        reference = measure_reference(name, shape, args, peak)
+        results.append(reference)
+        report(reference)
+        helox_runs = {}
+        for optimizer in args.optimizers:
+            helox_runs[optimizer] = measure_helox(name, shape, optimizer, args, False, peak)
+            results.append(helox_runs[optimizer])
+            report(helox_runs[optimizer])
+            ratio = helox_runs[optimizer].tokens_per_second / reference.tokens_per_second
+            ratios.append(f"{name} {optimizer} {ratio:.3f}")
+        if index == 0:
+            optimizer = args.optimizers[0]
+            sft = measure_helox(name, shape, optimizer, args, True, peak)
+            results.append(sft)
+            report(sft)
+            kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
+            sft_ratio = sft.tokens_per_second / helox_runs[optimizer].tokens_per_second
+            sft_line = (
+                f"SFT/pretraining tokens/s ({name}, {optimizer}, packed rows, {kernel}): "
+                f"{sft_ratio:.3f}"
+            )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump([asdict(r) for r in results], out, indent=2)
+    print(sft_line)
+    print("Helox/reference tokens/s: " + ", ".join(ratios))
+
+
+def report(measured: Measurement) -> None:
+    memory = ""
+    if measured.peak_memory_gib is not None:
+        memory = f", peak memory {measured.peak_memory_gib:.1f} GiB"
+        if measured.estimated_memory_gib is not None:
+            memory += f" (helox plan's estimate {measured.estimated_memory_gib:.1f})"
+    print(
+        f"  {measured.run:<18} {measured.tokens_per_second:>12,.0f} tokens/s  "
+        f"MFU {measured.mfu:.3f}{memory}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Preference tuning (DPO): an SFT folder + preference pairs → a preference-tuned folder.
+
+The SFT model is the frozen reference. Its log-probability of every answer is computed
+once, before training starts (the model being trained is still the reference then), so
+no second copy of the model is held; a resumed run recomputes them the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from helox.config import DPOConfig, TrackingConfig
+from helox.dpo_data import (
+    EncodedPair,
+    PreferenceBatches,
+    encode_pairs,
+    eval_pair_batches,
+    read_preference_data,
+    split_pairs,
+)
+from helox.io import sha256_file
+from helox.model import HeloxLM
+from helox.tokenizer import load_tokenizer
+from helox.train.checkpoint import load_final, run_defining, run_fingerprint
+from helox.train.device import DeviceManager
+from helox.train.evaluate import to_device
+from helox.train.lineage import pretrained_lineage
+from helox.train.loop import seed_everything
+from helox.train.metrics import token_byte_lengths
+from helox.train.preference import DPOObjective, sequence_log_probs
+from helox.train.stage import RunSpec, train_stage
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def attach_reference_logps(
+    model: HeloxLM, pairs: list[EncodedPair], batch_size: int, device: torch.device
+) -> None:
+    """Set each pair's `reference` to the summed response log-probabilities under `model`."""
+    model.eval()
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        input_ids, labels, extra = to_device(next(eval_pair_batches(chunk, len(chunk))), device)
+        sequence_ids = extra.pop("sequence_ids")
+        logps = sequence_log_probs(model(input_ids, **extra).logits, labels, sequence_ids)
+        for pair, chosen, rejected in zip(chunk, logps[0::2], logps[1::2], strict=True):
+            pair.reference = (float(chosen), float(rejected))
+
+
+def run_dpo(
+    sft_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: DPOConfig,
+    seed: int,
+    tracking: TrackingConfig,
+    checkpoint_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    snakemake_job: str | None = None,
+) -> dict:
+    """Tune the SFT model towards the chosen answers; record held-out preference metrics of
+    the reference (base_*) and of the tuned model. The run nests under the pipeline run of
+    the SFT folder."""
+    sft_dir, output_dir = Path(sft_dir), Path(output_dir)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
+    tokenizer_path = sft_dir / "tokenizer.model"
+    device_manager = DeviceManager(config.device, threads)
+
+    data = read_preference_data(data_path)
+    processor = load_tokenizer(tokenizer_path)
+    train_pairs, val_pairs = split_pairs(data.items, seed, config.val_fraction)
+    train_encoded = encode_pairs(train_pairs, processor, config.seq_len)
+    val_encoded = encode_pairs(val_pairs, processor, config.seq_len)
+    if not val_encoded:
+        raise ValueError(f"{data_path}: no held-out pair has two different answers to score")
+    log.info(
+        "DPO on %d pairs, %d held out, %d lines skipped %s",
+        len(train_encoded),
+        len(val_encoded),
+        sum(data.skipped.values()),
+        dict(data.skipped),
+    )
+
+    seed_everything(seed)
+    model, _ = load_final(sft_dir, device_manager.device)
+    for pairs in (train_encoded, val_encoded):  # val as its scoring batches: exact ties
+        attach_reference_logps(model, pairs, config.batch_size, device_manager.device)
+    pack_width = config.seq_len if config.packing else None
+    train_batches = PreferenceBatches(train_encoded, config.batch_size, seed, pack_width)
+    fingerprint = run_fingerprint(
+        dpo=run_defining(config),
+        seed=seed,
+        sft=sha256_file(sft_dir / "model.safetensors"),
+        data=sha256_file(data_path),
+    )
+    token_bytes = token_byte_lengths(tokenizer_path)
+    spec = RunSpec(
+        stage="dpo",
+        config=config,
+        seed=seed,
+        fingerprint=fingerprint,
+        output_dir=output_dir,
+        checkpoint_dir=checkpoint_dir,
+        tokenizer_path=tokenizer_path,
+        params={"dpo": dataclasses.asdict(config), "sft": str(sft_dir), "data": str(data_path)},
+        lineage={**pretrained_lineage(sft_dir), "tokenizer_sha256": sha256_file(tokenizer_path)},
+        summary={
+            "train_pairs": len(train_encoded),
+            "val_pairs": len(val_encoded),
+            "skipped_lines": dict(data.skipped),
+            "beta": config.beta,
+            "label_smoothing": config.label_smoothing,
+        },
+        compare_with_start=True,
+        objective=DPOObjective(config.beta, config.label_smoothing, token_bytes),
+        token_bytes=token_bytes,
+        snakemake_job=snakemake_job,
+    )
+    metrics = train_stage(
+        spec,
+        model,
+        train_batches,
+        lambda: eval_pair_batches(val_encoded, config.batch_size, config.eval_batches),
+        device_manager,
+        tracking,
+    )
+    log.info(
+        "held-out reward accuracy %.3f (reference %.3f), prefers the chosen answer %.3f "
+        "(reference %.3f)",
+        metrics["val_reward_accuracy"],
+        metrics["base_val_reward_accuracy"],
+        metrics["val_preference_accuracy"],
+        metrics["base_val_preference_accuracy"],
+    )
+    return metrics

@@ -1,0 +1,1 @@
+"""Downstream evaluation of model folders: the evaluate stage's tasks."""

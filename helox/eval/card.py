@@ -1,0 +1,116 @@
+"""The eval card: every model stage's scores side by side, each metric beside its baseline.
+
+Drawn from the evaluate stage's `results/eval/{stage}.json` files, as an HTML table for the
+report and as plain text for `helox eval --card`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from helox.io import read_json
+from helox.report import html_table, write_html
+
+Row = list[Any]
+
+
+def humaneval_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """pass@k for each k any stage measured, with problems attempted and candidates timed out."""
+    ks = sorted(
+        {
+            key
+            for result in results
+            for key in result.get("humaneval", {})
+            if key.startswith("pass@")
+        },
+        key=lambda key: int(key.removeprefix("pass@")),
+    )
+    if not ks:
+        return []
+    rows = [
+        [f"HumanEval {k}", 0.0, *(r.get("humaneval", {}).get(k, math.nan) for r in results)]
+        for k in ks
+    ]
+    for key, label in (("problems_passed", "problems passed"), ("attempted", "problems attempted")):
+        rows.append(
+            [f"HumanEval {label}", "", *(r.get("humaneval", {}).get(key, "") for r in results)]
+        )
+    return rows
+
+
+def task_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """Accuracy beside chance and centered accuracy beside 0, for every task any stage ran."""
+    names = sorted({name for result in results for name in result.get("tasks", {})})
+    rows = []
+    for name in names:
+        scores = [result.get("tasks", {}).get(name, {}) for result in results]
+        chance = next(score["chance"] for score in scores if score)
+        shots = next(score["shots"] for score in scores if score)
+        rows.append(
+            [
+                f"{name} accuracy ({shots}-shot)",
+                chance,
+                *(s.get("accuracy", math.nan) for s in scores),
+            ]
+        )
+        rows.append(
+            [
+                f"{name} centered accuracy",
+                0.0,
+                *(s.get("centered_accuracy", math.nan) for s in scores),
+            ]
+        )
+    return rows
+
+
+def card_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Row]]:
+    """Headers and rows: one row a metric, a baseline column, then one column a stage."""
+    headers = ["metric", "baseline", *(result["stage"] for result in results)]
+    rows = []
+    for split in ("val", "test"):
+        baseline = next(
+            (r["bpb"][split]["unigram_bpb"] for r in results if "unigram_bpb" in r["bpb"][split]),
+            math.nan,
+        )
+        rows.append(
+            [
+                f"{split} bits per byte (unigram baseline)",
+                baseline,
+                *(r["bpb"][split]["bpb"] for r in results),
+            ]
+        )
+    return headers, rows + humaneval_rows(results) + task_rows(results)
+
+
+def read_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    return [read_json(path) for path in paths]
+
+
+def format_card(results: Sequence[Mapping[str, Any]]) -> str:
+    """The card as aligned plain text."""
+    headers, rows = card_table(results)
+    cells = [headers] + [[format_value(value) for value in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = [
+        "  ".join(
+            value.ljust(width) if column == 0 else value.rjust(width)
+            for column, (value, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def write_card_html(paths: Sequence[str | os.PathLike], output_path: str | os.PathLike) -> None:
+    """The report's eval card from the evaluate stage's JSON files."""
+    headers, rows = card_table(read_results(paths))
+    write_html(output_path, "Evaluation", html_table(headers, rows))

@@ -1,0 +1,441 @@
+"""Size a model and its training by compute: one depth knob, a device and a time budget.
+
+Everything follows from `depth` (as nanochat does): width 64·depth rounded up to whole
+heads, heads of 64 below width 1024 and of 128 from there, a learning rate scaling as
+1/sqrt(width) from the one measured for Helox's CPU model (6e-3 with Muon at width 128,
+benchmarks/RESULTS.md). The token budget is `tokens_per_param` × parameters (Chinchilla's
+20), or, given hours on a device, the FLOPs those hours buy at an assumed MFU, spent on the
+deepest model whose compute-optimal budget they cover. `helox plan` prints the result and
+writes it as a `--configfile` overlay; the presets in `helox/presets/` are such overlays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from helox.config import (
+    ModelConfig,
+    TokenizerConfig,
+    TrainingConfig,
+    load_mapping,
+    section_from_dict,
+)
+from helox.model import HeloxLM, head_dim, intermediate_size, kv_heads
+
+PRESETS_DIR = Path(__file__).with_name("presets")
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Device:
+    """One GPU: its memory and its dense bf16 tensor-core peak from the vendor's data sheet."""
+
+    label: str
+    memory_gib: float
+    peak_flops: float
+
+
+# A100 and H100 as in helox.train.metrics.BF16_PEAK_FLOPS (a test keeps them equal); the
+# RTX 4090's 165.2 TFLOP/s is bf16 with fp32 accumulation, dense (Ada whitepaper).
+DEVICES = {
+    "rtx4090": Device("NVIDIA RTX 4090 24 GB", 24, 165.2e12),
+    "a100-40gb": Device("NVIDIA A100 40 GB", 40, 312e12),
+    "a100-80gb": Device("NVIDIA A100 80 GB", 80, 312e12),
+    "h100": Device("NVIDIA H100 80 GB SXM", 80, 989e12),
+}
+# Helox's AdamW step reached 0.36 (124M) and 0.52 (1.3B) of an H100's peak (issue 16).
+DEFAULT_MFU = 0.35
+TOKENS_PER_PARAM = 20.0  # Chinchilla (Hoffmann et al. 2022)
+BASE_WIDTH, BASE_LEARNING_RATE = 128, 6e-3
+SFT_LEARNING_RATE_FRACTION = 1 / 6  # config.yaml's SFT 1e-3 against pretraining's 6e-3
+MAX_TOKENS_PER_STEP = 1 << 19  # 524,288: Muon kept up with AdamW at 262k (issue 16)
+MIN_STEPS = 1000
+MAX_MICRO_BATCH = 64
+USABLE_MEMORY = 0.9  # of the card; the rest is left to the allocator's fragmentation
+RUNTIME_BYTES = 1 * GIB  # CUDA context, cuBLAS workspaces, compiled kernels
+
+
+def shape_for_depth(depth: int, vocab_size: int, seq_len: int) -> ModelConfig:
+    """The model a depth stands for: width 64·depth in whole heads of 64 (128 from 1024)."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    head_width = 64 if 64 * depth < 1024 else 128
+    width = head_width * math.ceil(64 * depth / head_width)
+    return ModelConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        num_layers=depth,
+        num_attention_heads=width // head_width,
+        max_position_embeddings=seq_len,
+        tie_word_embeddings=False,
+    )
+
+
+def learning_rate_for_width(width: int) -> float:
+    """Pretraining's peak learning rate, scaled as 1/sqrt(width) from the measured one."""
+    return float(f"{BASE_LEARNING_RATE * math.sqrt(BASE_WIDTH / width):.2e}")
+
+
+def count_model(model: ModelConfig, seq_len: int) -> tuple[int, int, int]:
+    """(parameters, those Muon takes, training FLOPs per token), from the model built on
+    the meta device, so no memory is spent and the count is HeloxLM's own."""
+    return _count_model(dataclasses.astuple(model), seq_len)
+
+
+@functools.cache
+def _count_model(model_fields: tuple, seq_len: int) -> tuple[int, int, int]:
+    with torch.device("meta"):
+        built = HeloxLM(ModelConfig(*model_fields))
+    hidden = sum(
+        p.numel()
+        for name, p in built.named_parameters()
+        if p.dim() == 2 and (".self_attn." in name or ".mlp." in name)
+    )
+    return built.num_parameters(), hidden, built.flops_per_token(seq_len)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one GPU holds at the peak of a training step under bf16 autocast."""
+
+    weights: int  # fp32 masters plus the bf16 copies autocast makes for the matmuls
+    gradients: int  # fp32
+    optimizer: int  # AdamW: two fp32 moments; Muon: one fp32 momentum
+    activations: int  # what backward needs, for the whole micro-batch
+    checkpointed_activations: int  # the same with gradient checkpointing
+
+    def total(self, gradient_checkpointing: bool) -> int:
+        activations = self.checkpointed_activations if gradient_checkpointing else self.activations
+        return self.weights + self.gradients + self.optimizer + activations + RUNTIME_BYTES
+
+
+def layer_activation_bytes(model: ModelConfig) -> int:
+    """Bytes autograd keeps per token for one block under bf16 autocast: the two fp32
+    RMSNorms' inputs and outputs (16h), the bf16 inputs of the q/k/v and o projections
+    (4h), RoPE's and the flash kernel's queries, keys, values and output (8h + 8·kv),
+    and SwiGLU's gate, up, activation and product (8i)."""
+    width = model.hidden_size
+    kv_width = kv_heads(model) * head_dim(model)
+    return 28 * width + 8 * kv_width + 8 * intermediate_size(model)
+
+
+def estimate_memory(
+    model: ModelConfig, seq_len: int, micro_batch: int, optimizer: str
+) -> MemoryEstimate:
+    """Weights, gradients, optimizer states and activations of one training step."""
+    params, hidden, _ = count_model(model, seq_len)
+    states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
+    tokens = micro_batch * seq_len
+    per_layer = layer_activation_bytes(model)
+    # The embedding's fp32 output, the final norm, and the head's bf16 logits, their fp32
+    # copy, log-softmax and its gradient (2 + 4 + 4 + 4 bytes per vocabulary entry).
+    ends = 4 * model.hidden_size + 8 * model.hidden_size + 14 * model.vocab_size
+    stored = tokens * (model.num_layers * per_layer + ends)
+    # Checkpointing keeps each block's fp32 input and recomputes one block at a time.
+    checkpointed = tokens * (model.num_layers * 4 * model.hidden_size + per_layer + ends)
+    return MemoryEstimate(6 * params, 4 * params, states, stored, checkpointed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A model, how it trains, and what that costs on one device."""
+
+    device: str
+    mfu: float
+    model: ModelConfig
+    pretrain: TrainingConfig
+    parameters: int
+    flops_per_token: int
+    memory: MemoryEstimate
+
+    @property
+    def tokens_per_step(self) -> int:
+        p = self.pretrain
+        return p.batch_size * p.seq_len * p.gradient_accumulation_steps
+
+    @property
+    def tokens(self) -> int:
+        return self.pretrain.total_steps * self.tokens_per_step
+
+    @property
+    def hours(self) -> float:
+        peak = DEVICES[self.device].peak_flops
+        return self.tokens * self.flops_per_token / (peak * self.mfu) / 3600
+
+    @property
+    def fits(self) -> bool:
+        usable = USABLE_MEMORY * DEVICES[self.device].memory_gib * GIB
+        return self.memory.total(self.pretrain.gradient_checkpointing) <= usable
+
+
+def device_of(name: str) -> Device:
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
+    return DEVICES[name]
+
+
+def choose_micro_batch(
+    model: ModelConfig, seq_len: int, optimizer: str, usable_bytes: float
+) -> tuple[int, bool, MemoryEstimate]:
+    """(micro-batch, gradient checkpointing, memory): the largest power of two that fits,
+    without checkpointing where any does; else 1 with checkpointing, which may not fit."""
+    sizes = [MAX_MICRO_BATCH >> i for i in range(int(math.log2(MAX_MICRO_BATCH)) + 1)]
+    for checkpointing in (False, True):
+        for micro_batch in sizes:
+            memory = estimate_memory(model, seq_len, micro_batch, optimizer)
+            if memory.total(checkpointing) <= usable_bytes:
+                return micro_batch, checkpointing, memory
+    return 1, True, estimate_memory(model, seq_len, 1, optimizer)
+
+
+def plan_training(
+    model: ModelConfig,
+    base: TrainingConfig,
+    tokens: int,
+    device: str,
+    mfu: float = DEFAULT_MFU,
+) -> Plan:
+    """Fit `model` to `device` for a budget of `tokens`: the micro-batch `choose_micro_batch`
+    picks, at most 2^19 tokens a step and at least `MIN_STEPS` steps, the learning rate for
+    its width, warm-up 2% of the steps."""
+    usable = USABLE_MEMORY * device_of(device).memory_gib * GIB
+    seq_len = base.seq_len
+    params, _, flops_per_token = count_model(model, seq_len)
+    micro_batch, checkpointing, memory = choose_micro_batch(model, seq_len, base.optimizer, usable)
+    row_tokens = micro_batch * seq_len
+    step_tokens = max(row_tokens, min(MAX_TOKENS_PER_STEP, tokens // MIN_STEPS))
+    accumulation = max(1, 2 ** int(math.log2(step_tokens // row_tokens)))
+    total_steps = max(1, round(tokens / (row_tokens * accumulation)))
+    interval = max(1, total_steps // 10)
+    pretrain = dataclasses.replace(
+        base,
+        batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=learning_rate_for_width(model.hidden_size),
+        total_steps=total_steps,
+        warmup_steps=max(1, total_steps // 50),
+        eval_steps=interval,
+        save_steps=interval,
+        log_steps=max(1, min(50, total_steps // 100)),
+        gradient_checkpointing=checkpointing,
+    )
+    return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
+
+
+def plan_for_depth(
+    depth: int,
+    device: str,
+    base: TrainingConfig,
+    vocab_size: int,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    mfu: float = DEFAULT_MFU,
+) -> Plan:
+    """The depth's model trained on `tokens_per_param` tokens for each parameter."""
+    model = shape_for_depth(depth, vocab_size, base.seq_len)
+    params, _, _ = count_model(model, base.seq_len)
+    return plan_training(model, base, int(tokens_per_param * params), device, mfu)
+
+
+def plan_for_hours(
+    hours: float,
+    device: str,
+    base: TrainingConfig,
+    vocab_size: int,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    mfu: float = DEFAULT_MFU,
+    max_depth: int = 64,
+) -> Plan:
+    """The deepest model whose `tokens_per_param` budget the hours' FLOPs cover and whose
+    step fits the card, trained on every token those FLOPs buy."""
+    budget = hours * 3600 * device_of(device).peak_flops * mfu
+    best = None
+    for depth in range(1, max_depth + 1):
+        model = shape_for_depth(depth, vocab_size, base.seq_len)
+        params, _, flops_per_token = count_model(model, base.seq_len)
+        if flops_per_token * tokens_per_param * params > budget:
+            break
+        plan = plan_training(model, base, int(budget / flops_per_token), device, mfu)
+        if plan.fits:
+            best = plan
+    if best is None:
+        raise ValueError(
+            f"{hours} hours on {device} at MFU {mfu} do not cover even depth 1 at "
+            f"{tokens_per_param} tokens per parameter"
+        )
+    return best
+
+
+def plan_for_config(config: dict[str, Any], device: str, mfu: float = DEFAULT_MFU) -> Plan:
+    """The cost of a config's own model and pretraining, as written."""
+    model = section_from_dict(ModelConfig, config.get("model"), "model")
+    if not model.vocab_size:
+        vocab = config.get("tokenizer", {}).get("vocab_size", TokenizerConfig().vocab_size)
+        model = dataclasses.replace(model, vocab_size=vocab)
+    pretrain = section_from_dict(TrainingConfig, config.get("pretrain"), "pretrain")
+    params, _, flops_per_token = count_model(model, pretrain.seq_len)
+    memory = estimate_memory(model, pretrain.seq_len, pretrain.batch_size, pretrain.optimizer)
+    return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
+
+
+def merged_config(paths: list[str | Path]) -> dict[str, Any]:
+    """The mappings in `paths` merged key by key, later ones winning, as `--configfile` does."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merge_into(merged, load_mapping(path))
+    return merged
+
+
+def merge_into(target: dict[str, Any], overlay: dict[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as the lines `helox plan` prints."""
+    device, model, pretrain, memory = DEVICES[plan.device], plan.model, plan.pretrain, plan.memory
+    step = (
+        f"{pretrain.batch_size} × {pretrain.seq_len} tokens × "
+        f"{pretrain.gradient_accumulation_steps} accumulation"
+    )
+    parts = " + ".join(
+        f"{name} {value / GIB:.1f}"
+        for name, value in (
+            ("weights", memory.weights),
+            ("gradients", memory.gradients),
+            ("optimizer", memory.optimizer),
+            ("activations", memory.activations),
+            ("runtime", RUNTIME_BYTES),
+        )
+    )
+    chosen = "on" if pretrain.gradient_checkpointing else "off"
+    return "\n".join(
+        [
+            f"device          {device.label}: {device.peak_flops / 1e12:.0f} TFLOP/s bf16 dense, "
+            f"{device.memory_gib:g} GiB",
+            f"model           depth {model.num_layers}, width {model.hidden_size}, "
+            f"{model.num_attention_heads} heads of {head_dim(model)}, "
+            f"vocabulary {model.vocab_size}, sequence {pretrain.seq_len}",
+            f"parameters      {plan.parameters:,}",
+            f"FLOPs per token {plan.flops_per_token:,}",
+            f"tokens          {plan.tokens:,} ({plan.tokens / plan.parameters:.1f} per parameter)",
+            f"steps           {pretrain.total_steps:,} of {plan.tokens_per_step:,} tokens ({step})",
+            f"learning rate   {pretrain.learning_rate:.2e} ({pretrain.optimizer}), "
+            f"warm-up {pretrain.warmup_steps} steps",
+            f"memory          {parts} = {memory.total(False) / GIB:.1f} GiB; "
+            f"with gradient checkpointing {memory.total(True) / GIB:.1f} GiB "
+            f"(checkpointing {chosen}: {'fits' if plan.fits else 'does NOT fit'})",
+            f"time            {plan.hours:.2f} hours at MFU {plan.mfu:g}",
+        ]
+    )
+
+
+def preset_overlay(plan: Plan) -> dict[str, Any]:
+    """The plan as a `--configfile` overlay for the Snakefile."""
+    model, pretrain = plan.model, plan.pretrain
+    training_keys = (
+        "seq_len",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "total_steps",
+        "warmup_steps",
+        "eval_steps",
+        "save_steps",
+        "log_steps",
+        "gradient_checkpointing",
+    )
+    runtime_minutes = math.ceil(plan.hours * 60 * 1.2) + 30
+    return {
+        "tokenizer": {"vocab_size": model.vocab_size},
+        "model": {
+            "vocab_size": None,
+            "hidden_size": model.hidden_size,
+            "num_layers": model.num_layers,
+            "num_attention_heads": model.num_attention_heads,
+            "max_position_embeddings": model.max_position_embeddings,
+            "tie_word_embeddings": model.tie_word_embeddings,
+        },
+        "pretrain": {
+            **{key: getattr(pretrain, key) for key in training_keys},
+            "optimizer": pretrain.optimizer,
+            "device": "cuda",
+        },
+        "sft": {
+            "seq_len": pretrain.seq_len,
+            "batch_size": pretrain.batch_size,
+            "learning_rate": float(f"{pretrain.learning_rate * SFT_LEARNING_RATE_FRACTION:.2e}"),
+            "gradient_checkpointing": pretrain.gradient_checkpointing,
+            "device": "cuda",
+        },
+        "resources": {
+            "pretrain": {"gpu": 1, "runtime": runtime_minutes},
+            "sft": {"gpu": 1},
+        },
+    }
+
+
+def write_preset(plan: Plan, path: str | Path) -> None:
+    """Write the plan's overlay to `path`, headed by what it was sized for."""
+    header = (
+        f"# {DEVICES[plan.device].label}, made by `helox plan --device {plan.device} ...`:\n"
+        f"# {plan.parameters:,} parameters, {plan.tokens:,} tokens "
+        f"({plan.tokens / plan.parameters:.1f} per parameter), about {plan.hours:.1f} hours\n"
+        f"# at MFU {plan.mfu:g}. Point corpus.raw_dir at a corpus of that many tokens.\n"
+    )
+    Path(path).write_text(header + yaml.safe_dump(preset_overlay(plan), sort_keys=False))
+
+
+def make_plan(
+    config_paths: list[str | Path],
+    device: str,
+    hours: float | None = None,
+    depth: int | None = None,
+    seq_len: int = 2048,
+    vocab_size: int = 32768,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    mfu: float = DEFAULT_MFU,
+) -> Plan:
+    """What `helox plan` prints: sized by `hours` or `depth` (other training knobs from the
+    configs' pretrain section), else the configs' own model and pretraining as written."""
+    device_of(device)
+    config = merged_config(config_paths)
+    if hours is None and depth is None:
+        return plan_for_config(config, device, mfu)
+    pretrain = dict(config.get("pretrain") or {}, seq_len=seq_len)
+    base = section_from_dict(TrainingConfig, pretrain, "pretrain")
+    if hours is not None:
+        return plan_for_hours(hours, device, base, vocab_size, tokens_per_param, mfu)
+    return plan_for_depth(depth, device, base, vocab_size, tokens_per_param, mfu)
+
+
+def preset_devices() -> dict[Path, str]:
+    """Each shipped preset and the device named in its first line."""
+    found = {}
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        first_line = path.read_text(encoding="utf-8").partition("\n")[0]
+        found[path] = next(name for name in DEVICES if f"--device {name} " in first_line)
+    return found
+
+
+def largest_preset(memory_gib: float) -> Path:
+    """The preset for the largest card with no more memory than `memory_gib`, as the driver
+    reports it (an "80 GB" H100 reports 79.6)."""
+    fitting = [
+        (DEVICES[device].memory_gib, path)
+        for path, device in preset_devices().items()
+        if 0.95 * DEVICES[device].memory_gib <= memory_gib
+    ]
+    if not fitting:
+        raise ValueError(f"no preset fits a card of {memory_gib:g} GiB")
+    return max(fitting)[1]

@@ -1,0 +1,25 @@
+"""Snakemake adapter: score one model folder; the card's numbers go to its MLflow run."""
+
+import os
+from pathlib import Path
+
+# Before torch starts: on CPU the job's threads, not every core (one thread generates a small
+# model's tokens several times faster than two on a busy machine).
+os.environ["OMP_NUM_THREADS"] = str(snakemake.threads)
+
+from helox.config import EvalConfig, TrackingConfig, section_from_dict
+from helox.eval.stage import run_evaluation
+from helox.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+run_evaluation(
+    folder=snakemake.input.model,
+    stage=snakemake.wildcards.stage,
+    shards_dir=Path(snakemake.input.manifest).parent,
+    task_paths={name: snakemake.input[f"task_{name}"] for name in snakemake.params.tasks},
+    config=section_from_dict(EvalConfig, snakemake.params.eval, "eval"),
+    seed=snakemake.params.seed,
+    output_path=snakemake.output[0],
+    seq_len=snakemake.params.seq_len,
+    tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
+)

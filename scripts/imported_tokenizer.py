@@ -1,0 +1,13 @@
+"""Snakemake adapter: the imported model's tokenizer takes the tokenizer stage's place."""
+
+from helox.import_hf import adopt_tokenizer
+from helox.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+adopt_tokenizer(
+    snakemake.input.folder,
+    list(snakemake.input.documents),
+    snakemake.output.model,
+    snakemake.output.eval,
+    snakemake.params.eval_docs,
+)

@@ -1,0 +1,79 @@
+"""What of the GPU benchmark and session script runs without a GPU: the throughput script's
+`--tiny` path on CPU, the session script's syntax, and its pipeline overlay."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from test_workflow import planned_jobs
+
+from helox.config import validate_config
+from helox.plan import PRESETS_DIR, merged_config
+
+REPO = Path(__file__).resolve().parents[1]
+SESSION = REPO / "benchmarks" / "gpu_session.sh"
+
+
+def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
+    results = tmp_path / "throughput.json"
+    command = [sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--steps", "2"]
+    completed = subprocess.run(
+        [*command, "--warmup", "1", "--json", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    assert lines[-1].startswith("Helox/reference tokens/s: tiny adamw ")
+    ratios = [float(r) for r in re.findall(r"tiny (?:adamw|muon) ([\d.]+)", lines[-1])]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    sft = re.fullmatch(r"SFT/pretraining tokens/s \(tiny, adamw, .*\): ([\d.]+)", lines[-2])
+    assert sft and float(sft[1]) > 0
+    runs = {m["run"]: m for m in json.loads(results.read_text())}
+    assert set(runs) == {"reference adamw", "helox adamw", "helox muon", "helox adamw sft"}
+    assert all(m["tokens_per_second"] > 0 and m["mfu"] > 0 for m in runs.values())
+
+
+def test_session_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(SESSION)]).returncode == 0
+
+
+def test_session_pipeline_overlay_is_valid_and_plans_pretrain_and_sft(tmp_path: Path) -> None:
+    overlay = tmp_path / "smoke.yaml"
+    overlay.write_text(
+        subprocess.run(["bash", str(SESSION), "overlay"], capture_output=True, text=True).stdout
+    )
+    preset = PRESETS_DIR / "h100-80gb.yaml"
+    merged = merged_config([REPO / "config.yaml", preset, overlay])
+    validate_config(merged)
+    assert (
+        merged["model"]["hidden_size"] == yaml.safe_load(preset.read_text())["model"]["hidden_size"]
+    )
+    assert merged["pretrain"]["total_steps"] == 200 and not merged["tracking"]["enabled"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(preset),
+        str(overlay),
+        "--cores",
+        "2",
+        "-n",
+        "results/sft/final",
+    ]
+    jobs = planned_jobs(subprocess.run(command, capture_output=True, text=True))
+    assert jobs["pretrain"] == 1 and jobs["sft"] == 1

@@ -1,0 +1,236 @@
+"""`helox import-hf`: a transformers-made Llama becomes a Helox folder scoring the same loss."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+from test_workflow import planned_jobs, snakemake
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from helox.cli import main
+from helox.config import (
+    ModelConfig,
+    SFTConfig,
+    ShardsConfig,
+    TokenizerConfig,
+    TrackingConfig,
+    TrainingConfig,
+)
+from helox.data.loader import TokenStream, eval_batches
+from helox.import_hf import NotImportableError, import_llama
+from helox.io import iter_texts, read_json, sha256_file
+from helox.model import IGNORE_INDEX
+from helox.pretrain import run_pretrain
+from helox.sft import run_sft
+from helox.shards import build_dataset_shards
+from helox.tokenizer import build_tokenizer
+from helox.train.checkpoint import load_final
+from helox.train.evaluate import evaluate_folder
+
+VOCAB = 700
+SEQ_LEN = 64
+
+
+@pytest.fixture(scope="module")
+def tokenizer_path(doc_parts, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tok")
+    build_tokenizer(doc_parts, folder, TokenizerConfig(vocab_size=VOCAB, eval_docs=5))
+    return folder / "spm.model"
+
+
+@pytest.fixture(scope="module")
+def shards(doc_parts, tokenizer_path, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("shards")
+    config = ShardsConfig(parts=1, train_split=0.8, val_split=0.1, test_split=0.1)
+    build_dataset_shards(doc_parts, tokenizer_path, folder, config, seed=1)
+    return folder
+
+
+def llama_folder(folder: Path, tokenizer_path: Path, **overrides) -> LlamaForCausalLM:
+    """A randomly initialised transformers Llama saved as safetensors, with `tokenizer_path`."""
+    fields = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 112,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 50_000.0},
+        "rms_norm_eps": 1e-6,
+        "initializer_range": 0.1,
+        "tie_word_embeddings": False,
+    }
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**{**fields, **overrides})).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    shutil.copyfile(tokenizer_path, folder / "tokenizer.model")
+    return model
+
+
+def transformers_loss(model: LlamaForCausalLM, batches) -> float:
+    """Mean cross-entropy of the labelled tokens of Helox's (input, shifted labels) batches."""
+    nats, count = 0.0, 0
+    with torch.no_grad():
+        for input_ids, labels in batches:
+            logits = model(input_ids).logits.float()
+            nats += float(
+                F.cross_entropy(
+                    logits.flatten(0, 1),
+                    labels.flatten(),
+                    ignore_index=IGNORE_INDEX,
+                    reduction="sum",
+                )
+            )
+            count += int((labels != IGNORE_INDEX).sum())
+    return nats / count
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_an_imported_llama_scores_the_loss_transformers_scores(
+    tmp_path, tokenizer_path, shards, tied
+) -> None:
+    reference = llama_folder(tmp_path / "hf", tokenizer_path, tie_word_embeddings=tied)
+    import_llama(tmp_path / "hf", tmp_path / "final")
+    model, config = load_final(tmp_path / "final")
+    assert (config.num_key_value_heads, config.rope_theta, config.norm_eps) == (2, 50_000.0, 1e-6)
+    assert config.tie_word_embeddings is tied
+    batches = list(
+        islice(eval_batches(TokenStream(shards / "manifest.json", "val"), SEQ_LEN, 4), 3)
+    )
+    with torch.no_grad():
+        helox_loss = sum(
+            float(model(x, y).loss) * int((y != IGNORE_INDEX).sum()) for x, y in batches
+        ) / sum(int((y != IGNORE_INDEX).sum()) for _, y in batches)
+    assert helox_loss == pytest.approx(transformers_loss(reference, batches), abs=1e-4)
+    assert read_json(tmp_path / "final" / "metrics.json")["stage"] == "import"
+
+
+def test_import_hf_then_eval_on_shards_matches_transformers(
+    tmp_path, tokenizer_path, shards, capsys
+) -> None:
+    reference = llama_folder(tmp_path / "hf", tokenizer_path)
+    assert main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "final")]) == 0
+    capsys.readouterr()
+    command = ["eval", str(tmp_path / "final"), "--shards", str(shards), "--seq-len", str(SEQ_LEN)]
+    assert main([*command, "--batch-size", "4", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    stream = TokenStream(shards / "manifest.json", "val")
+    expected = transformers_loss(reference, eval_batches(stream, SEQ_LEN, 4))
+    assert result["loss"] == pytest.approx(expected, abs=1e-4)
+    assert result["tokens"] == stream.num_windows(SEQ_LEN) * SEQ_LEN
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling"),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "rope_type"),
+        ({"attention_bias": True}, "attention_bias"),
+        ({"mlp_bias": True}, "mlp_bias"),
+        ({"hidden_act": "gelu"}, "hidden_act"),
+        ({"head_dim": 32}, "head_dim"),
+    ],
+)
+def test_a_folder_helox_cannot_express_is_refused_naming_the_key(
+    tmp_path, tokenizer_path, overrides, key
+) -> None:
+    llama_folder(tmp_path / "hf", tokenizer_path)
+    config_path = tmp_path / "hf" / "config.json"
+    config = {**read_json(config_path), **overrides}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(NotImportableError, match=key):
+        import_llama(tmp_path / "hf", tmp_path / "final")
+    assert not (tmp_path / "final").exists()
+
+
+def plain_sentencepiece(doc_parts, folder: Path) -> Path:
+    """A SentencePiece model with only <unk>, <s>, </s> reserved, as most Llama tokenizers."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=islice(iter_texts(doc_parts), 300),
+        model_writer=model,
+        vocab_size=VOCAB,
+        byte_fallback=True,
+        max_sentence_length=100_000,
+    )
+    path = folder / "plain.model"
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def test_a_tokenizer_without_helox_special_ids_is_refused_naming_them(tmp_path, doc_parts) -> None:
+    llama_folder(tmp_path / "hf", plain_sentencepiece(doc_parts, tmp_path))
+    with pytest.raises(NotImportableError, match=r"lacks <pad> at id 3 .*<\|system\|> at id 4"):
+        import_llama(tmp_path / "hf", tmp_path / "final")
+    assert not (tmp_path / "final").exists()
+
+
+def test_init_from_replaces_the_tokenizer_stage_or_everything_before_sft(tmp_path) -> None:
+    (tmp_path / "hf").mkdir()
+    init = {"init_from": str(tmp_path / "hf")}
+    scratch = planned_jobs(snakemake(tmp_path, "-n", "results/sft/final"))
+    assert scratch["tokenizer"] == scratch["pretrain"] == 1 and "import_hf" not in scratch
+    continued = planned_jobs(
+        snakemake(tmp_path, "-n", "results/sft/final", overlay={"pretrain": init})
+    )
+    assert "tokenizer" not in continued
+    assert continued["import_hf"] == continued["imported_tokenizer"] == 1
+    assert continued["pretrain"] == continued["sft"] == 1
+    fine_tuned = planned_jobs(snakemake(tmp_path, "-n", "results/sft/final", overlay={"sft": init}))
+    assert fine_tuned == {"import_hf": 1, "sample_instructions": 1, "sft": 1}
+
+
+def test_pretraining_and_sft_continue_an_imported_llama(
+    tmp_path, tokenizer_path, shards, doc_parts
+) -> None:
+    llama_folder(tmp_path / "hf", tokenizer_path)
+    imported = import_llama(tmp_path / "hf", tmp_path / "imported")
+    training = {"device": "cpu", "compile": False, "warmup_steps": 1, "eval_batches": 2}
+    start = evaluate_folder(imported, shards, seq_len=SEQ_LEN, batch_size=4, max_batches=2)
+    pretrain = TrainingConfig(
+        seq_len=SEQ_LEN,
+        batch_size=4,
+        learning_rate=3e-3,
+        total_steps=8,
+        eval_steps=8,
+        save_steps=8,
+        log_steps=4,
+        **training,
+    )
+    metrics = run_pretrain(
+        shards / "manifest.json",
+        imported / "tokenizer.model",
+        tmp_path / "pretrain",
+        ModelConfig(),
+        pretrain,
+        1,
+        TrackingConfig(enabled=False),
+        init_dir=imported,
+    )
+    assert metrics["val_loss"] < start["loss"]
+    assert metrics["lineage"]["init_sha256"] == sha256_file(imported / "model.safetensors")
+    _, config = load_final(tmp_path / "pretrain")
+    assert (config.num_key_value_heads, config.rope_theta) == (2, 50_000.0)
+    data = tmp_path / "sft.jsonl"
+    pairs = [{"instruction": f"Add {i}.", "response": f"x + {i}"} for i in range(12)]
+    data.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    sft = SFTConfig(
+        seq_len=SEQ_LEN,
+        batch_size=2,
+        total_steps=4,
+        eval_steps=4,
+        save_steps=4,
+        val_fraction=0.25,
+        **training,
+    )
+    tuned = run_sft(imported, data, tmp_path / "sft", sft, 1, TrackingConfig(enabled=False))
+    assert tuned["val_loss"] < tuned["base_val_loss"]

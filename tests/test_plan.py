@@ -1,0 +1,177 @@
+"""`helox plan` and the presets: shapes from depth, budgets from hours, memory, overlays."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_workflow import planned_jobs
+
+from helox.cli import main
+from helox.config import ModelConfig, TrainingConfig, validate_config
+from helox.model import create_model_from_config
+from helox.plan import (
+    DEVICES,
+    GIB,
+    PRESETS_DIR,
+    USABLE_MEMORY,
+    count_model,
+    estimate_memory,
+    largest_preset,
+    learning_rate_for_width,
+    make_plan,
+    merged_config,
+    plan_for_depth,
+    plan_for_hours,
+    preset_overlay,
+    shape_for_depth,
+)
+from helox.train.metrics import BF16_PEAK_FLOPS
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config.yaml"
+# Each shipped preset: its device and the hours it was sized for.
+PRESETS = {"rtx4090-24gb": "rtx4090", "a100-40gb": "a100-40gb", "h100-80gb": "h100"}
+PRESET_HOURS = 4.0
+GPU_BASE = TrainingConfig(seq_len=2048, optimizer="muon")
+
+
+def test_depth_sets_width_heads_and_learning_rate() -> None:
+    small, medium, odd = (shape_for_depth(d, 32768, 2048) for d in (12, 16, 17))
+    assert (small.hidden_size, small.num_attention_heads) == (768, 12)  # heads of 64
+    assert (medium.hidden_size, medium.num_attention_heads) == (1024, 8)  # heads of 128
+    assert (odd.hidden_size, odd.num_attention_heads) == (1152, 9), "rounded up to whole heads"
+    assert small.max_position_embeddings == 2048 and small.num_layers == 12
+    assert learning_rate_for_width(128) == 6e-3
+    assert learning_rate_for_width(512) == 3e-3
+    with pytest.raises(ValueError, match="depth must be at least 1"):
+        shape_for_depth(0, 100, 64)
+
+
+def test_counts_come_from_the_model_itself() -> None:
+    model = shape_for_depth(2, 500, 64)
+    params, hidden, flops = count_model(model, 64)
+    built = create_model_from_config(model)
+    assert params == built.num_parameters()
+    assert flops == built.flops_per_token(64)
+    blocks = sum(p.numel() for n, p in built.named_parameters() if n.endswith("proj.weight"))
+    assert hidden == blocks
+
+
+def test_memory_counts_states_by_optimizer_and_activations_by_batch() -> None:
+    model = shape_for_depth(4, 1000, 128)
+    params, hidden, _ = count_model(model, 128)
+    adamw = estimate_memory(model, 128, 4, "adamw")
+    muon = estimate_memory(model, 128, 4, "muon")
+    assert (adamw.weights, adamw.gradients, adamw.optimizer) == (6 * params, 4 * params, 8 * params)
+    assert muon.optimizer == 4 * hidden + 8 * (params - hidden)
+    double = estimate_memory(model, 128, 8, "adamw")
+    assert double.activations == 2 * adamw.activations
+    assert adamw.checkpointed_activations < adamw.activations
+    assert adamw.total(True) < adamw.total(False)
+
+
+def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:
+    plan = plan_for_hours(4, "h100", GPU_BASE, 32768)
+    budget = 4 * 3600 * DEVICES["h100"].peak_flops * plan.mfu
+    assert plan.tokens * plan.flops_per_token == pytest.approx(budget, rel=0.01)
+    assert plan.hours == pytest.approx(4, rel=0.01)
+    assert plan.tokens >= 20 * plan.parameters and plan.fits
+    deeper = shape_for_depth(plan.model.num_layers + 1, 32768, 2048)
+    params, _, flops = count_model(deeper, 2048)
+    assert 20 * params * flops > budget, "one layer more would not get its 20 tokens a parameter"
+    assert plan.tokens_per_step <= 1 << 19 and plan.pretrain.total_steps >= 1000
+
+
+def test_depth_plan_trains_on_twenty_tokens_a_parameter() -> None:
+    plan = plan_for_depth(12, "a100-40gb", GPU_BASE, 32768)
+    assert plan.tokens == pytest.approx(20 * plan.parameters, rel=0.01)
+    assert plan.fits
+    peak = DEVICES["a100-40gb"].peak_flops
+    assert plan.hours == pytest.approx(plan.tokens * plan.flops_per_token / peak / 0.35 / 3600)
+
+
+def test_a_model_too_large_for_the_card_says_so() -> None:
+    plan = plan_for_depth(48, "rtx4090", GPU_BASE, 32768)
+    assert not plan.fits and plan.pretrain.gradient_checkpointing
+    assert plan.memory.total(True) > USABLE_MEMORY * 24 * GIB
+
+
+def test_device_peaks_agree_with_the_training_meters() -> None:
+    meters = dict(BF16_PEAK_FLOPS)
+    assert DEVICES["h100"].peak_flops == meters["H100"]
+    assert DEVICES["a100-40gb"].peak_flops == DEVICES["a100-80gb"].peak_flops == meters["A100"]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_is_what_plan_makes_and_a_valid_overlay_that_fits(name: str) -> None:
+    path = PRESETS_DIR / f"{name}.yaml"
+    shipped = yaml.safe_load(path.read_text())
+    regenerated = make_plan([CONFIG], PRESETS[name], hours=PRESET_HOURS)
+    assert shipped == preset_overlay(regenerated), f"rerun helox plan --write {path}"
+    merged = merged_config([CONFIG, path])
+    validate_config(merged)
+    as_written = make_plan([CONFIG, path], PRESETS[name])
+    assert as_written.fits, f"{name} does not fit {DEVICES[PRESETS[name]].label}"
+    assert as_written.tokens == pytest.approx(regenerated.tokens)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_plan_prints_the_parameters_the_presets_model_has(name: str, capsys) -> None:
+    path = PRESETS_DIR / f"{name}.yaml"
+    assert main(["plan", "--config", str(CONFIG), "--config", str(path)]) == 0
+    printed = re.search(r"^parameters\s+([\d,]+)", capsys.readouterr().out, re.M)[1]
+    merged = merged_config([CONFIG, path])
+    model = ModelConfig(**{**merged["model"], "vocab_size": merged["tokenizer"]["vocab_size"]})
+    with torch.device("meta"):
+        built = create_model_from_config(model)
+    assert int(printed.replace(",", "")) == built.num_parameters()
+
+
+def test_plan_writes_an_overlay(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "mine.yaml"
+    argv = ["plan", "--config", str(CONFIG), "--device", "a100-80gb", "--depth", "6", "--write"]
+    assert main([*argv, str(target)]) == 0
+    out = capsys.readouterr().out
+    assert "depth 6, width 384, 6 heads of 64" in out and f"wrote {target}" in out
+    overlay = yaml.safe_load(target.read_text())
+    assert overlay["model"]["num_layers"] == 6 and overlay["pretrain"]["seq_len"] == 2048
+    assert main(["plan", "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'; use one of rtx4090" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_dry_run_plans_the_pretrain_job(name: str, tmp_path: Path) -> None:
+    tracking = tmp_path / "tracking.yaml"
+    tracking.write_text(yaml.safe_dump({"tracking": {"uri": f"sqlite:///{tmp_path}/m.db"}}))
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(PRESETS_DIR / f"{name}.yaml"),
+        str(tracking),
+        "--cores",
+        "2",
+        "-n",
+        "results/pretrain/final",
+    ]
+    jobs = planned_jobs(subprocess.run(command, capture_output=True, text=True))
+    assert jobs["pretrain"] == 1 and jobs["tokenizer"] == 1
+
+
+def test_largest_preset_for_the_card_at_hand() -> None:
+    assert largest_preset(79.6).stem == "h100-80gb"  # what torch reports for an H100 80GB
+    assert largest_preset(39.4).stem == "a100-40gb"
+    assert largest_preset(23.6).stem == "rtx4090-24gb"
+    with pytest.raises(ValueError, match="no preset fits a card of 12 GiB"):
+        largest_preset(12)
