@@ -2,7 +2,7 @@
 # report's parts.
 # Snakemake decides what is outdated; every byte of real work happens in `helox`.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 

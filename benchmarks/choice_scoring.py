@@ -28,8 +28,9 @@ from helox.eval.choice import fit_question, read_choice_task, row_log_likelihood
 from helox.eval.next_line import build_next_line_task
 from helox.model import create_model_from_config
 from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer, load_tokenizer
+from helox.tokenizer import build_tokenizer
 from helox.train.device import DeviceManager
+from helox.vocab import load_tokenizer
 
 
 def main() -> None:

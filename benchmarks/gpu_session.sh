@@ -70,7 +70,7 @@ pipeline_overlay() {
     # A few minutes of the preset: its model, sequence and micro-batch, fewer steps, one
     # micro-batch a step, a tokenizer the standard-library corpus can fill, no MLflow.
     cat <<'EOF'
-tokenizer: {vocab_size: 8000, threads: 8}
+tokenizer: {vocab_size: 8000}
 pretrain: {gradient_accumulation_steps: 1, total_steps: 200, warmup_steps: 20,
            eval_steps: 100, save_steps: 100, log_steps: 20, eval_batches: 5}
 sft: {total_steps: 40, warmup_steps: 4, eval_steps: 20, save_steps: 20, log_steps: 5,

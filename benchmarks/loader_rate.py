@@ -18,12 +18,19 @@ from pathlib import Path
 import torch
 from corpus import stdlib_parts
 
-from helox.config import HeloxConfig, ShardsConfig, TokenizerConfig
+from helox.config import (
+    ModelConfig,
+    ShardsConfig,
+    TokenizerConfig,
+    TrainingConfig,
+    load_mapping,
+    section_from_dict,
+)
 from helox.data.loader import PackedBatches, TokenStream
 from helox.model import create_model_from_config
 from helox.shards import build_dataset_shards
 from helox.tokenizer import build_tokenizer
-from helox.train.loop import build_optimizer
+from helox.train.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,10 +42,12 @@ def batches_per_second(batches: PackedBatches, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def steps_per_second(config: HeloxConfig, vocab_size: int, count: int) -> float:
-    model = create_model_from_config(dataclasses.replace(config.model, vocab_size=vocab_size))
-    optimizer = build_optimizer(model, config.pretrain, torch.device("cpu"))
-    shape = (config.pretrain.batch_size, config.pretrain.seq_len)
+def steps_per_second(
+    model_config: ModelConfig, training: TrainingConfig, vocab_size: int, count: int
+) -> float:
+    model = create_model_from_config(dataclasses.replace(model_config, vocab_size=vocab_size))
+    optimizer = build_optimizer(model, training, torch.device("cpu"))
+    shape = (training.batch_size, training.seq_len)
     inputs = torch.randint(0, vocab_size, shape)
     for step in range(count + 2):
         if step == 2:
@@ -53,19 +62,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=float, default=4.0)
     args = parser.parse_args()
-    config = HeloxConfig.from_file(REPO / "config.yaml")
+    config = load_mapping(REPO / "config.yaml")
+    model_config = section_from_dict(ModelConfig, config["model"], "model")
+    training = section_from_dict(TrainingConfig, config["pretrain"], "pretrain")
+    vocab_size = config["tokenizer"]["vocab_size"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         parts = stdlib_parts(tmp, int(args.mb * 1e6))
-        build_tokenizer(parts, tmp / "tok", TokenizerConfig(vocab_size=config.tokenizer.vocab_size))
+        build_tokenizer(parts, tmp / "tok", TokenizerConfig(vocab_size=vocab_size))
         manifest = build_dataset_shards(
             parts, tmp / "tok" / "spm.model", tmp / "shards", ShardsConfig(parts=1), seed=1
         )
         stream = TokenStream(tmp / "shards" / "manifest.json", "train")
-        batches = PackedBatches(stream, config.pretrain.seq_len, config.pretrain.batch_size, 1)
+        batches = PackedBatches(stream, training.seq_len, training.batch_size, 1)
         loader_rate = batches_per_second(batches, 2000)
-        model_rate = steps_per_second(config, manifest["vocab_size"], 10)
-    print(f"batch {config.pretrain.batch_size} x {config.pretrain.seq_len} tokens")
+        model_rate = steps_per_second(model_config, training, manifest["vocab_size"], 10)
+    print(f"batch {training.batch_size} x {training.seq_len} tokens")
     print(f"loader: {loader_rate:,.0f} batches/s")
     print(f"shipped model training: {model_rate:.2f} steps/s")
     print(f"ratio loader/model: {loader_rate / model_rate:,.0f}")

@@ -17,7 +17,8 @@ from corpus import stdlib_parts
 from helox.config import ShardsConfig, TokenizerConfig
 from helox.io import iter_texts
 from helox.shards import SPLITS, tokenize_part
-from helox.tokenizer import build_tokenizer, load_tokenizer
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 
 def main() -> None:

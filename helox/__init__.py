@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 # The guide's names, imported on first use so that `import helox` stays fast.
 _EXPORTS = {
-    "TextCleaner": "helox.data.clean",
-    "DataCollector": "helox.data.clean",
+    "TextCleaner": "helox.guide",
+    "DataCollector": "helox.guide",
     "TokenizerTrainer": "helox.guide",
     "DatasetBuilder": "helox.guide",
     "save_dataset": "helox.guide",

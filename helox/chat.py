@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sentencepiece as spm
 
-from helox.tokenizer import SPECIAL_IDS
+from helox.vocab import SPECIAL_IDS
 
 ROLES = ("system", "user", "assistant")
 END = SPECIAL_IDS["<|end|>"]

@@ -1,4 +1,4 @@
-"""The `helox` command: generate, chat, eval and the guide's fine-tuning script."""
+"""The `helox` command: generate, chat, eval, humaneval, sft, dpo, import-hf, status, plan."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("helox eval needs a model folder and --shards (or --card FILE...)")
     if args.suite:
         return eval_suite(args)
-    from helox.train.evaluate import evaluate_folder
+    from helox.eval.bpb import evaluate_folder
 
     result = evaluate_folder(
         args.folder,
@@ -157,10 +157,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from helox.config import SFTConfig, TrackingConfig, load_mapping, section_from_dict
+    from helox.config import (
+        SFTConfig,
+        TrackingConfig,
+        inherit_pretrain,
+        load_mapping,
+        section_from_dict,
+    )
     from helox.sft import run_sft
 
-    overrides = load_mapping(args.config).get("sft", {}) if args.config else {}
+    overrides = inherit_pretrain(load_mapping(args.config), "sft") if args.config else {}
     config = section_from_dict(SFTConfig, overrides, "sft")
     run_sft(
         pretrained_dir=args.pretrained_model,
@@ -182,10 +188,16 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
-    from helox.config import DPOConfig, TrackingConfig, load_mapping, section_from_dict
+    from helox.config import (
+        DPOConfig,
+        TrackingConfig,
+        inherit_pretrain,
+        load_mapping,
+        section_from_dict,
+    )
     from helox.dpo import run_dpo
 
-    overrides = load_mapping(args.config).get("dpo", {}) if args.config else {}
+    overrides = inherit_pretrain(load_mapping(args.config), "dpo") if args.config else {}
     run_dpo(
         sft_dir=args.sft_model,
         data_path=args.preference_data,
@@ -261,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--instruction-data", required=True, help="JSONL of instruction pairs")
     sft.add_argument("--tokenizer-model", default=None, help="defaults to the folder's own")
     sft.add_argument("--output-dir", default="results/sft/final")
-    sft.add_argument("--config", default=None, help="a config.yaml whose `sft` section applies")
+    sft.add_argument(
+        "--config", default=None, help="a config.yaml: `sft`, then `pretrain` for the rest"
+    )
     sft.add_argument("--seed", type=int, default=1337)
     sft.add_argument("--no-tracking", action="store_true")
     sft.set_defaults(func=cmd_sft)
@@ -270,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     dpo.add_argument("--sft-model", required=True, help="an SFT final/ folder, the reference")
     dpo.add_argument("--preference-data", required=True, help='JSONL of {"prompt", "chosen", ...}')
     dpo.add_argument("--output-dir", default="results/dpo/final")
-    dpo.add_argument("--config", default=None, help="a config.yaml whose `dpo` section applies")
+    dpo.add_argument(
+        "--config", default=None, help="a config.yaml: `dpo`, then `pretrain` for the rest"
+    )
     dpo.add_argument("--seed", type=int, default=1337)
     dpo.add_argument("--no-tracking", action="store_true")
     dpo.set_defaults(func=cmd_dpo)

@@ -307,7 +307,6 @@ class TokenizerConfig:
     max_train_bytes: int = 300_000_000
     max_sentence_bytes: int = 4096
     eval_docs: int = 200
-    threads: int = 2
 
 
 @dataclass
@@ -371,6 +370,10 @@ class TrainingConfig:
     device: str = "auto"
     compile: bool | str = "auto"
     nproc: int = 1
+    # Nodes of a Slurm allocation, each running `nproc` processes under one torchrun.
+    nodes: int = 1
+    # Seconds the nodes of a several-node job wait for each other before the job fails.
+    rendezvous_timeout: int = 600
     fsdp: bool = False
     # A Hugging Face Llama folder to start from (helox.import_hf); its tokenizer replaces
     # the tokenizer stage's. "" = pretraining starts from random weights, SFT from pretraining.
@@ -400,6 +403,20 @@ class DPOConfig(TrainingConfig):
     packing: bool = True
     beta: float = 0.1  # strength of the pull towards the reference
     label_smoothing: float = 0.0  # conservative DPO: the share of preferences assumed flipped
+
+
+# `sft:` and `dpo:` state what differs from `pretrain:` and take its other training keys,
+# but for where a stage starts and how it is launched, which stay each stage's own.
+FINE_TUNING_STAGES = ("sft", "dpo")
+NOT_INHERITED = frozenset({"init_from", "nproc", "nodes", "rendezvous_timeout", "fsdp"})
+
+
+def inherit_pretrain(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The `stage` section of `config` completed with the `pretrain` keys it does not state
+    (all but NOT_INHERITED)."""
+    pretrain = _mapping(config.get("pretrain"))
+    inherited = {key: value for key, value in pretrain.items() if key not in NOT_INHERITED}
+    return {**inherited, **_mapping(config.get(stage))}
 
 
 @dataclass
@@ -502,54 +519,15 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def unknown_key_errors(config: dict[str, Any]) -> list[str]:
-    """Keys that no section knows, each named with the keys that are allowed there."""
-    top = {f.name for f in dataclasses.fields(HeloxConfig)}
-    messages = [
-        f"config key {key}: unknown key (allowed keys: {', '.join(sorted(top))})"
-        for key in sorted(set(config) - top)
-    ]
-    for name, section_cls in _SECTION_TYPES.items():
-        section = config.get(name)
-        if not isinstance(section, dict):
-            continue
-        messages += _unknown_keys(section, section_cls, name)
-    return messages
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    """The resolved field types of a config dataclass (resolving them is slow)."""
-    return typing.get_type_hints(cls)
-
-
-def _unknown_keys(section: dict[str, Any], section_cls: type, where: str) -> list[str]:
-    """Unknown keys of one section and of the sections nested in it, named by full path."""
-    known = {f.name for f in dataclasses.fields(section_cls)}
-    messages = [
-        f"config key {where}.{key}: unknown key (allowed keys: {', '.join(sorted(known))})"
-        for key in sorted(set(section) - known)
-    ]
-    hints = _type_hints(section_cls)
-    for key, value in section.items():
-        if isinstance(value, dict) and dataclasses.is_dataclass(hints.get(key)):
-            messages += _unknown_keys(value, hints[key], f"{where}.{key}")
-    return messages
-
-
 def config_errors(config: dict[str, Any]) -> list[str]:
     """Every problem in `config`, each naming its key and what is allowed."""
     import jsonschema
 
-    messages = unknown_key_errors(config)
+    messages = []
     validator = jsonschema.Draft202012Validator(schema())
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
-        if error.validator == "additionalProperties":
-            messages.extend(_unknown_property_errors(error, messages))
-            continue
-        if error.validator == "unevaluatedProperties":
-            if not messages:
-                messages.append(f"config: {error.message}")
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            messages.extend(_unknown_key_errors(error))
             continue
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
         messages.append(f"config key {key}: {error.message}{_allowed(error)}")
@@ -576,7 +554,7 @@ def _allowed(error: Any) -> str:
 def _describe(branch: dict[str, Any]) -> str:
     """One alternative of a `oneOf`, in words: `null`, `integer minimum 8`."""
     if "$ref" in branch:
-        branch = {**schema()["$defs"][branch["$ref"].split("/")[-1]], **branch}
+        branch = {**_definition(branch["$ref"]), **branch}
     if "const" in branch:
         return repr(branch["const"])
     return " ".join(
@@ -585,18 +563,28 @@ def _describe(branch: dict[str, Any]) -> str:
     )
 
 
-def _unknown_property_errors(error: Any, messages: list[str]) -> list[str]:
-    """Each key an `additionalProperties: false` refused, with the allowed keys, unless a
-    message already names it (unknown_key_errors checks the dataclass sections)."""
-    allowed = sorted(error.schema.get("properties", {}))
+def _definition(ref: str) -> dict[str, Any]:
+    """The schema's `$defs` entry that `ref` (`#/$defs/name`) points to."""
+    return schema()["$defs"][ref.split("/")[-1]]
+
+
+def _allowed_keys(node: dict[str, Any]) -> set[str]:
+    """The keys a schema object allows: its own properties and its `$ref`'s."""
+    keys = set(node.get("properties", {}))
+    if "$ref" in node:
+        keys |= _allowed_keys(_definition(node["$ref"]))
+    return keys
+
+
+def _unknown_key_errors(error: Any) -> list[str]:
+    """Each key that an `additionalProperties` or `unevaluatedProperties: false` refused,
+    named by its full path with the keys allowed there."""
+    allowed = sorted(_allowed_keys(error.schema))
     where = "".join(f"{part}." for part in error.absolute_path)
-    found = []
-    for key in sorted(set(error.instance) - set(allowed)):
-        if not any(m.startswith(f"config key {where}{key}:") for m in messages):
-            found.append(
-                f"config key {where}{key}: unknown key (allowed keys: {', '.join(allowed)})"
-            )
-    return found
+    return [
+        f"config key {where}{key}: unknown key (allowed keys: {', '.join(allowed)})"
+        for key in sorted(set(error.instance) - set(allowed))
+    ]
 
 
 def shards_errors(config: dict[str, Any]) -> list[str]:
@@ -685,55 +673,3 @@ def validate_config(config: dict[str, Any]) -> None:
     errors = config_errors(config)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-
-
-@dataclass
-class HeloxConfig:
-    """The whole `config.yaml`, typed."""
-
-    seed: int = 1337
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    clean: CleanConfig = field(default_factory=CleanConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    shards: ShardsConfig = field(default_factory=ShardsConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain: TrainingConfig = field(default_factory=TrainingConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    dpo: DPOConfig = field(default_factory=DPOConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    resources: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HeloxConfig:
-        validate_config(data)
-        sections = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            section_cls = _SECTION_TYPES.get(f.name)
-            sections[f.name] = (
-                section_from_dict(section_cls, value, f.name) if section_cls else value
-            )
-        return cls(**sections)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> HeloxConfig:
-        return cls.from_dict(load_mapping(path))
-
-
-_SECTION_TYPES: dict[str, type] = {
-    "corpus": CorpusConfig,
-    "clean": CleanConfig,
-    "dedup": DedupConfig,
-    "tokenizer": TokenizerConfig,
-    "shards": ShardsConfig,
-    "model": ModelConfig,
-    "pretrain": TrainingConfig,
-    "sft": SFTConfig,
-    "dpo": DPOConfig,
-    "eval": EvalConfig,
-    "tracking": TrackingConfig,
-}

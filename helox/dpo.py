@@ -25,8 +25,8 @@ from helox.dpo_data import (
 )
 from helox.io import sha256_file
 from helox.model import HeloxLM
-from helox.tokenizer import load_tokenizer
-from helox.train.checkpoint import load_final, run_defining, run_fingerprint
+from helox.model_folder import load_final
+from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
 from helox.train.evaluate import to_device
 from helox.train.lineage import pretrained_lineage
@@ -34,6 +34,7 @@ from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.preference import DPOObjective, sequence_log_probs
 from helox.train.stage import RunSpec, train_stage
+from helox.vocab import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 
 from helox.chat import END, EOS, render_prompt
-from helox.export import CHAT_STAGES
 from helox.io import read_json
-from helox.tokenizer import load_tokenizer
-from helox.train.checkpoint import load_final
+from helox.model_folder import CHAT_STAGES, load_final
 from helox.train.device import DeviceManager
+from helox.vocab import load_tokenizer
 
 # Tokens kept free for the answer when old turns must leave a long conversation.
 ANSWER_ROOM = 32

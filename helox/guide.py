@@ -1,28 +1,120 @@
 """The original Helox guide's entry points, as thin faces over the functions the rules call.
 
 People arrive with the guide in hand; these keep its names and argument names. Each
-method does nothing of its own beyond calling the stage function the workflow uses.
-The cleaning faces (`TextCleaner`, `DataCollector`) live in `helox.data.clean`.
+method does nothing of its own beyond calling the stage functions the workflow uses.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helox.config import ModelConfig, ShardsConfig, TokenizerConfig, TrackingConfig, TrainingConfig
+from helox.config import (
+    CleanConfig,
+    ModelConfig,
+    ShardsConfig,
+    TokenizerConfig,
+    TrackingConfig,
+    TrainingConfig,
+)
+from helox.data.documents import Document, Stats
+from helox.data.filters import Step, apply_steps, build_steps
+from helox.data.kinds import Kind, detect_kind
 from helox.data.loader import PackedBatches, TokenStream, eval_batches
-from helox.io import atomic_path
+from helox.data.readers import read_documents
+from helox.io import JsonlWriter, atomic_path, write_json
 from helox.model import HeloxLM
+from helox.model_folder import save_final
 from helox.shards import build_dataset_shards
 from helox.tokenizer import build_tokenizer
-from helox.train.checkpoint import run_fingerprint, save_final
+from helox.train.checkpoint import run_fingerprint
 from helox.train.device import DeviceManager
 from helox.train.loop import Trainer
 from helox.train.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class TextCleaner:
+    """Clean one string at a time with the same steps as the clean stage.
+
+    The arguments set the general limits over the default filters; `from_config`
+    takes a whole `clean` section instead.
+    """
+
+    def __init__(
+        self,
+        min_length: int = CleanConfig.min_text_length,
+        max_length: int = CleanConfig.max_text_length,
+        max_urls: int = CleanConfig.max_urls,
+        unicode_form: str = CleanConfig.unicode_form,
+    ):
+        self._configure(
+            CleanConfig(
+                min_text_length=min_length,
+                max_text_length=max_length,
+                max_urls=max_urls,
+                unicode_form=unicode_form,
+            )
+        )
+
+    @classmethod
+    def from_config(cls, config: CleanConfig) -> TextCleaner:
+        """A cleaner running every step that `config` (a whole `clean` section) asks for."""
+        cleaner = cls()
+        cleaner._configure(config)
+        return cleaner
+
+    def _configure(self, config: CleanConfig) -> None:
+        self.config = config
+        self.steps: list[Step] = build_steps(config)
+        self.stats = Stats()
+        self.stats.register([step.name for step in self.steps])
+
+    def clean(self, text: str, kind: Kind | None = None) -> str | None:
+        """The cleaned text, or None if a step dropped it (counted in `self.stats`); text of
+        no given kind is detected as web, prose or docs."""
+        doc = Document(text, "<text>", kind or detect_kind(text))
+        result, dropped = apply_steps(doc, self.steps, self.stats)
+        return result.text if dropped is None else None
+
+
+class DataCollector:
+    """Gather a folder into one plain `collected.jsonl`, cleaned by a TextCleaner."""
+
+    def __init__(self, output_dir: str | os.PathLike, cleaner: TextCleaner | None = None):
+        self.output_dir = Path(output_dir)
+        self.cleaner = cleaner or TextCleaner()
+        self.stats = Stats()
+
+    def collect_from_directory(self, source_dir: str | os.PathLike, recursive: bool = True) -> Path:
+        """Write the kept documents of `source_dir` to `output_dir/collected.jsonl` and return it.
+
+        The counts go to `collected.jsonl.stats.json` beside it and to `self.stats`.
+        """
+        output = self.output_dir / "collected.jsonl"
+        stats = Stats()
+        stats.register([step.name for step in self.cleaner.steps])
+        documents = read_documents(source_dir, self.cleaner.config, stats, recursive=recursive)
+        with JsonlWriter(output) as writer:
+            for doc in documents:
+                result, dropped = apply_steps(doc, self.cleaner.steps, stats)
+                if dropped is None:
+                    writer.write(result.record())
+        write_json(output.with_name(output.name + ".stats.json"), stats.to_dict())
+        self.stats = self.stats + stats
+        log.info(
+            "collected %d of %d documents from %s into %s",
+            stats.flow.documents_out,
+            stats.flow.documents_in,
+            source_dir,
+            output,
+        )
+        return output
 
 
 class TokenizerTrainer:

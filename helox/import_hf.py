@@ -1,11 +1,11 @@
 """A local Hugging Face `LlamaForCausalLM` folder → a Helox `final/` folder (`helox import-hf`).
 
-`HeloxLM` uses Llama's parameter names, RoPE layout, RMSNorm and SwiGLU (helox.export), so
+`HeloxLM` uses Llama's parameter names, RoPE layout, RMSNorm and SwiGLU (helox.model_folder), so
 the tensors load as they are; what needs care is the config: each key of the source's
 `config.json` that Helox cannot reproduce is refused by name rather than approximated.
 
 The tokenizer must be a SentencePiece `tokenizer.model` holding every Helox special token
-at its fixed id (helox.tokenizer.SPECIAL_IDS: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3, the
+at its fixed id (helox.vocab.SPECIAL_IDS: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3, the
 chat markers 4-7), as a tokenizer trained by Helox does: sharding, the chat template and
 generation address them by id. Any other is refused, naming each missing piece; remapping
 ids would change the vocabulary that the imported weights were trained with.
@@ -26,8 +26,9 @@ from safetensors.torch import load_file
 from helox.config import ModelConfig
 from helox.io import atomic_path, read_json, sha256_file, write_json
 from helox.model import HeloxLM, create_model_from_config
-from helox.tokenizer import SPECIAL_IDS, evaluate_tokenizer
-from helox.train.checkpoint import save_final
+from helox.model_folder import save_final
+from helox.tokenizer import evaluate_tokenizer
+from helox.vocab import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def name_output(error: Exception, target: Path) -> None:
     """Make `error` name the output it interrupted: as an OSError's file name, else in a note."""
     if isinstance(error, OSError) and error.errno is not None and error.filename is None:
@@ -51,8 +57,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if tmp.is_file():
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(tmp)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -355,7 +355,6 @@ def preset_overlay(plan: Plan) -> dict[str, Any]:
         "log_steps",
         "gradient_checkpointing",
     )
-    runtime_minutes = math.ceil(plan.hours * 60 * 1.2) + 30
     return {
         "tokenizer": {"vocab_size": model.vocab_size},
         "model": {
@@ -378,11 +377,13 @@ def preset_overlay(plan: Plan) -> dict[str, Any]:
             "gradient_checkpointing": pretrain.gradient_checkpointing,
             "device": "cuda",
         },
-        "resources": {
-            "pretrain": {"gpu": 1, "runtime": runtime_minutes},
-            "sft": {"gpu": 1},
-        },
     }
+
+
+def runtime_minutes(plan: Plan) -> int:
+    """What the pretrain job should ask a scheduler for: the planned time, a fifth more and half
+    an hour for start-up and evaluation."""
+    return math.ceil(plan.hours * 60 * 1.2) + 30
 
 
 def write_preset(plan: Plan, path: str | Path) -> None:
@@ -391,7 +392,10 @@ def write_preset(plan: Plan, path: str | Path) -> None:
         f"# {DEVICES[plan.device].label}, made by `helox plan --device {plan.device} ...`:\n"
         f"# {plan.parameters:,} parameters, {plan.tokens:,} tokens "
         f"({plan.tokens / plan.parameters:.1f} per parameter), about {plan.hours:.1f} hours\n"
-        f"# at MFU {plan.mfu:g}. Point corpus.raw_dir at a corpus of that many tokens.\n"
+        f"# at MFU {plan.mfu:g}. Point corpus.raw_dir at a corpus of that many tokens, "
+        "and give the\n"
+        f"# pretrain job {runtime_minutes(plan)} minutes in your workflow profile's "
+        "set-resources.\n"
     )
     Path(path).write_text(header + yaml.safe_dump(preset_overlay(plan), sort_keys=False))
 

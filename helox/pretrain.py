@@ -1,30 +1,29 @@
 """Pretraining: token shards + model and training config → `final/` model folder.
 
-`launch_pretrain` is what the rule calls: with `training.nproc` > 1 it starts that many
-processes through torchrun, each running `python -m helox.pretrain JOB` on its own
-slice of every batch; otherwise it trains in this process.
+`launch_pretrain` is what the rule calls: with `nproc` or `nodes` above 1 it starts
+`nodes` × `nproc` processes through torchrun (helox.train.launch), each running
+`python -m helox.pretrain JOB` on its own slice of every batch; otherwise it trains in
+this process.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
+from helox.config import ModelConfig, TrackingConfig, TrainingConfig
 from helox.data.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
 from helox.io import read_json, sha256_file
-from helox.logs import FORMAT, setup_logging
 from helox.model import create_model_from_config
-from helox.train.checkpoint import load_final, run_defining, run_fingerprint
-from helox.train.device import DeviceManager, DistributedEnv
+from helox.model_folder import load_final
+from helox.train.checkpoint import run_defining, run_fingerprint
+from helox.train.device import DeviceManager
+from helox.train.launch import job_from_json, job_to_json, launch_processes, worker_main
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.stage import RunSpec, train_stage
@@ -181,66 +180,22 @@ class PretrainJob:
     init_dir: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return job_to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> PretrainJob:
-        fields = json.loads(text)
-        return cls(
-            **{
-                **fields,
-                "model_config": section_from_dict(ModelConfig, fields["model_config"], "model"),
-                "training_config": section_from_dict(
-                    TrainingConfig, fields["training_config"], "pretrain"
-                ),
-                "tracking": section_from_dict(TrackingConfig, fields["tracking"], "tracking"),
-            }
-        )
-
-
-def torchrun_command(nproc: int, module: str, arguments: list[str]) -> list[str]:
-    """`torchrun --standalone --nproc_per_node N -m module arguments...` with this Python."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        module,
-        *arguments,
-    ]
+        return job_from_json(cls, text)
 
 
 def launch_pretrain(job: PretrainJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here, or in `training_config.nproc` torchrun processes whose rank 0 appends
-    to `log_path`; return the metrics of `output_dir/metrics.json`."""
-    nproc = job.training_config.nproc
-    if nproc == 1:
+    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
+    `log_path` (see helox.train.launch); return the metrics of `output_dir/metrics.json`."""
+    config = job.training_config
+    if config.nproc == 1 and config.nodes == 1:
         return run_pretrain(**vars(job))
-    arguments = [job.to_json()] + ([str(log_path)] if log_path else [])
-    command = torchrun_command(nproc, "helox.pretrain", arguments)
-    log.info("launching %d training processes: torchrun ... -m helox.pretrain", nproc)
-    subprocess.run(command, check=True)
+    launch_processes("pretrain", "helox.pretrain", job.to_json(), config, log_path)
     return read_json(Path(job.output_dir) / "metrics.json")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """One torchrun worker: `python -m helox.pretrain JOB_JSON [LOG_FILE]`."""
-    parser = argparse.ArgumentParser(prog="python -m helox.pretrain", description=main.__doc__)
-    parser.add_argument("job", help="a PretrainJob as JSON")
-    parser.add_argument("log", nargs="?", default=None, help="a file rank 0 appends its log to")
-    args = parser.parse_args(argv)
-    env = DistributedEnv.from_environ()
-    setup_logging(level=logging.INFO if env.is_main else logging.WARNING)
-    if env.is_main and args.log:
-        handler = logging.FileHandler(args.log, mode="a", encoding="utf-8")
-        handler.setFormatter(logging.Formatter(FORMAT))
-        logging.getLogger().addHandler(handler)
-    job = PretrainJob.from_json(args.job)
-    run_pretrain(**vars(job))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(worker_main("helox.pretrain", PretrainJob, run_pretrain))

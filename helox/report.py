@@ -19,7 +19,7 @@ from helox import plots
 from helox.data.dedup import EXACT, NEAR
 from helox.data.documents import Counts, Stats
 from helox.io import atomic_path, read_json
-from helox.tokenizer import load_tokenizer
+from helox.vocab import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,6 @@ def write_training_figures(
     train = metrics.get("loss_history", [])
     train_steps, train_loss = [s for s, _ in train], [loss for _, loss in train]
     logs, evals = metrics.get("log_history", []), metrics.get("eval_history", [])
-    val = metrics.get("val_history", [])
     plots.plot_series(
         outputs["loss"],
         f"{stage}: training and validation loss",
@@ -355,7 +354,7 @@ def write_training_figures(
         [
             ("train, each step", train_steps, train_loss, "C0-"),
             ("train, mean between log lines", *columns(logs, "train/loss"), "C2-"),
-            ("validation", [s for s, _ in val], [loss for _, loss in val], "C3o-"),
+            ("validation", *columns(evals, "val_loss"), "C3o-"),
         ],
         tokens_per_step,
     )

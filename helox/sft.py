@@ -1,14 +1,22 @@
-"""Supervised fine-tuning: a pretrained folder + instruction data → an instruction-tuned folder."""
+"""Supervised fine-tuning: a pretrained folder + instruction data → an instruction-tuned folder.
+
+`launch_sft` is what the rule calls: like pretraining, with `nproc` or `nodes` above 1 it
+starts that many torchrun processes (helox.train.launch), each training on its slice of
+every batch; otherwise it trains in this process.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from helox.config import SFTConfig, TrackingConfig
-from helox.io import sha256_file
+from helox.io import read_json, sha256_file
+from helox.model_folder import load_final
 from helox.sft_data import (
     SFTBatches,
     encode_examples,
@@ -17,13 +25,14 @@ from helox.sft_data import (
     padding_fraction,
     read_instruction_data,
 )
-from helox.tokenizer import load_tokenizer
-from helox.train.checkpoint import load_final, run_defining, run_fingerprint
+from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
+from helox.train.launch import job_to_json, launch_processes, worker_main
 from helox.train.lineage import pretrained_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.stage import RunSpec, train_stage
+from helox.vocab import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +51,15 @@ def run_sft(
 ) -> dict:
     """Fine-tune on assistant tokens only; record held-out response loss before and after.
 
-    The tracking run nests under the pipeline run of the pretrained folder.
+    The tracking run nests under the pipeline run of the pretrained folder. Under torchrun
+    every process calls this, each training on its slice of every batch; rank 0 writes.
     """
     pretrained_dir, output_dir = Path(pretrained_dir), Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
     tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
     device_manager = DeviceManager(config.device, threads)
+    device_manager.init_distributed()
+    dist = device_manager.dist
 
     data = read_instruction_data(data_path)
     processor = load_tokenizer(tokenizer_path)
@@ -65,15 +77,21 @@ def run_sft(
     if not val_examples:
         raise ValueError(f"{data_path}: no held-out example has a response to score")
     log.info(
-        "SFT on %d examples, %d held out, %d lines skipped %s",
+        "SFT on %d examples, %d held out, %d lines skipped %s, device %s",
         len(train_examples),
         len(val_examples),
         sum(data.skipped.values()),
         dict(data.skipped),
+        device_manager.get_device_info(),
     )
 
     train_batches = SFTBatches(
-        train_examples, config.batch_size, seed, config.seq_len if config.packing else None
+        train_examples,
+        config.batch_size,
+        seed,
+        config.seq_len if config.packing else None,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
     padding = {
         "padding_fraction": padding_fraction(train_batches),
@@ -135,4 +153,34 @@ def run_sft(
         metrics["val_loss"],
         metrics["base_val_loss"],
     )
+    device_manager.shutdown()
     return metrics
+
+
+@dataclass
+class SFTJob:
+    """The arguments of `run_sft`, as data that a torchrun worker reads back from JSON."""
+
+    pretrained_dir: str
+    data_path: str
+    output_dir: str
+    config: SFTConfig
+    seed: int
+    tracking: TrackingConfig
+    checkpoint_dir: str | None = None
+    threads: int | None = None
+    tokenizer_path: str | None = None
+    snakemake_job: str | None = None
+
+
+def launch_sft(job: SFTJob, log_path: str | os.PathLike | None = None) -> dict:
+    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
+    `log_path`; return the metrics of `output_dir/metrics.json`."""
+    if job.config.nproc == 1 and job.config.nodes == 1:
+        return run_sft(**vars(job))
+    launch_processes("sft", "helox.sft", job_to_json(job), job.config, log_path)
+    return read_json(Path(job.output_dir) / "metrics.json")
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main("helox.sft", SFTJob, run_sft))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from helox.chat import ROLES, RenderedChat, pair_to_messages, render_chat
-from helox.tokenizer import SPECIAL_IDS
+from helox.vocab import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,9 @@ class SFTBatches:
 
     Each epoch shuffles the examples. Without `pack_width` a batch is `batch_size` examples
     padded to the longest; with it, the shuffled examples are first-fit into rows of
-    `pack_width` slots, and a batch is `batch_size` such rows.
+    `pack_width` slots, and a batch is `batch_size` such rows. Under torchrun a global batch
+    is `world_size` × `batch_size` rows, of which process `rank` takes its own run of rows;
+    every process keeps the same position.
     """
 
     def __init__(
@@ -206,6 +208,8 @@ class SFTBatches:
         batch_size: int,
         seed: int,
         pack_width: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if not examples:
             raise ValueError("no SFT examples to train on")
@@ -216,6 +220,8 @@ class SFTBatches:
         self.batch_size = batch_size
         self.seed = seed
         self.pack_width = pack_width
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.index = 0
         self._rows_of: tuple[int, list[list[int]]] | None = None
@@ -246,7 +252,8 @@ class SFTBatches:
         return self
 
     def __next__(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict]:
-        rows = [self._next_row() for _ in range(self.batch_size)]
+        global_rows = [self._next_row() for _ in range(self.batch_size * self.world_size)]
+        rows = global_rows[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         if self.pack_width is None:
             return collate([row[0] for row in rows])
         return collate_packed(rows, self.pack_width)

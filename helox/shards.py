@@ -37,7 +37,7 @@ from helox.io import (
     write_json,
 )
 from helox.progress import ProgressBar
-from helox.tokenizer import SPECIAL_IDS, load_tokenizer
+from helox.vocab import SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
 

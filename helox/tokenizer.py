@@ -1,4 +1,5 @@
-"""SentencePiece tokenizer: training on the deduplicated corpus, special tokens, evaluation."""
+"""The tokenizer stage: SentencePiece trained on the deduplicated corpus, then evaluated on
+held-out documents. The special tokens it reserves and `load_tokenizer` are helox.vocab."""
 
 from __future__ import annotations
 
@@ -15,12 +16,10 @@ import sentencepiece as spm
 
 from helox.config import TokenizerConfig
 from helox.io import atomic_path, iter_jsonl, write_json
+from helox.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
-CHAT_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
-SPECIAL_IDS = {UNK: 0, BOS: 1, EOS: 2, PAD: 3} | {m: 4 + i for i, m in enumerate(CHAT_MARKERS)}
 HELD_OUT_MODULUS = 50
 
 
@@ -72,9 +71,13 @@ def training_sentences(
 
 
 def train_tokenizer(
-    input_paths: list[str | os.PathLike], model_path: str | os.PathLike, config: TokenizerConfig
+    input_paths: list[str | os.PathLike],
+    model_path: str | os.PathLike,
+    config: TokenizerConfig,
+    threads: int = 2,
 ) -> Path:
-    """Train a SentencePiece model on JSONL(.zst) documents and write it to `model_path`."""
+    """Train a SentencePiece model on JSONL(.zst) documents with `threads` threads and write it
+    to `model_path`."""
     total_bytes = sum(len(r["text"].encode("utf-8")) for p in input_paths for r in iter_jsonl(p))
     if total_bytes == 0:
         raise ValueError(f"no text to train the tokenizer on in {[str(p) for p in input_paths]}")
@@ -109,25 +112,13 @@ def train_tokenizer(
         eos_id=SPECIAL_IDS[EOS],
         pad_id=SPECIAL_IDS[PAD],
         control_symbols=list(CHAT_MARKERS),
-        num_threads=config.threads,
+        num_threads=threads,
         hard_vocab_limit=False,
         minloglevel=2,
     )
     with atomic_path(model_path) as tmp:
         tmp.write_bytes(model.getvalue())
     return Path(model_path)
-
-
-def load_tokenizer(model_path: str | os.PathLike) -> spm.SentencePieceProcessor:
-    """Load a Helox SentencePiece model, checking the fixed special-token ids."""
-    processor = spm.SentencePieceProcessor(model_file=str(model_path))
-    for piece, expected in SPECIAL_IDS.items():
-        actual = processor.piece_to_id(piece)
-        if actual != expected:
-            raise ValueError(
-                f"{model_path}: special token {piece} has id {actual}, Helox expects {expected}"
-            )
-    return processor
 
 
 @dataclass
@@ -189,10 +180,11 @@ def build_tokenizer(
     output_dir: str | os.PathLike,
     config: TokenizerConfig,
     prefix: str = "spm",
+    threads: int = 2,
 ) -> dict:
     """The tokenizer stage: `<prefix>.model`, `<prefix>.vocab` (piece, score) and `eval.json`."""
     output_dir = Path(output_dir)
-    model_path = train_tokenizer(input_paths, output_dir / f"{prefix}.model", config)
+    model_path = train_tokenizer(input_paths, output_dir / f"{prefix}.model", config, threads)
     processor = load_tokenizer(model_path)
     with atomic_path(output_dir / f"{prefix}.vocab") as tmp:
         tmp.write_text(

@@ -1,4 +1,5 @@
-"""Snakemake adapter: pretrain the model on the token shards (through torchrun when nproc > 1)."""
+"""Snakemake adapter: pretrain the model on the token shards (through torchrun when nproc or
+nodes > 1)."""
 
 from helox.config import ModelConfig, TrackingConfig, TrainingConfig, section_from_dict
 from helox.logs import setup_logging

@@ -1,12 +1,13 @@
-"""Snakemake adapter: fine-tune the pretrained model on instruction data."""
+"""Snakemake adapter: fine-tune the pretrained model on instruction data (through torchrun
+when nproc or nodes > 1)."""
 
 from helox.config import SFTConfig, TrackingConfig, section_from_dict
 from helox.logs import setup_logging
-from helox.sft import run_sft
+from helox.sft import SFTJob, launch_sft
 from helox.train.lineage import snakemake_job
 
 setup_logging(snakemake.log[0])
-run_sft(
+job = SFTJob(
     pretrained_dir=snakemake.input.pretrained,
     data_path=snakemake.input.data,
     output_dir=snakemake.output[0],
@@ -17,3 +18,4 @@ run_sft(
     threads=snakemake.threads,
     snakemake_job=snakemake_job(snakemake),
 )
+launch_sft(job, log_path=snakemake.log[0])

@@ -8,5 +8,6 @@ from helox.tokenizer import build_tokenizer
 
 setup_logging(snakemake.log[0])
 config = section_from_dict(TokenizerConfig, snakemake.params.tokenizer, "tokenizer")
-config.threads = snakemake.threads
-build_tokenizer(list(snakemake.input), Path(snakemake.output.model).parent, config)
+build_tokenizer(
+    list(snakemake.input), Path(snakemake.output.model).parent, config, threads=snakemake.threads
+)

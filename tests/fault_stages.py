@@ -38,7 +38,7 @@ PARTS = 2
 RAW = "results/sample/raw"
 SFT_DATA = "results/sample/sft.jsonl"
 CLEAN = CleanConfig(parts=PARTS)
-TOKENIZER = TokenizerConfig(vocab_size=400, eval_docs=20, threads=1)
+TOKENIZER = TokenizerConfig(vocab_size=400, eval_docs=20)
 SHARDS = ShardsConfig(parts=PARTS, train_split=0.8, val_split=0.1, test_split=0.1)
 MODEL = ModelConfig(
     hidden_size=32, num_layers=1, num_attention_heads=2, max_position_embeddings=128
@@ -151,7 +151,9 @@ def _dedup_path(part: int) -> str:
 def _tokenizer() -> None:
     from helox.tokenizer import build_tokenizer
 
-    build_tokenizer([_dedup_path(part) for part in range(PARTS)], "results/tokenizer", TOKENIZER)
+    build_tokenizer(
+        [_dedup_path(part) for part in range(PARTS)], "results/tokenizer", TOKENIZER, threads=1
+    )
 
 
 def _shard_outputs(part: int) -> dict[str, str]:

@@ -28,8 +28,9 @@ from helox.eval.choice import (
 )
 from helox.io import iter_jsonl
 from helox.model import create_model_from_config
-from helox.tokenizer import build_tokenizer, load_tokenizer
-from helox.train.checkpoint import save_final
+from helox.model_folder import save_final
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 VALID = {"context": "Q: 1+1=\nA:", "choices": [" 2", " 3"], "gold": 0}
 

@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from helox.config import C4Config, CleanConfig, PiiConfig, section_from_dict
-from helox.data.clean import DataCollector, TextCleaner, clean_part, part_of
+from helox.data.clean import clean_part, part_of
 from helox.data.dedup import empty_corpus_message
 from helox.data.documents import MAX_LISTED_SOURCES, OTHER_SOURCES, Document, Stats
 from helox.data.filters import (
@@ -26,6 +26,7 @@ from helox.data.filters import (
     build_steps,
 )
 from helox.data.stdlib import gather_stdlib
+from helox.guide import DataCollector, TextCleaner
 from helox.io import iter_jsonl, read_json
 
 SENTENCES = [

@@ -1,23 +1,42 @@
-"""Two processes through torchrun on CPU (gloo), DDP then FSDP2, against one process."""
+"""Two processes through torchrun on CPU (gloo), DDP then FSDP2, against one process, for
+pretraining and SFT."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import safe_open
 from test_loader import write_shards
 from test_train import MODEL, TRAINING, patterned_documents
 
-from helox.config import TokenizerConfig, TrackingConfig
+from helox.config import ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
 from helox.io import read_json
-from helox.pretrain import PretrainJob, launch_pretrain, run_pretrain, torchrun_command
+from helox.model import create_model_from_config
+from helox.model_folder import load_final, save_final
+from helox.pretrain import PretrainJob, launch_pretrain, run_pretrain
+from helox.sft import SFTJob, launch_sft
+from helox.sft_data import SFTBatches, encode_examples, read_instruction_data
 from helox.tokenizer import train_tokenizer
+from helox.train.checkpoint import (
+    MODEL_FILE,
+    SHARDS_DIR,
+    checkpoint_problem,
+    load_checkpoint,
+    step_dirs,
+)
+from helox.train.launch import torchrun_command
+from helox.vocab import load_tokenizer
 
 NPROC = 2
 STEPS = 40
@@ -25,8 +44,8 @@ STEPS = 40
 
 @pytest.fixture
 def spm_model(doc_parts, tmp_path: Path) -> Path:
-    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000, threads=1)
-    return train_tokenizer(doc_parts, tmp_path / "spm.model", config)
+    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000)
+    return train_tokenizer(doc_parts, tmp_path / "spm.model", config, threads=1)
 
 
 @pytest.fixture
@@ -129,3 +148,191 @@ def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curv
         assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
     assert resumed["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert resumed["train_tokens_seen"] == single["train_tokens_seen"]
+
+
+# ---------------------------------------------------------------------------- SFT
+
+
+@pytest.fixture
+def instruction_pairs(tmp_path: Path) -> Path:
+    """Arithmetic questions and answers of varied lengths, as SFT's JSONL."""
+    path = tmp_path / "pairs.jsonl"
+    with path.open("w") as handle:
+        for a in range(60):
+            b = (7 * a) % 23
+            question = f"What is {a} plus {b}?" + " Show the sum." * (a % 4)
+            answer = f"{a} + {b} = {a + b}" + f", so the sum is {a + b}." * (a % 3)
+            handle.write(json.dumps({"instruction": question, "response": answer}) + "\n")
+    return path
+
+
+def test_each_rank_takes_its_own_rows_of_every_global_sft_batch(
+    instruction_pairs: Path, spm_model: Path
+) -> None:
+    items = read_instruction_data(instruction_pairs).items
+    examples = encode_examples(items, load_tokenizer(spm_model), 96)
+    single = SFTBatches(examples, 2 * 3, seed=4, pack_width=96)
+    ranks = [SFTBatches(examples, 3, seed=4, pack_width=96, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(12):  # over an epoch boundary
+        whole_ids, whole_labels, whole_extra = next(single)
+        parts = [next(batches) for batches in ranks]
+        assert torch.equal(torch.cat([p[0] for p in parts]), whole_ids)
+        assert torch.equal(torch.cat([p[1] for p in parts]), whole_labels)
+        for key, value in whole_extra.items():
+            assert torch.equal(torch.cat([p[2][key] for p in parts]), value), key
+    assert ranks[0].state() == ranks[1].state() == single.state()
+
+
+def test_sft_in_two_processes_resumes_exactly_under_fsdp(
+    instruction_pairs: Path, spm_model: Path, tmp_path: Path
+) -> None:
+    """SFT under torchrun (DDP); a rerun from an earlier checkpoint, with `fsdp: true`, ends
+    with the losses and weights of the uninterrupted run."""
+    torch.manual_seed(0)
+    model_config = ModelConfig(
+        vocab_size=400,
+        hidden_size=32,
+        num_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=96,
+    )
+    pretrained = tmp_path / "pretrained"
+    save_final(
+        pretrained,
+        create_model_from_config(model_config),
+        model_config,
+        spm_model,
+        {"stage": "pretrain"},
+    )
+    config = SFTConfig(
+        seq_len=96,
+        batch_size=2,
+        learning_rate=3e-3,
+        total_steps=8,
+        warmup_steps=2,
+        eval_steps=8,
+        eval_batches=2,
+        save_steps=2,
+        save_total_limit=4,
+        log_steps=8,
+        val_fraction=0.2,
+        device="cpu",
+        compile=False,
+        nproc=NPROC,
+    )
+    output = tmp_path / "sft" / "final"
+    job = SFTJob(
+        str(pretrained),
+        str(instruction_pairs),
+        str(output),
+        config,
+        seed=3,
+        tracking=TrackingConfig(enabled=False),
+        threads=NPROC,
+    )
+    whole = launch_sft(job)
+    whole_model, _ = load_final(output)
+
+    # As if killed after step 4: the later checkpoints and the final folder are gone.
+    shutil.rmtree(output)
+    for step in (6, 8):
+        shutil.rmtree(output.parent / "checkpoints" / f"step_{step}")
+    log_path = tmp_path / "sft.log"
+    resumed = launch_sft(
+        dataclasses.replace(job, config=dataclasses.replace(config, fsdp=True)), log_path
+    )
+    log = log_path.read_text()
+    assert "at step 4" in log.split("resumed from ")[1] and "'world_size': 2" in log
+
+    assert [step for step, _ in resumed["loss_history"]] == list(range(1, 9))
+    for (step, ours), (_, theirs) in zip(
+        resumed["loss_history"], whole["loss_history"], strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-5)
+    resumed_model, _ = load_final(output)
+    for (name, ours), theirs in zip(
+        resumed_model.state_dict().items(), whole_model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6), name
+
+
+# ---------------------------------------------------------------------------- sharded checkpoints
+
+
+def test_fsdp_checkpoints_are_sharded_verified_resumable_and_load_in_one_process(
+    manifest: Path, spm_model: Path, tmp_path: Path
+) -> None:
+    """Under FSDP each process writes its own shards (no process holds the whole state); the
+    checkpoint is sealed with every shard's digest, resumes exactly, and loads in one process
+    into the weights that `final/` holds."""
+    model = dataclasses.replace(MODEL, dropout=0.0)
+    config = dataclasses.replace(
+        TRAINING,
+        gradient_accumulation_steps=1,
+        total_steps=12,
+        eval_steps=12,
+        eval_batches=5,
+        save_steps=4,
+        save_total_limit=3,
+        log_steps=12,
+        nproc=NPROC,
+        fsdp=True,
+    )
+    output = tmp_path / "fsdp" / "final"
+    job = PretrainJob(
+        str(manifest),
+        str(spm_model),
+        str(output),
+        model,
+        config,
+        seed=5,
+        tracking=TrackingConfig(enabled=False),
+        threads=NPROC,
+    )
+    whole = launch_pretrain(job)
+    checkpoints = output.parent / "checkpoints"
+    assert [step for step, _ in step_dirs(checkpoints)] == [4, 8, 12]
+
+    last = checkpoints / "step_12"
+    shards = sorted((last / SHARDS_DIR).iterdir())
+    assert len(shards) == NPROC and not (last / MODEL_FILE).exists()
+    stored = []
+    for shard in shards:
+        with safe_open(shard, framework="pt") as handle:
+            stored.append(
+                sum(
+                    math.prod(handle.get_slice(key).get_shape())
+                    for key in handle.keys()  # noqa: SIM118 (safe_open is no dict)
+                    if key.startswith("model.")
+                )
+            )
+    parameters = sum(p.numel() for p in create_model_from_config(model).parameters())
+    assert sum(stored) == parameters and max(stored) < parameters, stored
+    assert checkpoint_problem(last) is None
+
+    one_process = create_model_from_config(model)
+    load_checkpoint(last, one_process)
+    final_model, _ = load_final(output)
+    for (name, ours), theirs in zip(
+        one_process.state_dict().items(), final_model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(ours, theirs), name
+
+    # As if killed after step 8: a rerun resumes from its shards and ends where the run ended.
+    shutil.rmtree(output)
+    shutil.rmtree(last)
+    log_path = tmp_path / "fsdp.log"
+    resumed = launch_pretrain(job, log_path=log_path)
+    assert "at step 8" in log_path.read_text().split("resumed from ")[1]
+    assert resumed["loss_history"] == whole["loss_history"]
+    assert resumed["val_loss"] == whole["val_loss"]
+
+    shard = next((checkpoints / "step_4" / SHARDS_DIR).iterdir())
+    damaged = bytearray(shard.read_bytes())
+    damaged[-1] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    problem = checkpoint_problem(checkpoints / "step_4")
+    assert problem == (
+        f"{SHARDS_DIR}/{shard.name} does not match the SHA-256 recorded when it was saved"
+    )

@@ -29,10 +29,11 @@ from helox.dpo_data import (
 from helox.generate import is_chat_model
 from helox.io import read_json
 from helox.model import IGNORE_INDEX, create_model_from_config
+from helox.model_folder import save_final
 from helox.sft import run_sft
-from helox.tokenizer import build_tokenizer, load_tokenizer
-from helox.train.checkpoint import save_final
+from helox.tokenizer import build_tokenizer
 from helox.train.preference import DPOObjective, dpo_losses
+from helox.vocab import load_tokenizer
 
 SEED = 1337
 MODEL = ModelConfig(

@@ -8,11 +8,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaF
 
 from helox.chat import render_prompt
 from helox.config import ModelConfig, TokenizerConfig
-from helox.export import NOT_LLAMA_KEY, NotLlamaError, llama_config
 from helox.io import read_json
 from helox.model import create_model_from_config
-from helox.tokenizer import build_tokenizer, load_tokenizer
-from helox.train.checkpoint import load_final, save_final
+from helox.model_folder import NOT_LLAMA_KEY, NotLlamaError, llama_config, load_final, save_final
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You write Python."},

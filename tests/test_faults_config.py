@@ -181,7 +181,7 @@ def test_the_workflow_stops_on_bad_values_before_any_job_runs(tmp_path) -> None:
         "tokenizer": {"model_type": "wordpiece"},
         "model": {"vocab_size": 4},
         "shards": {"train_split": 0.5},
-        "resources": {"clean": {"threads": 1, "gpus": 1}},
+        "corpus": {"sources": [{"name": "web", "path": "data", "gpus": 1}]},
     }
     result = snakemake(tmp_path, "results/sft/final", overlay=overlay)
     output = result.stdout + result.stderr
@@ -190,5 +190,5 @@ def test_the_workflow_stops_on_bad_values_before_any_job_runs(tmp_path) -> None:
     assert "config key tokenizer.model_type:" in output and "'bpe', 'unigram'" in output
     assert "config key model.vocab_size:" in output and "null or integer minimum 8" in output
     assert "config key shards: train_split + val_split + test_split = 0.7, must be 1" in output
-    assert "config key resources.clean.gpus: unknown key (allowed keys: gpu, mem_mb" in output
+    assert "config key corpus.sources.0.gpus: unknown key (allowed keys: kind, name, path" in output
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()

@@ -44,7 +44,7 @@ KILLS = [
 ]
 # Kills late enough that a step checkpoint exists, so the run again must resume from it.
 RESUMING = {("pretrain", 7), ("sft", 2)}
-REPRODUCIBLE_METRICS = ("loss_history", "val_history", "steps", "train_tokens_seen")
+REPRODUCIBLE_METRICS = ("loss_history", "eval_history", "steps", "train_tokens_seen")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from helox.config import ModelConfig, TrainingConfig
 from helox.generate import Generator
 from helox.io import read_json, sha256_file, write_json
 from helox.model import create_model_from_config
+from helox.model_folder import load_final, save_final
 from helox.train.checkpoint import (
     COMPLETE_FILE,
     MODEL_FILE,
@@ -29,9 +30,7 @@ from helox.train.checkpoint import (
     RNG_FILE,
     latest_checkpoint,
     load_checkpoint,
-    load_final,
     save_checkpoint,
-    save_final,
 )
 
 MODEL = ModelConfig(

@@ -95,7 +95,7 @@ def test_guide_manual_workflow(tmp_path):
     )
     metrics = trainer.train(dataset.train_loader(4), dataset.eval_loader("val", 4))
     assert metrics["steps"] == 30
-    first, last = metrics["val_history"][0][1], metrics["val_history"][-1][1]
+    first, last = metrics["eval_history"][0]["val_loss"], metrics["eval_history"][-1]["val_loss"]
     assert last < first - 0.1 and last < math.log(manifest["vocab_size"]) - 0.5
     assert [step for step, _ in step_dirs(tmp_path / "ckpt")] == [20, 30]
 

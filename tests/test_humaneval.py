@@ -25,8 +25,8 @@ from helox.eval.humaneval import (
     truncate_at_stop,
 )
 from helox.model import create_model_from_config
+from helox.model_folder import save_final
 from helox.tokenizer import build_tokenizer
-from helox.train.checkpoint import save_final
 
 # HumanEval/0, has_close_elements, solved correctly.
 CLOSE_ELEMENTS_BODY = (

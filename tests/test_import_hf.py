@@ -25,15 +25,15 @@ from helox.config import (
     TrainingConfig,
 )
 from helox.data.loader import TokenStream, eval_batches
+from helox.eval.bpb import evaluate_folder
 from helox.import_hf import NotImportableError, import_llama
 from helox.io import iter_texts, read_json, sha256_file
 from helox.model import IGNORE_INDEX
+from helox.model_folder import load_final
 from helox.pretrain import run_pretrain
 from helox.sft import run_sft
 from helox.shards import build_dataset_shards
 from helox.tokenizer import build_tokenizer
-from helox.train.checkpoint import load_final
-from helox.train.evaluate import evaluate_folder
 
 VOCAB = 700
 SEQ_LEN = 64

@@ -19,9 +19,10 @@ from helox.config import ModelConfig, NextLineTaskConfig, ShardsConfig, Tokenize
 from helox.eval.choice import read_choice_task, score_choices, summarize
 from helox.eval.next_line import build_next_line_task
 from helox.model import create_model_from_config
+from helox.model_folder import load_final, save_final
 from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer, load_tokenizer
-from helox.train.checkpoint import load_final, save_final
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (extra `eval`)")
 

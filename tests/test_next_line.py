@@ -11,7 +11,8 @@ from helox.eval.choice import read_choice_task
 from helox.eval.next_line import build_next_line_task, is_informative
 from helox.io import read_json
 from helox.shards import build_dataset_shards, read_shard
-from helox.tokenizer import build_tokenizer, load_tokenizer
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,15 @@ def job_resources(output: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def job_threads(output: str) -> dict[str, int]:
+    """The threads of each rule's jobs in a dry run's output (one where no line says)."""
+    found = {}
+    for job in re.finditer(r"^rule (\w+):\n((?: {4}.*\n)*)", output, re.M):
+        threads = re.search(r"^ {4}threads: (\d+)$", job[2], re.M)
+        found[job[1]] = int(threads[1]) if threads else 1
+    return found
+
+
 def rule_declarations() -> dict[str, tuple[Path, dict[str, str]]]:
     """Every rule that runs something, as {name: (file, {directive: its text})}."""
     rules = {}
@@ -99,34 +108,62 @@ def test_slurm_profile_gives_each_job_its_partition_and_resources(tmp_path):
     profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert profile["retries"] >= 1 and profile["jobs"] >= 1
-    assert set(profile["set-resources"]) == GPU_RULES
+    overrides = profile["set-resources"]
+    on_gpus = {rule for rule, wanted in overrides.items() if wanted.get("slurm_partition") == "gpu"}
+    assert on_gpus == GPU_RULES
 
     result = snakemake_cli(tmp_path, "--workflow-profile", str(profile_dir), "--dry-run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     resources = job_resources(result.stdout)
     resources.pop("all")  # the default target runs nothing
     assert set(resources) | OPTIONAL_RULES == set(rule_declarations())
-    overrides = profile["set-resources"]
     for rule, granted in resources.items():
         partition = {**profile["default-resources"], **overrides.get(rule, {})}["slurm_partition"]
         assert granted["slurm_partition"] == partition, rule
+    assert set(overrides) - set(resources) <= OPTIONAL_RULES
     for rule, wanted in overrides.items():
-        assert {name: resources[rule][name] for name in wanted} == {
-            name: str(value) for name, value in wanted.items()
+        if rule in resources:
+            assert {name: resources[rule][name] for name in wanted} == {
+                name: str(value) for name, value in wanted.items()
+            }, rule
+    # A dry run under the slurm executor does not print threads: each named rule must exist.
+    assert set(profile["set-threads"]) <= set(rule_declarations())
+    # A training job's GPUs and nodes follow from its config section, never from the profile.
+    for rule in TRAINING_RULES:
+        assert not {"gpu", "gres", "nodes", "tasks"} & overrides[rule].keys(), rule
+
+
+def test_the_default_profile_gives_every_job_threads_memory_and_time(tmp_path):
+    profile = yaml.safe_load((PROFILES / "default" / "config.yaml").read_text())
+    result = snakemake_cli(tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    resources = job_resources(result.stdout)
+    resources.pop("all")
+    assert set(resources) | OPTIONAL_RULES == set(rule_declarations())
+    for rule, granted in resources.items():
+        wanted = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        assert {name: granted[name] for name in ("mem_mb", "runtime")} == {
+            name: str(wanted[name]) for name in ("mem_mb", "runtime")
         }, rule
-        assert int(resources[rule]["gpu"]) >= 1, rule
+    threads = job_threads(result.stdout)
+    assert {rule: threads[rule] for rule in profile["set-threads"]} == profile["set-threads"]
 
 
-def test_every_rule_declares_what_a_scheduler_needs():
+def test_every_rule_leaves_scheduling_to_the_profiles_and_keeps_its_log():
     missing = []
     for name, (path, directives) in rule_declarations().items():
         where = f"{path.relative_to(REPO)}: rule {name}"
-        for key in ("threads", "resources", "log", "benchmark", "conda"):
+        for key in ("log", "benchmark", "conda"):
             if key not in directives:
                 missing.append(f"{where} has no {key}:")
+        if "threads" in directives:
+            missing.append(f"{where} sets threads: the profiles' set-threads does")
         resources = directives.get("resources", "")
-        wanted = ("mem_mb", "runtime", "gpu") if name in GPU_RULES else ("mem_mb", "runtime")
-        missing += [f"{where} asks for no {r}" for r in wanted if f"{r}=" not in resources]
+        missing += [
+            f"{where} asks for {r}: the profiles' set-resources does"
+            for r in ("mem_mb", "runtime")
+            if f"{r}=" in resources
+        ]
         if "log" in directives and not quoted(directives["log"]).startswith("logs/"):
             missing.append(f"{where} logs outside logs/")
         if "benchmark" in directives and not quoted(directives["benchmark"]).startswith(

@@ -18,8 +18,9 @@ from helox.shards import build_dataset_shards
 from helox.tokenizer import train_tokenizer
 
 TARGET = "results/pretrain/final"
-# Upstream outputs are made here directly; the DAG is limited to the rule under test.
-ONLY_PRETRAIN = ("--allowed-rules", "pretrain")
+# Upstream outputs are made here directly; the DAG is limited to the rule under test, which
+# trains in one thread as the uninterrupted run below does.
+ONLY_PRETRAIN = ("--allowed-rules", "pretrain", "--set-threads", "pretrain=1")
 OVERLAY = {
     "pretrain": {
         "seq_len": 32,
@@ -30,7 +31,6 @@ OVERLAY = {
         "log_steps": 5,
     },
     "tracking": {"enabled": False},
-    "resources": {"pretrain": {"threads": 1}},
 }
 
 
@@ -40,7 +40,8 @@ def prepare_inputs(workdir: Path, doc_parts: list[Path]) -> None:
     tokenizer = train_tokenizer(
         doc_parts,
         results / "tokenizer" / "spm.model",
-        TokenizerConfig(vocab_size=400, max_train_bytes=200_000, threads=1),
+        TokenizerConfig(vocab_size=400, max_train_bytes=200_000),
+        threads=1,
     )
     shards = ShardsConfig(parts=2, train_split=0.8, val_split=0.1, test_split=0.1)
     build_dataset_shards(doc_parts, tokenizer, results / "shards", shards, seed=1337)

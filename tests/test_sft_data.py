@@ -17,7 +17,8 @@ from helox.sft_data import (
     padding_fraction,
     read_instruction_data,
 )
-from helox.tokenizer import build_tokenizer, load_tokenizer
+from helox.tokenizer import build_tokenizer
+from helox.vocab import load_tokenizer
 
 
 @pytest.fixture(scope="module")

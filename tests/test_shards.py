@@ -13,7 +13,8 @@ from helox.shards import (
     read_shard,
     token_dtype,
 )
-from helox.tokenizer import SPECIAL_IDS, build_tokenizer, load_tokenizer
+from helox.tokenizer import build_tokenizer
+from helox.vocab import SPECIAL_IDS, load_tokenizer
 
 
 def test_token_dtype_is_the_smallest_that_fits():

@@ -1,5 +1,6 @@
 """The tiny workflow submitted through workflow/profiles/slurm to a real one-node Slurm cluster
-(tests/slurm/start_slurm.sh), checked against a local run of the same workflow.
+(tests/slurm/start_slurm.sh), checked against a local run of the same workflow; and a training
+job that asks for two nodes, on a second cluster that presents two nodes on this machine.
 
 Skipped, with the reason printed, where Slurm cannot be installed and started: not root, or apt
 cannot install Debian's packages.
@@ -7,17 +8,26 @@ cannot install Debian's packages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from test_distributed import manifest, spm_model  # noqa: F401
+from test_train import MODEL, TRAINING
 from test_workflow import REPO, planned_jobs, snakemake
+
+from helox.config import TrackingConfig
+from helox.io import read_json
+from helox.pretrain import PretrainJob, run_pretrain
+from helox.train.launch import scheduler_request
 
 START_SLURM = Path(__file__).parent / "slurm" / "start_slurm.sh"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -165,3 +175,127 @@ def test_outputs_match_a_local_run(runs):
         )
         for key in LEARNING_METRICS:
             assert slurm_metrics[key] == local_metrics[key], (folder, key)
+
+
+# ---------------------------------------------------------------------------- two nodes
+
+
+def loopback_names() -> list[str]:
+    """Names of this machine other than localhost, from /etc/hosts' loopback lines."""
+    names: list[str] = []
+    for line in Path("/etc/hosts").read_text().splitlines():
+        fields = line.split("#")[0].split()
+        if fields and fields[0].startswith("127."):
+            names += [name for name in fields[1:] if name != "localhost" and name not in names]
+    return names
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    """The environment of a private two-node cluster on this machine (SLURM_CONF set)."""
+    names = loopback_names()
+    if os.geteuid() != 0:
+        reason = "installing and starting Slurm needs root"
+    elif len(names) < 2:
+        reason = (
+            f"two nodes need two names of this machine in /etc/hosts besides localhost: {names}"
+        )
+    else:
+        folder = tmp_path_factory.mktemp("two_nodes")
+        started = subprocess.run(
+            ["bash", str(START_SLURM), "two-nodes", str(folder), *names[:2]],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        reason = started.stderr.strip() if started.returncode == 3 else None
+    if reason:
+        warnings.warn(f"two-node Slurm test skipped: {reason}", stacklevel=1)
+        pytest.skip(reason)
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")}
+    subprocess.run(["bash", str(START_SLURM), "stop-two", str(folder)], check=True, timeout=120)
+    if "munged" in started.stdout.splitlines()[-1]:
+        subprocess.run(["bash", str(START_SLURM), "down", "munged"], check=True, timeout=120)
+
+
+def test_a_two_node_training_job_runs_one_torchrun_per_node(
+    two_nodes,
+    manifest: Path,  # noqa: F811
+    spm_model: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A job asking for the nodes and tasks that `pretrain.nodes: 2` derives, its Snakemake
+    step played by a one-task `srun` as the Slurm executor starts it: the launcher finds the
+    first node in the job's node list, starts a torchrun on each node, and they train as one
+    process with the same global batch would."""
+    config = dataclasses.replace(
+        TRAINING,
+        gradient_accumulation_steps=1,
+        total_steps=8,
+        eval_steps=8,
+        eval_batches=20,
+        save_steps=4,
+        log_steps=8,
+        nodes=2,
+        rendezvous_timeout=60,
+    )
+    model = dataclasses.replace(MODEL, dropout=0.0)
+    tracking = TrackingConfig(enabled=False)
+    single = run_pretrain(
+        manifest,
+        spm_model,
+        tmp_path / "single" / "final",
+        model,
+        dataclasses.replace(config, batch_size=2 * config.batch_size, nodes=1),
+        seed=5,
+        tracking=tracking,
+        threads=1,
+    )
+    output = tmp_path / "two" / "final"
+    job = PretrainJob(
+        str(manifest), str(spm_model), str(output), model, config, 5, tracking, threads=1
+    )
+    (tmp_path / "job.json").write_text(job.to_json())
+    log = tmp_path / "pretrain.log"
+    launch = (
+        "import sys; from helox.logs import setup_logging; "
+        "from helox.pretrain import PretrainJob, launch_pretrain; setup_logging(sys.argv[2]); "
+        "launch_pretrain(PretrainJob.from_json(open(sys.argv[1]).read()), sys.argv[2])"
+    )
+    (tmp_path / "job.sh").write_text(
+        "#!/bin/bash\n"
+        f"srun -n1 --cpus-per-task=1 --nodes=2 {sys.executable} -c '{launch}' job.json {log}\n"
+    )
+    request = scheduler_request(dataclasses.asdict(config))
+    submitted = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--parsable",
+            f"--nodes={request['nodes']}",
+            f"--ntasks={request['tasks']}",
+            "--cpus-per-task=1",
+            "--export=ALL",
+            f"--output={tmp_path / 'slurm.out'}",
+            f"-D{tmp_path}",
+            str(tmp_path / "job.sh"),
+        ],
+        env=two_nodes,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output_text = (tmp_path / "slurm.out").read_text() if (tmp_path / "slurm.out").exists() else ""
+    assert submitted.returncode == 0, submitted.stderr + output_text[-4000:]
+    job_id = submitted.stdout.strip().split(";")[0]
+    first, second = loopback_names()[:2]
+    text = log.read_text()
+    assert f"2 nodes meeting at {first}:" in text and f"helox-pretrain-{job_id}" in text, text
+    assert "'world_size': 2" in text
+
+    trained = read_json(output / "metrics.json")
+    for (step, ours), (_, theirs) in zip(
+        trained["loss_history"], single["loss_history"], strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"

@@ -2,15 +2,8 @@ from __future__ import annotations
 
 from helox.config import TokenizerConfig
 from helox.io import read_json
-from helox.tokenizer import (
-    CHAT_MARKERS,
-    SPECIAL_IDS,
-    build_tokenizer,
-    is_held_out,
-    load_tokenizer,
-    split_long_text,
-    training_sentences,
-)
+from helox.tokenizer import build_tokenizer, is_held_out, split_long_text, training_sentences
+from helox.vocab import CHAT_MARKERS, SPECIAL_IDS, load_tokenizer
 
 
 def test_split_long_text_keeps_every_byte_and_respects_the_limit():
@@ -21,8 +14,8 @@ def test_split_long_text_keeps_every_byte_and_respects_the_limit():
 
 
 def test_tokenizer_special_ids_roundtrip_and_eval(doc_parts, tmp_path):
-    config = TokenizerConfig(vocab_size=1200, eval_docs=50, threads=2)
-    report = build_tokenizer(doc_parts, tmp_path, config)
+    config = TokenizerConfig(vocab_size=1200, eval_docs=50)
+    report = build_tokenizer(doc_parts, tmp_path, config, threads=2)
     processor = load_tokenizer(tmp_path / "spm.model")
     for piece, index in SPECIAL_IDS.items():
         assert processor.id_to_piece(index) == piece

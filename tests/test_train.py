@@ -18,17 +18,16 @@ from helox.config import ModelConfig, TokenizerConfig, TrackingConfig, TrainingC
 from helox.data.loader import PackedBatches, TokenStream, eval_batches
 from helox.io import read_json
 from helox.model import create_model_from_config
+from helox.model_folder import load_final, save_final
 from helox.pretrain import run_pretrain
-from helox.tokenizer import SPECIAL_IDS, load_tokenizer, train_tokenizer
+from helox.tokenizer import train_tokenizer
 from helox.train.checkpoint import (
     ConfigMismatchError,
     check_model_config,
     latest_checkpoint,
     load_checkpoint,
-    load_final,
     run_defining,
     run_fingerprint,
-    save_final,
     step_dirs,
 )
 from helox.train.device import DeviceManager
@@ -38,6 +37,7 @@ from helox.train.objective import z_loss
 from helox.train.optim import Muon, build_optimizer
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
+from helox.vocab import SPECIAL_IDS, load_tokenizer
 
 MODEL = ModelConfig(
     vocab_size=16,
@@ -92,8 +92,10 @@ def manifest(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def spm_model(doc_parts, tmp_path_factory) -> Path:
     """A small real SentencePiece model with Helox's special tokens and byte fallback."""
-    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000, threads=1)
-    return train_tokenizer(doc_parts, tmp_path_factory.mktemp("spm") / "spm.model", config)
+    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000)
+    return train_tokenizer(
+        doc_parts, tmp_path_factory.mktemp("spm") / "spm.model", config, threads=1
+    )
 
 
 class Crash(Exception):
@@ -171,7 +173,9 @@ def test_the_config_picks_the_schedule() -> None:
     errors = config_errors({"pretrain": {"lr_schedule": "linear", "decay_fraction": 0}})
     assert any("pretrain.lr_schedule" in e and "'wsd'" in e for e in errors)
     assert any("pretrain.decay_fraction" in e for e in errors)
-    assert any("sft.nproc" in e for e in config_errors({"sft": {"nproc": 2}}))
+    assert not config_errors({"sft": {"nproc": 2, "nodes": 2, "fsdp": True}})
+    assert any("dpo.nodes" in e for e in config_errors({"dpo": {"nodes": 2}}))
+    assert any("pretrain.nodes" in e for e in config_errors({"pretrain": {"nodes": 0}}))
     assert not config_errors({"pretrain": {"nproc": 4, "fsdp": True, "max_consecutive_skips": 3}})
 
 

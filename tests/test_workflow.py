@@ -14,7 +14,7 @@ import yaml
 
 from helox.chat import render_prompt
 from helox.generate import Generator, SamplingConfig
-from helox.train.checkpoint import load_final
+from helox.model_folder import load_final
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ prefixed with it, and a file's part is a hash of that prefixed name.
 `clean_part` is what the Snakemake rule and the CLI call: kept documents go to the
 part's output, every removed one to its rejected file with the step, rule and
 detail that removed it, and the counts (per step, rule, kind and raw file) to its
-stats JSON. `TextCleaner` and `DataCollector` are the small faces the older guide
-describes; they run the same readers and steps.
+stats JSON. The guide's `TextCleaner` and `DataCollector` (helox.guide) run the same
+readers and steps.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from typing import Any
 
 from helox.config import CleanConfig, CorpusConfig, SourceConfig
 from helox.data.documents import Document, Stats
-from helox.data.filters import Step, apply_steps, build_steps
-from helox.data.kinds import Kind, detect_kind
+from helox.data.filters import apply_steps, build_steps
 from helox.data.readers import Labels, read_documents, walk
 from helox.io import JsonlWriter, write_json
 from helox.progress import ProgressBar
@@ -175,81 +174,3 @@ def clean_part(
     ]
     log.info("part %d/%d removed by step: %s", part, parts, ", ".join(removed) or "none")
     return stats
-
-
-class TextCleaner:
-    """Clean one string at a time with the same steps as the clean stage.
-
-    The arguments set the general limits over the default filters; `from_config`
-    takes a whole `clean` section instead.
-    """
-
-    def __init__(
-        self,
-        min_length: int = CleanConfig.min_text_length,
-        max_length: int = CleanConfig.max_text_length,
-        max_urls: int = CleanConfig.max_urls,
-        unicode_form: str = CleanConfig.unicode_form,
-    ):
-        self._configure(
-            CleanConfig(
-                min_text_length=min_length,
-                max_text_length=max_length,
-                max_urls=max_urls,
-                unicode_form=unicode_form,
-            )
-        )
-
-    @classmethod
-    def from_config(cls, config: CleanConfig) -> TextCleaner:
-        """A cleaner running every step that `config` (a whole `clean` section) asks for."""
-        cleaner = cls()
-        cleaner._configure(config)
-        return cleaner
-
-    def _configure(self, config: CleanConfig) -> None:
-        self.config = config
-        self.steps: list[Step] = build_steps(config)
-        self.stats = Stats()
-        self.stats.register([step.name for step in self.steps])
-
-    def clean(self, text: str, kind: Kind | None = None) -> str | None:
-        """The cleaned text, or None if a step dropped it (counted in `self.stats`); text of
-        no given kind is detected as web, prose or docs."""
-        doc = Document(text, "<text>", kind or detect_kind(text))
-        result, dropped = apply_steps(doc, self.steps, self.stats)
-        return result.text if dropped is None else None
-
-
-class DataCollector:
-    """Gather a folder into one plain `collected.jsonl`, cleaned by a TextCleaner."""
-
-    def __init__(self, output_dir: str | os.PathLike, cleaner: TextCleaner | None = None):
-        self.output_dir = Path(output_dir)
-        self.cleaner = cleaner or TextCleaner()
-        self.stats = Stats()
-
-    def collect_from_directory(self, source_dir: str | os.PathLike, recursive: bool = True) -> Path:
-        """Write the kept documents of `source_dir` to `output_dir/collected.jsonl` and return it.
-
-        The counts go to `collected.jsonl.stats.json` beside it and to `self.stats`.
-        """
-        output = self.output_dir / "collected.jsonl"
-        stats = Stats()
-        stats.register([step.name for step in self.cleaner.steps])
-        documents = read_documents(source_dir, self.cleaner.config, stats, recursive=recursive)
-        with JsonlWriter(output) as writer:
-            for doc in documents:
-                result, dropped = apply_steps(doc, self.cleaner.steps, stats)
-                if dropped is None:
-                    writer.write(result.record())
-        write_json(output.with_name(output.name + ".stats.json"), stats.to_dict())
-        self.stats = self.stats + stats
-        log.info(
-            "collected %d of %d documents from %s into %s",
-            stats.flow.documents_out,
-            stats.flow.documents_in,
-            source_dir,
-            output,
-        )
-        return output

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helox.model import IGNORE_INDEX, HeloxLM, KVCache
-from helox.tokenizer import EOS, PAD, SPECIAL_IDS, load_tokenizer
-from helox.train.checkpoint import load_final
+from helox.model_folder import load_final
 from helox.train.device import DeviceManager
+from helox.vocab import EOS, PAD, SPECIAL_IDS, load_tokenizer
 
 SHOT_SEPARATOR = "\n\n"
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from helox.config import NextLineTaskConfig
 from helox.io import JsonlWriter, read_json, sha256_file
 from helox.shards import read_shard
-from helox.tokenizer import EOS, SPECIAL_IDS, load_tokenizer
+from helox.vocab import EOS, SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from helox.config import EvalConfig, TrackingConfig
 from helox.data.loader import unigram_baseline
+from helox.eval.bpb import evaluate_folder
 from helox.eval.choice import run_choice_task
 from helox.eval.humaneval import run_humaneval
 from helox.io import write_json
 from helox.train.device import DeviceManager
-from helox.train.evaluate import evaluate_folder
 from helox.train.metrics import bits_per_byte
 from helox.train.tracking import log_to_final_run
 

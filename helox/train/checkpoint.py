@@ -1,15 +1,19 @@
-"""Step checkpoints for exact resume, and the self-contained `final/` model folder.
+"""Step checkpoints for exact resume (the `final/` model folder is helox.model_folder).
 
 A step checkpoint `<checkpoint_dir>/step_N/` holds `model.safetensors`,
-`optimizer.safetensors` (AdamW's moments and step counts, keyed by parameter name),
+`optimizer.safetensors` (the optimizer's state tensors, keyed by parameter name),
 `rng.safetensors`, `state.json` (step, schedule, data position, Python/NumPy RNG,
 progress), `config.json` (model and training config, run fingerprint) and, written
 last, `COMPLETE` with every file's size and SHA-256. The folder is built under a
 temporary name, fsynced, then renamed. Nothing is pickled.
 
-Tensors are saved whole, whatever the parallelism: under FSDP every process takes part
-in gathering them and rank 0 writes, so a run saved under DDP resumes under FSDP and
-the other way round.
+Under DDP or in one process, tensors are saved whole (rank 0 writes). Under FSDP no
+process gathers the full state: each writes its own shards of the model and optimizer state
+into `shards/` with torch.distributed.checkpoint, as safetensors files whose metadata
+records each shard's offsets (nothing pickled), in place of `model.safetensors` and
+`optimizer.safetensors`; every process builds the same temporary folder, and rank 0 adds
+the rest, seals it (the shards' digests too) and renames it. Either kind resumes under any
+parallelism and any number of processes, and in one process (e.g. to write `final/`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -39,16 +45,10 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from helox.config import ModelConfig, TrainingConfig, section_from_dict
-from helox.export import (
-    CHAT_STAGES,
-    NOT_LLAMA_KEY,
-    folder_config,
-    model_config_fields,
-    tokenizer_files,
-)
-from helox.io import atomic_path, fsync_dir, read_json, sha256_file, write_json
-from helox.model import HeloxLM, create_model_from_config
+from helox.config import ModelConfig, TrainingConfig
+from helox.io import atomic_path, fsync_dir, fsync_file, read_json, sha256_file, write_json
+from helox.model import HeloxLM
+from helox.train.device import DistributedEnv
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 COMPLETE_FILE = "COMPLETE"
 CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, CONFIG_FILE)
+SHARDS_DIR = "shards"  # a sharded checkpoint's torch.distributed.checkpoint files
+RUN_FILES = (RNG_FILE, STATE_FILE, CONFIG_FILE)  # in every checkpoint, whole or sharded
 STEP_DIR = re.compile(r"step_(\d+)")
 GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 SCATTER = StateDictOptions(full_state_dict=True, strict=False)
@@ -78,6 +80,7 @@ RESUMABLE_FIELDS = frozenset(
         "compile",
         "gradient_checkpointing",
         "fsdp",
+        "rendezvous_timeout",
     }
 )
 
@@ -95,10 +98,6 @@ def run_fingerprint(**parts: Any) -> str:
 def run_defining(config: TrainingConfig) -> dict[str, Any]:
     """The training fields that decide what a run computes (all but RESUMABLE_FIELDS)."""
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_FIELDS}
-
-
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -146,17 +145,72 @@ def load_optimizer_tensors(model: HeloxLM, optimizer: torch.optim.Optimizer, pat
     for flat_name, value in load_file(path).items():
         name, key = flat_name.rsplit(".", 1)
         state.setdefault(name, {})[key] = value
+    groups = named_param_groups(model, optimizer)
+    set_optimizer_state_dict(
+        model, optimizer, {"state": state, "param_groups": groups}, options=SCATTER
+    )
+
+
+def sharded_state(
+    model: HeloxLM, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Tensor]:
+    """This process's part of the model (and optimizer) state, not gathered: DTensor shards
+    under FSDP, whole tensors otherwise; keyed `model.<name>` and `optimizer.<name>.<key>`
+    without a tied `lm_head.weight`. Every process must call it."""
+    weights = get_model_state_dict(model)
+    if model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    state = {f"model.{name}": tensor for name, tensor in weights.items()}
+    if optimizer is not None:
+        moments = get_optimizer_state_dict(model, optimizer).get("state", {})
+        for name, values in moments.items():
+            state.update({f"optimizer.{name}.{key}": value for key, value in values.items()})
+    return state
+
+
+def write_shards(folder: Path, model: HeloxLM, optimizer: torch.optim.Optimizer) -> None:
+    """Every process writes its own shards into `folder/shards/` (a fresh folder of that
+    name, the same path on every process); every process must call it."""
+    if DistributedEnv.from_environ().is_main:
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / SHARDS_DIR).mkdir(parents=True)
+    if dist.is_initialized():
+        dist.barrier()
+    writer = HuggingFaceStorageWriter(str(folder / SHARDS_DIR), save_distributed=True)
+    dcp.save(sharded_state(model, optimizer), storage_writer=writer)
+
+
+def load_shards(
+    folder: Path, model: HeloxLM, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Read `folder/shards/` into `model` (and `optimizer`), each process only its own part,
+    whatever the parallelism and number of processes that wrote them."""
+    state = sharded_state(model, optimizer)
+    dcp.load(state, storage_reader=HuggingFaceStorageReader(str(folder / SHARDS_DIR)))
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    set_model_state_dict(model, weights, options=StateDictOptions(strict=False))
+    if optimizer is None:
+        return
+    moments: dict[str, dict[str, Tensor]] = {}
+    for flat_name, value in state.items():
+        if flat_name.startswith("optimizer."):
+            name, key = flat_name.removeprefix("optimizer.").rsplit(".", 1)
+            moments.setdefault(name, {})[key] = value
+    set_optimizer_state_dict(
+        model, optimizer, {"state": moments, "param_groups": named_param_groups(model, optimizer)}
+    )
+
+
+def named_param_groups(model: HeloxLM, optimizer: torch.optim.Optimizer) -> list[dict]:
+    """The optimizer's parameter groups as configured, naming their parameters."""
     names = {id(param): name for name, param in model.named_parameters()}
-    groups = [
+    return [
         {
             **{k: v for k, v in group.items() if k != "params"},
             "params": [names[id(p)] for p in group["params"]],
         }
         for group in optimizer.param_groups
     ]
-    set_optimizer_state_dict(
-        model, optimizer, {"state": state, "param_groups": groups}, options=SCATTER
-    )
 
 
 def capture_rng_state() -> tuple[dict, dict[str, Tensor]]:
@@ -184,19 +238,19 @@ def restore_rng_state(json_state: dict, tensors: dict[str, Tensor]) -> None:
         torch.cuda.set_rng_state(tensors["torch_cuda"])
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def _seal(folder: Path, manifest: dict) -> None:
-    """fsync every file, then write the COMPLETE marker with their sizes and digests."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    """fsync every file, then write the COMPLETE marker with their sizes and digests, keyed
+    by their paths inside `folder`."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
     for path in files:
-        _fsync(path)
-    digests = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
+        fsync_file(path)
+    digests = {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in files
+    }
     write_json(folder / COMPLETE_FILE, {**manifest, "files": digests})
-    fsync_dir(folder)
+    for inner in {p.parent for p in files}:
+        fsync_dir(inner)
 
 
 # ---------------------------------------------------------------------------- step checkpoints
@@ -223,7 +277,9 @@ def checkpoint_problem(path: Path, verify_contents: bool = True) -> str | None:
         return "no COMPLETE marker (interrupted while saving)"
     try:
         recorded = read_json(marker)["files"]
-        for name in CHECKPOINT_FILES:
+        shards = sorted(name for name in recorded if name.startswith(f"{SHARDS_DIR}/"))
+        tensor_files = shards or [MODEL_FILE, OPTIMIZER_FILE]
+        for name in (*tensor_files, *RUN_FILES):
             file = path / name
             if not file.is_file():
                 return f"{name} is missing"
@@ -234,8 +290,9 @@ def checkpoint_problem(path: Path, verify_contents: bool = True) -> str | None:
                 return f"{name} does not match the SHA-256 recorded when it was saved"
         read_json(path / STATE_FILE)
         read_json(path / CONFIG_FILE)
-        with safe_open(path / MODEL_FILE, framework="pt") as handle:
-            handle.keys()
+        for name in shards or [MODEL_FILE]:
+            with safe_open(path / name, framework="pt") as handle:
+                handle.keys()
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         return f"unreadable: {error}"
     return None
@@ -297,37 +354,53 @@ def save_checkpoint(
 ) -> Path:
     """Write `step_<step>/` atomically, then prune to `save_total_limit` checkpoints.
 
-    Every process must call it; rank 0 alone writes.
+    Every process must call it. Under FSDP every process writes its shards (see the module's
+    docstring); otherwise rank 0 alone writes whole tensors.
     """
     target = Path(checkpoint_dir) / f"step_{step}"
-    weights, moments = model_tensors(model), optimizer_tensors(model, optimizer)
-    if not is_main_process():
-        return target
-    rng_json, rng_tensors = capture_rng_state()
-    with atomic_path(target) as tmp:
-        tmp.mkdir()
-        save_file(weights, tmp / MODEL_FILE)
-        save_file(moments, tmp / OPTIMIZER_FILE)
-        save_file(rng_tensors, tmp / RNG_FILE)
-        state = {
-            "step": step,
-            "scheduler": {"step": step},
-            "loader": loader_state,
-            "progress": progress,
-            "rng": rng_json,
-        }
-        write_json(tmp / STATE_FILE, state)
-        write_json(
-            tmp / CONFIG_FILE,
-            {
-                "model": dataclasses.asdict(model.config),
-                "training": dataclasses.asdict(training_config),
-                "fingerprint": fingerprint,
-            },
-        )
-        _seal(tmp, {"step": step})
+    env = DistributedEnv.from_environ()
+    state = {
+        "step": step,
+        "scheduler": {"step": step},
+        "loader": loader_state,
+        "progress": progress,
+    }
+    config = {
+        "model": dataclasses.asdict(model.config),
+        "training": dataclasses.asdict(training_config),
+        "fingerprint": fingerprint,
+    }
+    if training_config.fsdp and env.is_distributed:
+        tmp = target.with_name(f".{target.name}.shards.tmp")
+        write_shards(tmp, model, optimizer)
+        if not env.is_main:
+            return target
+        _write_run_files(tmp, state, config)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    else:
+        weights, moments = model_tensors(model), optimizer_tensors(model, optimizer)
+        if not env.is_main:
+            return target
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            save_file(weights, tmp / MODEL_FILE)
+            save_file(moments, tmp / OPTIMIZER_FILE)
+            _write_run_files(tmp, state, config)
     prune_checkpoints(checkpoint_dir, training_config.save_total_limit)
     return target
+
+
+def _write_run_files(folder: Path, state: dict, config: dict) -> None:
+    """The RNG, state (with the RNG's JSON part) and config files beside the tensors, then
+    the COMPLETE marker."""
+    rng_json, rng_tensors = capture_rng_state()
+    save_file(rng_tensors, folder / RNG_FILE)
+    write_json(folder / STATE_FILE, {**state, "rng": rng_json})
+    write_json(folder / CONFIG_FILE, config)
+    _seal(folder, {"step": state["step"]})
 
 
 def checkpoint_config(path: Path) -> dict:
@@ -360,59 +433,12 @@ def load_checkpoint(
     """
     path = Path(path)
     check_model_config(checkpoint_config(path)["model"], model.config, path)
-    load_model_tensors(model, path / MODEL_FILE)
-    if optimizer is not None:
-        load_optimizer_tensors(model, optimizer, path / OPTIMIZER_FILE)
+    if (path / SHARDS_DIR).is_dir():
+        load_shards(path, model, optimizer)
+    else:
+        load_model_tensors(model, path / MODEL_FILE)
+        if optimizer is not None:
+            load_optimizer_tensors(model, optimizer, path / OPTIMIZER_FILE)
     state = read_json(path / STATE_FILE)
     restore_rng_state(state["rng"], load_file(path / RNG_FILE))
     return state
-
-
-# ---------------------------------------------------------------------------- final model folder
-
-
-def save_final(
-    folder: str | os.PathLike,
-    model: HeloxLM,
-    model_config: ModelConfig,
-    tokenizer_path: str | os.PathLike,
-    metrics: dict,
-) -> Path:
-    """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and the
-    Hugging Face tokenizer and generation configs, atomically.
-
-    The folder loads in transformers as `LlamaForCausalLM` when the model is expressible as
-    one (see helox.export). Every process must call it; rank 0 alone writes.
-    """
-    folder = Path(folder)
-    weights = model_tensors(model)
-    if not is_main_process():
-        return folder
-    config_json = folder_config(model_config)
-    if NOT_LLAMA_KEY in config_json:
-        log.warning("%s will not load in transformers: %s", folder, config_json[NOT_LLAMA_KEY])
-    with atomic_path(folder) as tmp:
-        tmp.mkdir()
-        save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
-        write_json(tmp / CONFIG_FILE, config_json)
-        shutil.copyfile(tokenizer_path, tmp / "tokenizer.model")
-        for name, content in tokenizer_files(chat=metrics.get("stage") in CHAT_STAGES).items():
-            write_json(tmp / name, content)
-        write_json(tmp / "metrics.json", metrics)
-        for path in tmp.iterdir():
-            _fsync(path)
-        fsync_dir(tmp)
-    return folder
-
-
-def load_final(
-    folder: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[HeloxLM, ModelConfig]:
-    """Rebuild the model saved by `save_final`, in eval mode on `device`."""
-    folder = Path(folder)
-    where = str(folder / CONFIG_FILE)
-    fields = model_config_fields(read_json(folder / CONFIG_FILE), where)
-    config = section_from_dict(ModelConfig, fields, where)
-    model = create_model_from_config(config).to(device)
-    load_model_tensors(model, folder / MODEL_FILE)
-    return model.eval(), config

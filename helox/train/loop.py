@@ -83,9 +83,8 @@ class Progress:
     skipped_steps: int = 0
     train_seconds: float = 0.0
     elapsed_seconds: float = 0.0
+    # [step, loss] of every step; what each log line and each evaluation measured.
     loss_history: list[list[float]] = field(default_factory=list)
-    val_history: list[list[float]] = field(default_factory=list)
-    # What each log line and each evaluation measured, for the report's plots.
     log_history: list[dict[str, float]] = field(default_factory=list)
     eval_history: list[dict[str, float]] = field(default_factory=list)
 
@@ -335,10 +334,6 @@ class Trainer:
         self.model.train()
         step = self.progress.step
         self._last_eval = {"step": step, **score}
-        val_loss = self._last_eval["val_loss"]
-        self.progress.val_history = [
-            entry for entry in self.progress.val_history if entry[0] != step
-        ] + [[step, val_loss]]
         self.progress.eval_history = [
             entry for entry in self.progress.eval_history if entry["step"] != step
         ] + [{**self._last_eval, "train/tokens_seen": self.progress.tokens_seen}]
@@ -431,7 +426,6 @@ class Trainer:
             "train_seconds": self.progress.train_seconds,
             "tokens_per_second": self.progress.tokens_seen / max(self.progress.train_seconds, 1e-9),
             "loss_history": losses,
-            "val_history": self.progress.val_history,
             "log_history": self.progress.log_history,
             "eval_history": self.progress.eval_history,
         }

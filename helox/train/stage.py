@@ -16,7 +16,7 @@ from torch import Tensor
 
 from helox.config import TrackingConfig, TrainingConfig
 from helox.model import HeloxLM
-from helox.train.checkpoint import save_final
+from helox.model_folder import save_final
 from helox.train.device import DeviceManager
 from helox.train.hooks import ProgressHook
 from helox.train.lineage import lineage_tags, output_tags, pipeline_key

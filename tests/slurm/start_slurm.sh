@@ -7,6 +7,12 @@
 #                                   start the daemons that are down and wait until the node takes
 #                                   jobs; the last line of output is "started: <daemons it started>"
 #   start_slurm.sh down DAEMON...   stop the named daemons (munged, slurmctld, slurmd), by pid file
+#   start_slurm.sh two-nodes DIR NODE NODE
+#                                   a second, private cluster of two nodes on this machine: its own
+#                                   slurm.conf, ports, state and logs under DIR, one slurmd per node
+#                                   (slurmd -N), each NODE a name that resolves to this machine;
+#                                   use it with SLURM_CONF=DIR/slurm.conf, stop it with stop-two DIR
+#   start_slurm.sh stop-two DIR     stop that cluster's slurmctld and slurmd, by their pid files
 #
 # Safe to run again: packages are installed once, slurm.conf is rewritten (and the Slurm daemons
 # restarted) only when it changes, and running daemons are left alone.
@@ -205,8 +211,67 @@ down() {
   done
 }
 
+# One CPU and 2 GB for each node; both slurmd listen on 127.0.0.1, on ports beside the one-node
+# cluster's (6817, 6818), so that the two clusters can run at once.
+two_nodes() {
+  (($# == 3)) || fail "usage: start_slurm.sh two-nodes DIR NODE NODE"
+  ((EUID == 0)) || cannot_have_slurm "installing and starting Slurm needs root"
+  local dir=$1 first=$2 second=$3
+  install_packages
+  STARTED=()
+  start_munge
+  install -d -m 0755 "$dir/state" "$dir/log" "$dir/spool/$first" "$dir/spool/$second"
+  cat >"$dir/slurm.conf" <<CONF
+# Written by tests/slurm/start_slurm.sh two-nodes: two nodes on one machine.
+ClusterName=helox-two
+SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmctldPort=6917
+AuthType=auth/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool/%n
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+ReturnToService=2
+KillWait=5
+NodeName=$first NodeAddr=127.0.0.1 Port=6918 CPUs=1 RealMemory=2000 State=UNKNOWN
+NodeName=$second NodeAddr=127.0.0.1 Port=6919 CPUs=1 RealMemory=2000 State=UNKNOWN
+PartitionName=two Nodes=$first,$second Default=YES MaxTime=INFINITE State=UP
+CONF
+  export SLURM_CONF=$dir/slurm.conf
+  /usr/sbin/slurmctld -f "$SLURM_CONF"
+  wait_until 30 bash -c "scontrol ping | grep -q UP" || fail "slurmctld does not answer"
+  /usr/sbin/slurmd -f "$SLURM_CONF" -N "$first"
+  /usr/sbin/slurmd -f "$SLURM_CONF" -N "$second"
+  wait_until 30 bash -c '[[ $(sinfo --noheader --states=idle --format=%D) == 2 ]]' ||
+    fail "the two nodes do not take jobs: $(sinfo --Node 2>&1)"
+  echo "started: ${STARTED[*]}"
+}
+
+stop_two() {
+  local pid_file pid
+  for pid_file in "$1"/slurmd-*.pid "$1/slurmctld.pid"; do
+    [[ -s $pid_file ]] || continue
+    pid=$(cat "$pid_file")
+    kill "$pid" 2>/dev/null || continue
+    wait_until 20 bash -c "! kill -0 $pid" || fail "pid $pid ($pid_file) did not stop"
+  done
+}
+
 case ${1:-} in
   up) shift && up "$@" ;;
   down) shift && down "$@" ;;
-  *) fail "usage: start_slurm.sh up PARTITION... | down DAEMON..." ;;
+  two-nodes) shift && two_nodes "$@" ;;
+  stop-two) shift && stop_two "$@" ;;
+  *) fail "usage: start_slurm.sh up PARTITION... | down DAEMON... | two-nodes DIR NODE NODE | stop-two DIR" ;;
 esac

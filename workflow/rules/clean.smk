@@ -13,10 +13,6 @@ rule clean:
     params:
         clean=config["clean"],
         sources=CLEAN_SOURCES,
-    threads: resource("clean", "threads", 1)
-    resources:
-        mem_mb=resource("clean", "mem_mb", 2000),
-        runtime=resource("clean", "runtime", 30),
     log:
         "logs/clean/part-{part}.log",
     benchmark:

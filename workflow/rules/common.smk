@@ -1,13 +1,13 @@
-# Shared by every rule: config validation, the scatter width, resource lookup.
+# Shared by every rule: config validation, the scatter width, the sources.
 
-from helox.config import ConfigError, config_errors
+from helox.config import FINE_TUNING_STAGES, inherit_pretrain, validate_config
 
-_errors = config_errors(config)
-if _errors:
-    raise ConfigError("invalid configuration:\n  " + "\n  ".join(_errors))
-validate(config, "../schemas/config.schema.yaml")
+validate_config(config)
+# sft: and dpo: state what differs from pretrain: and take the rest from it.
+config.update({stage: inherit_pretrain(config, stage) for stage in FINE_TUNING_STAGES})
 
 from helox.data.clean import corpus_sources
+from helox.train.launch import scheduler_request
 
 PARTS = list(range(config["clean"]["parts"]))
 # corpus.sources, or raw_dir (default: the gathered standard library) as one source.
@@ -20,7 +20,3 @@ CLEAN_SOURCES = [{"name": s.name, "path": s.path, "kind": s.kind} for s in SOURC
 WEIGHTS = {source.name: source.weight for source in SOURCES} if len(SOURCES) > 1 else {}
 SFT_DATA = config["sft"]["data"] or "results/sample/sft.jsonl"
 
-
-def resource(rule_name, key, default):
-    """A rule's scheduler request from the config's `resources` section."""
-    return config.get("resources", {}).get(rule_name, {}).get(key, default)

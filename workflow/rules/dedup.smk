@@ -21,10 +21,6 @@ rule dedup_signatures:
         "results/dedup/signatures/part-{part}.npz",
     params:
         minhash=minhash_params(config["dedup"]),
-    threads: resource("dedup", "threads", 1)
-    resources:
-        mem_mb=resource("dedup", "mem_mb", 4000),
-        runtime=resource("dedup", "runtime", 30),
     log:
         "logs/dedup/signatures/part-{part}.log",
     benchmark:
@@ -44,10 +40,6 @@ rule dedup_clusters:
         stats="results/dedup/stats.json",
     params:
         dedup=config["dedup"],
-    threads: resource("dedup", "threads", 1)
-    resources:
-        mem_mb=resource("dedup", "mem_mb", 4000),
-        runtime=resource("dedup", "runtime", 30),
     log:
         "logs/dedup/clusters.log",
     benchmark:
@@ -64,10 +56,6 @@ rule dedup:
         duplicates="results/dedup/duplicates.npz",
     output:
         "results/dedup/part-{part}.jsonl.zst",
-    threads: resource("dedup", "threads", 1)
-    resources:
-        mem_mb=resource("dedup", "mem_mb", 4000),
-        runtime=resource("dedup", "runtime", 30),
     log:
         "logs/dedup/part-{part}.log",
     benchmark:

@@ -11,10 +11,6 @@ rule sample_preferences:
     params:
         max_pairs=config["dpo"]["max_pairs"],
         seed=config["seed"],
-    threads: resource("sample", "threads", 1)
-    resources:
-        mem_mb=resource("sample", "mem_mb", 1000),
-        runtime=resource("sample", "runtime", 30),
     log:
         "logs/sample_preferences.log",
     benchmark:
@@ -35,11 +31,8 @@ rule dpo:
         dpo=config["dpo"],
         seed=config["seed"],
         checkpoints="results/dpo/checkpoints",
-    threads: resource("dpo", "threads", 2)
     resources:
-        mem_mb=resource("dpo", "mem_mb", 8000),
-        runtime=resource("dpo", "runtime", 120),
-        gpu=1 if config["dpo"].get("device") == "cuda" else resource("dpo", "gpu", 0),
+        **scheduler_request(config["dpo"]),  # one node, one GPU on device cuda
     log:
         "logs/dpo.log",
     benchmark:

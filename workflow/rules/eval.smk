@@ -30,10 +30,6 @@ rule next_line_task:
     params:
         next_line=config["eval"]["next_line"],
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=resource("eval", "mem_mb", 4000),
-        runtime=resource("eval", "runtime", 60),
     log:
         "logs/eval/next_line_task.log",
     benchmark:
@@ -58,10 +54,7 @@ rule evaluate:
         seed=config["seed"],
     wildcard_constraints:
         stage="|".join(MODEL_STAGES),
-    threads: resource("eval", "threads", 1)
     resources:
-        mem_mb=resource("eval", "mem_mb", 4000),
-        runtime=resource("eval", "runtime", 60),
         gpu=lambda wildcards: 1 if eval_device(wildcards.stage) == "cuda" else 0,
     log:
         "logs/eval/{stage}.log",

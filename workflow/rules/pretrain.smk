@@ -1,5 +1,6 @@
 # Pretraining; step checkpoints live beside final/ so a rerun after a crash resumes.
-# With pretrain.nproc > 1 the adapter starts that many processes through torchrun.
+# With pretrain.nproc or pretrain.nodes > 1 the adapter starts nodes × nproc processes through
+# torchrun (one torchrun per node under srun), and the job asks for exactly those nodes and GPUs.
 # With pretrain.init_from it continues an imported Hugging Face Llama, whose tokenizer
 # then takes the tokenizer stage's place.
 
@@ -13,10 +14,6 @@ rule import_hf:
         directory("results/import/{stage}"),
     wildcard_constraints:
         stage="pretrain|sft",
-    threads: 1
-    resources:
-        mem_mb=resource("import_hf", "mem_mb", 8000),
-        runtime=resource("import_hf", "runtime", 30),
     log:
         "logs/import_hf_{stage}.log",
     benchmark:
@@ -48,13 +45,6 @@ if PRETRAIN_INIT:
             "../../scripts/imported_tokenizer.py"
 
 
-def pretrain_gpus():
-    """One GPU per training process when the device is CUDA; else as `resources` says."""
-    if config["pretrain"].get("device") == "cuda":
-        return config["pretrain"].get("nproc", 1)
-    return resource("pretrain", "gpu", 0)
-
-
 rule pretrain:
     input:
         manifest="results/shards/manifest.json",
@@ -67,11 +57,8 @@ rule pretrain:
         pretrain=config["pretrain"],
         seed=config["seed"],
         checkpoints="results/pretrain/checkpoints",
-    threads: resource("pretrain", "threads", 2)
     resources:
-        mem_mb=resource("pretrain", "mem_mb", 8000),
-        runtime=resource("pretrain", "runtime", 240),
-        gpu=pretrain_gpus(),
+        **scheduler_request(config["pretrain"]),  # nodes, tasks, GPUs from pretrain.nodes/nproc
     log:
         "logs/pretrain.log",
     benchmark:

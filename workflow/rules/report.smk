@@ -27,10 +27,6 @@ rule report_data:
         splits=data_report("tokens_per_split.png", "splits", "Tokenizer and shards"),
         mixture=data_report("mixture.html", "mixture", "Mixture of sources"),
         mixture_figure=data_report("mixture.png", "mixture", "Mixture of sources"),
-    threads: resource("report", "threads", 1)
-    resources:
-        mem_mb=resource("report", "mem_mb", 2000),
-        runtime=resource("report", "runtime", 10),
     log:
         "logs/report/data.log",
     benchmark:
@@ -61,10 +57,6 @@ rule report_training:
         throughput=training_figure("throughput"),
     wildcard_constraints:
         stage="|".join(MODEL_STAGES),
-    threads: resource("report", "threads", 1)
-    resources:
-        mem_mb=resource("report", "mem_mb", 2000),
-        runtime=resource("report", "runtime", 10),
     log:
         "logs/report/{stage}.log",
     benchmark:
@@ -83,10 +75,6 @@ rule report_samples:
         report("results/report/samples.html", caption="../report/samples.rst", category="Samples"),
     params:
         seed=config["seed"],
-    threads: resource("report", "threads", 1)
-    resources:
-        mem_mb=resource("report", "mem_mb", 2000),
-        runtime=resource("report", "runtime", 10),
     log:
         "logs/report/samples.log",
     benchmark:
@@ -102,10 +90,6 @@ rule report_eval:
         expand("results/eval/{stage}.json", stage=MODEL_STAGES),
     output:
         report("results/report/eval/card.html", caption="../report/eval.rst", category="Evaluation"),
-    threads: resource("report", "threads", 1)
-    resources:
-        mem_mb=resource("report", "mem_mb", 2000),
-        runtime=resource("report", "runtime", 10),
     log:
         "logs/report/eval.log",
     benchmark:

@@ -6,10 +6,6 @@ rule sample_corpus:
         directory("results/sample/raw"),
     params:
         stdlib_max_bytes=config["corpus"]["stdlib_max_bytes"],
-    threads: resource("sample", "threads", 1)
-    resources:
-        mem_mb=resource("sample", "mem_mb", 1000),
-        runtime=resource("sample", "runtime", 30),
     log:
         "logs/sample_corpus.log",
     benchmark:
@@ -27,10 +23,6 @@ rule sample_instructions:
         max_pairs=config["sft"]["max_pairs"],
         max_response_chars=config["sft"]["max_response_chars"],
         seed=config["seed"],
-    threads: resource("sample", "threads", 1)
-    resources:
-        mem_mb=resource("sample", "mem_mb", 1000),
-        runtime=resource("sample", "runtime", 30),
     log:
         "logs/sample_instructions.log",
     benchmark:

@@ -14,11 +14,8 @@ rule sft:
         sft=config["sft"],
         seed=config["seed"],
         checkpoints="results/sft/checkpoints",
-    threads: resource("sft", "threads", 2)
     resources:
-        mem_mb=resource("sft", "mem_mb", 8000),
-        runtime=resource("sft", "runtime", 120),
-        gpu=1 if config["sft"].get("device") == "cuda" else resource("sft", "gpu", 0),
+        **scheduler_request(config["sft"]),  # nodes, tasks, GPUs from sft.nodes/nproc
     log:
         "logs/sft.log",
     benchmark:

@@ -28,10 +28,6 @@ rule shard_counts:
         "results/shards/counts/part-{part}.json",
     params:
         splits=split_params(config["shards"], config["seed"]),
-    threads: resource("shards", "threads", 1)
-    resources:
-        mem_mb=resource("shards", "mem_mb", 2000),
-        runtime=resource("shards", "runtime", 30),
     log:
         "logs/shards/counts/part-{part}.log",
     benchmark:
@@ -56,10 +52,6 @@ rule shards:
         shards=config["shards"],
         seed=config["seed"],
         weights=WEIGHTS,
-    threads: resource("shards", "threads", 1)
-    resources:
-        mem_mb=resource("shards", "mem_mb", 2000),
-        runtime=resource("shards", "runtime", 30),
     log:
         "logs/shards/part-{part}.log",
     benchmark:
@@ -79,10 +71,6 @@ rule manifest:
         "results/shards/manifest.json",
     params:
         weights=WEIGHTS,
-    threads: resource("manifest", "threads", 1)
-    resources:
-        mem_mb=resource("manifest", "mem_mb", 1000),
-        runtime=resource("manifest", "runtime", 10),
     log:
         "logs/manifest.log",
     benchmark:

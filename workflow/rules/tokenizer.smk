@@ -10,10 +10,6 @@ rule tokenizer:
         eval="results/tokenizer/eval.json",
     params:
         tokenizer=config["tokenizer"],
-    threads: resource("tokenizer", "threads", 2)
-    resources:
-        mem_mb=resource("tokenizer", "mem_mb", 8000),
-        runtime=resource("tokenizer", "runtime", 60),
     log:
         "logs/tokenizer.log",
     benchmark:

@@ -1,22 +1,42 @@
-"""What makes a model folder a Hugging Face `LlamaForCausalLM` checkpoint as well.
+"""The self-contained model folder (`results/<stage>/final/`) that stages hand on.
+
+A folder holds `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and
+the Hugging Face tokenizer and generation configs; step checkpoints for resuming live
+apart, in helox.train.checkpoint.
 
 `HeloxLM` already uses Llama's parameter names, RoPE layout, RMSNorm arithmetic and
 SwiGLU order, so the weights need no conversion: a folder only needs Llama's keys in
-`config.json` and the tokenizer files transformers reads. Helox's own model config
-travels in the same `config.json` under the key "helox". A model that Llama cannot
-express (LayerNorm, a GELU MLP, learned positions, QK-norm, logit soft-capping) gets no
-Llama keys, and the reason is written where they would have been.
+`config.json` and the tokenizer files transformers reads to load as `LlamaForCausalLM`.
+Helox's own model config travels in the same `config.json` under the key "helox". A model
+that Llama cannot express (LayerNorm, a GELU MLP, learned positions, QK-norm, logit
+soft-capping) gets no Llama keys, and the reason is written where they would have been.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
-from helox.config import ModelConfig
-from helox.model import head_dim, intermediate_size, kv_heads
-from helox.tokenizer import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
+import torch
+from safetensors.torch import save_file
 
+from helox.config import ModelConfig, section_from_dict
+from helox.io import atomic_path, fsync_dir, fsync_file, read_json, write_json
+from helox.model import HeloxLM, create_model_from_config, head_dim, intermediate_size, kv_heads
+from helox.train.checkpoint import load_model_tensors, model_tensors
+from helox.train.device import DistributedEnv
+from helox.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.model"
+METRICS_FILE = "metrics.json"
 HELOX_KEY = "helox"
 # Stages whose folders hold a chat model: they get the chat template and stop at <|end|>.
 CHAT_STAGES = frozenset({"sft", "dpo"})
@@ -135,3 +155,50 @@ def tokenizer_files(chat: bool) -> dict[str, dict[str, Any]]:
         "tokenizer_config.json": tokenizer_config,
         "generation_config.json": generation_config,
     }
+
+
+def save_final(
+    folder: str | os.PathLike,
+    model: HeloxLM,
+    model_config: ModelConfig,
+    tokenizer_path: str | os.PathLike,
+    metrics: dict,
+) -> Path:
+    """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and the
+    Hugging Face tokenizer and generation configs, atomically.
+
+    The folder loads in transformers as `LlamaForCausalLM` when the model is expressible as
+    one. Every process must call it; rank 0 alone writes.
+    """
+    folder = Path(folder)
+    weights = model_tensors(model)
+    if not DistributedEnv.from_environ().is_main:
+        return folder
+    config_json = folder_config(model_config)
+    if NOT_LLAMA_KEY in config_json:
+        log.warning("%s will not load in transformers: %s", folder, config_json[NOT_LLAMA_KEY])
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
+        write_json(tmp / CONFIG_FILE, config_json)
+        shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        for name, content in tokenizer_files(chat=metrics.get("stage") in CHAT_STAGES).items():
+            write_json(tmp / name, content)
+        write_json(tmp / METRICS_FILE, metrics)
+        for path in tmp.iterdir():
+            fsync_file(path)
+        fsync_dir(tmp)
+    return folder
+
+
+def load_final(
+    folder: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[HeloxLM, ModelConfig]:
+    """Rebuild the model saved by `save_final`, in eval mode on `device`."""
+    folder = Path(folder)
+    where = str(folder / CONFIG_FILE)
+    fields = model_config_fields(read_json(folder / CONFIG_FILE), where)
+    config = section_from_dict(ModelConfig, fields, where)
+    model = create_model_from_config(config).to(device)
+    load_model_tensors(model, folder / MODEL_FILE)
+    return model.eval(), config
