@@ -366,6 +366,20 @@ def build_dataset_shards(
     )
 
 
+def manifest_of_tokenizer(
+    manifest_path: str | os.PathLike, tokenizer_path: str | os.PathLike, consequence: str
+) -> dict:
+    """The manifest, once its shards are known to be tokenized with `tokenizer_path`; else a
+    ValueError that says what reading them with another tokenizer would mean."""
+    manifest = read_json(manifest_path)
+    if manifest.get("tokenizer_sha256") != sha256_file(tokenizer_path):
+        raise ValueError(
+            f"{manifest_path} was tokenized with another tokenizer than {tokenizer_path}; "
+            f"{consequence}"
+        )
+    return manifest
+
+
 def read_shard(path: str | os.PathLike) -> pa.Table:
     """Memory-map one shard file (no copy of its tokens into RAM)."""
     with pa.memory_map(str(path)) as source:

@@ -7,8 +7,9 @@ from itertools import islice
 from pathlib import Path
 
 from helox.data.loader import TokenStream, eval_batches
-from helox.io import read_json, sha256_file
+from helox.io import read_json
 from helox.model_folder import METRICS_FILE, TOKENIZER_FILE, load_final
+from helox.shards import manifest_of_tokenizer
 from helox.train.device import DeviceManager
 from helox.train.evaluate import score_batches
 from helox.train.metrics import token_byte_lengths
@@ -30,12 +31,7 @@ def evaluate_folder(
     """
     folder, manifest_path = Path(folder), Path(shards_dir) / "manifest.json"
     tokenizer_path = folder / TOKENIZER_FILE
-    manifest = read_json(manifest_path)
-    if manifest.get("tokenizer_sha256") != sha256_file(tokenizer_path):
-        raise ValueError(
-            f"{manifest_path} was tokenized with another tokenizer than {tokenizer_path}; "
-            "bits per byte would be meaningless"
-        )
+    manifest_of_tokenizer(manifest_path, tokenizer_path, "bits per byte would be meaningless")
     device_manager = DeviceManager(device)
     model, config = load_final(folder, device_manager.device)
     trained = folder / METRICS_FILE

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helox.config import NextLineTaskConfig
-from helox.io import JsonlWriter, read_json, sha256_file
-from helox.shards import read_shard
+from helox.io import JsonlWriter
+from helox.shards import manifest_of_tokenizer, read_shard
 from helox.vocab import EOS, SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,9 @@ def held_out_documents(
 ) -> Iterator[str]:
     """The text of every test-split document, in manifest order."""
     manifest_path = Path(manifest_path)
-    manifest = read_json(manifest_path)
-    if manifest.get("tokenizer_sha256") != sha256_file(tokenizer_path):
-        raise ValueError(
-            f"{manifest_path} was tokenized with another tokenizer than {tokenizer_path}; "
-            "its documents would decode to the wrong text"
-        )
+    manifest = manifest_of_tokenizer(
+        manifest_path, tokenizer_path, "its documents would decode to the wrong text"
+    )
     processor = load_tokenizer(tokenizer_path)
     for name in manifest["splits"]["test"]["files"]:
         for ids in read_shard(manifest_path.parent / name).column("tokens").to_pylist():
