@@ -1,7 +1,7 @@
 """Tokens per second of Helox's training step against a plain reference GPT, same device, same run.
 
     python benchmarks/gpu_throughput.py [--shapes 124m 1.3b] [--optimizers adamw muon]
-        [--steps 20] [--warmup 3] [--json results.json] [--tiny]
+        [--steps 20] [--warmup 3] [--json results.json] [--tiny] [--no-float8]
 
 The reference is a GPT written here in the nanoGPT manner: learned positions, LayerNorm,
 a GELU MLP of 4× width, one fused QKV projection, SDPA's causal (flash) kernel, the head tied
@@ -16,8 +16,12 @@ its fp32 matmul rate measured here).
 
 The first shape is also trained as SFT: rows packed with synthetic conversations of varied
 length by Helox's own `SFTBatches` (FlexAttention on CUDA, the dense mask on CPU), and its
-tokens per second are set against pretraining's. The last line is Helox's tokens per second
-over the reference's, per shape and optimizer.
+tokens per second are set against pretraining's; and with 16 micro-batches a step (262 k
+tokens at 1024), where Muon's orthogonalisation weighs less per token. Where torchao is
+installed and the GPU has float8 tensor cores, every shape also runs AdamW with `float8:
+true`. Runs come in order of importance and each measurement is written to `--json` as it
+lands, so a run cut short keeps what it measured. The last lines are the ratios: Muon over
+AdamW, SFT over pretraining, and Helox over the reference, per shape and run.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from helox.model import create_model_from_config
 from helox.plan import RUNTIME_BYTES, estimate_memory
 from helox.sft_data import SFTBatches
 from helox.train.device import DeviceManager
+from helox.train.float8 import FLOAT8_CAPABILITY
 from helox.train.loop import Trainer
 from helox.train.metrics import measure_matmul_peak, peak_flops
 
@@ -166,19 +171,38 @@ def synthetic_conversations(shape: Shape, count: int = 2000) -> list[RenderedCha
     return examples
 
 
+@dataclass(frozen=True)
+class HeloxRun:
+    optimizer: str = "adamw"
+    sft: bool = False
+    float8: bool = False
+    micro_batches: int = 1
+
+    @property
+    def name(self) -> str:
+        extras = [
+            "sft" * self.sft,
+            "float8" * self.float8,
+            f"x{self.micro_batches}" * (self.micro_batches > 1),
+        ]
+        return " ".join(["helox", self.optimizer, *filter(None, extras)])
+
+
 def helox_trainer(
-    shape: Shape, optimizer: str, device: str, compiled: bool, sft: bool, checkpoints: str
+    shape: Shape, run: HeloxRun, device: str, compiled: bool, checkpoints: str
 ) -> Trainer:
     torch.manual_seed(0)
     model = create_model_from_config(helox_model_config(shape))
-    if sft:
+    if run.sft:
         batches = SFTBatches(synthetic_conversations(shape), shape.batch_size, 0, shape.seq_len)
     else:
         batches = RandomTokens(shape.batch_size, shape.seq_len, shape.vocab_size)
     config = TrainingConfig(
         seq_len=shape.seq_len,
         batch_size=shape.batch_size,
-        optimizer=optimizer,
+        gradient_accumulation_steps=run.micro_batches,
+        optimizer=run.optimizer,
+        float8=run.float8,
         learning_rate=3e-4,
         warmup_steps=0,
         total_steps=1_000_000,
@@ -234,21 +258,21 @@ def peak_memory_gib(device: torch.device) -> float | None:
 
 
 def measure_helox(
-    name: str, shape: Shape, optimizer: str, args: argparse.Namespace, sft: bool, peak: float
+    name: str, shape: Shape, run: HeloxRun, args: argparse.Namespace, peak: float
 ) -> Measurement:
     device = torch.device(args.device)
     release(device)
     with tempfile.TemporaryDirectory() as checkpoints:
-        trainer = helox_trainer(shape, optimizer, args.device, args.compile, sft, checkpoints)
-        seconds = time_steps(trainer.train_step, device, args.warmup, args.steps)
+        trainer = helox_trainer(shape, run, args.device, args.compile, checkpoints)
+        steps = max(2, args.steps // run.micro_batches)
+        seconds = time_steps(trainer.train_step, device, args.warmup, steps)
         tokens_per_second = trainer.tokens_per_step / seconds
         memory = estimate_memory(
-            trainer.model.config, shape.seq_len, shape.batch_size, optimizer
+            trainer.model.config, shape.seq_len, shape.batch_size, run.optimizer
         ).total(False)
-        run = f"helox {optimizer}" + (" sft" if sft else "")
         measured = Measurement(
             name,
-            run,
+            run.name,
             tokens_per_second,
             tokens_per_second * trainer.flops_per_token / peak,
             peak_memory_gib(device),
@@ -287,6 +311,61 @@ def device_peak(device: torch.device) -> float:
     return peak
 
 
+def float8_available(device: torch.device) -> bool:
+    """torchao is installed and the GPU has float8 tensor cores."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < FLOAT8_CAPABILITY:
+        return False
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def planned_runs(
+    shapes: dict[str, Shape], optimizers: list[str], float8: bool
+) -> list[tuple[str, HeloxRun | None]]:
+    """(shape, run) in order of importance; None is the reference."""
+    first = next(iter(shapes))
+    plan: list[tuple[str, HeloxRun | None]] = []
+    for name in shapes:
+        plan.append((name, None))
+        plan += [(name, HeloxRun(optimizer)) for optimizer in optimizers]
+        if name == first:
+            plan.append((name, HeloxRun(optimizers[0], sft=True)))
+    plan += [(name, HeloxRun(float8=True)) for name in shapes if float8]
+    plan += [(first, HeloxRun(optimizer, micro_batches=16)) for optimizer in optimizers]
+    return plan
+
+
+def ratio_lines(results: list[Measurement], device: torch.device) -> list[str]:
+    """Muon over AdamW, SFT over pretraining, and Helox over the reference, as measured."""
+    speed = {(m.shape, m.run): m.tokens_per_second for m in results}
+    lines = []
+    for shape, run in speed:
+        words = run.split()
+        if words[:2] == ["helox", "muon"]:
+            adamw = speed.get((shape, " ".join(["helox", "adamw", *words[2:]])))
+            if adamw:
+                lines.append(
+                    f"Muon/AdamW tokens/s ({shape} {run}): {speed[shape, run] / adamw:.3f}"
+                )
+        if "sft" in words:
+            pretraining = speed.get((shape, run.replace(" sft", "")))
+            kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
+            if pretraining:
+                lines.append(
+                    f"SFT/pretraining tokens/s ({shape}, {words[1]}, packed rows, {kernel}): "
+                    f"{speed[shape, run] / pretraining:.3f}"
+                )
+    ratios = [
+        f"{shape} {run.removeprefix('helox ')} {tokens / speed[shape, 'reference adamw']:.3f}"
+        for (shape, run), tokens in speed.items()
+        if run.startswith("helox") and (shape, "reference adamw") in speed
+    ]
+    return [*lines, "Helox/reference tokens/s: " + ", ".join(ratios)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -295,6 +374,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling)")
     parser.add_argument("--json", default=None, help="write every measurement here")
     parser.add_argument("--tiny", action="store_true", help="small shapes on CPU, uncompiled")
+    parser.add_argument("--no-float8", action="store_true", help="skip the float8 runs")
     args = parser.parse_args()
     if args.tiny:
         shapes, args.device, args.compile = TINY_SHAPES, "cpu", False
@@ -308,38 +388,28 @@ def main() -> None:
     peak = device_peak(device)
     name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {name_of_device}, peak {peak / 1e9:,.0f} GFLOP/s, torch {torch.__version__}")
+    float8 = not args.no_float8 and float8_available(device)
 
     results: list[Measurement] = []
-    ratios: list[str] = []
-    sft_line = ""
-    for index, (name, shape) in enumerate(shapes.items()):
-        print(f"shape {name}: {asdict(shape)}, {shape.batch_size * shape.seq_len:,} tokens a step")
-        reference = measure_reference(name, shape, args, peak)
-        results.append(reference)
-        report(reference)
-        helox_runs = {}
-        for optimizer in args.optimizers:
-            helox_runs[optimizer] = measure_helox(name, shape, optimizer, args, False, peak)
-            results.append(helox_runs[optimizer])
-            report(helox_runs[optimizer])
-            ratio = helox_runs[optimizer].tokens_per_second / reference.tokens_per_second
-            ratios.append(f"{name} {optimizer} {ratio:.3f}")
-        if index == 0:
-            optimizer = args.optimizers[0]
-            sft = measure_helox(name, shape, optimizer, args, True, peak)
-            results.append(sft)
-            report(sft)
-            kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
-            sft_ratio = sft.tokens_per_second / helox_runs[optimizer].tokens_per_second
-            sft_line = (
-                f"SFT/pretraining tokens/s ({name}, {optimizer}, packed rows, {kernel}): "
-                f"{sft_ratio:.3f}"
-            )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([asdict(r) for r in results], out, indent=2)
-    print(sft_line)
-    print("Helox/reference tokens/s: " + ", ".join(ratios))
+    for name, run in planned_runs(shapes, args.optimizers, float8):
+        shape = shapes[name]
+        if run is None:
+            tokens = shape.batch_size * shape.seq_len
+            print(f"shape {name}: {asdict(shape)}, {tokens:,} tokens a micro-batch")
+        try:
+            if run is None:
+                measured = measure_reference(name, shape, args, peak)
+            else:
+                measured = measure_helox(name, shape, run, args, peak)
+        except Exception as error:  # one failed run must not cost the others
+            print(f"  {name} {run.name if run else 'reference'} failed: {error!r}")
+            continue
+        results.append(measured)
+        report(measured)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as out:
+                json.dump([asdict(r) for r in results], out, indent=2)
+    print("\n".join(ratio_lines(results, device)))
 
 
 def report(measured: Measurement) -> None:
@@ -349,7 +419,7 @@ def report(measured: Measurement) -> None:
         if measured.estimated_memory_gib is not None:
             memory += f" (helox plan's estimate {measured.estimated_memory_gib:.1f})"
     print(
-        f"  {measured.run:<18} {measured.tokens_per_second:>12,.0f} tokens/s  "
+        f"  {measured.shape:<5} {measured.run:<22} {measured.tokens_per_second:>12,.0f} tokens/s  "
         f"MFU {measured.mfu:.3f}{memory}"
     )
 

@@ -1,4 +1,5 @@
-"""The `helox` command: generate, chat, eval, humaneval, sft, dpo, import-hf, status, plan."""
+"""The `helox` command: generate, chat, eval, humaneval, sft, dpo, import-hf, status, plan,
+config."""
 
 from __future__ import annotations
 
@@ -156,18 +157,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from helox.config import format_config, validate_config
+    from helox.config_files import merged_config
+
+    config = merged_config(args.config or ["config.yaml"])
+    validate_config(config)
+    print(format_config(config), end="")
+    return 0
+
+
+def stage_section(config_path: str | None, stage: str) -> dict:
+    """Section `stage` of the config file at `config_path` completed (sft and dpo from
+    pretrain first), or {} for the stage's defaults."""
+    from helox.config import load_mapping, resolve_config
+
+    return resolve_config(load_mapping(config_path))[stage] if config_path else {}
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
-    from helox.config import (
-        SFTConfig,
-        TrackingConfig,
-        inherit_pretrain,
-        load_mapping,
-        section_from_dict,
-    )
+    from helox.config import SFTConfig, TrackingConfig, section_from_dict
     from helox.sft import run_sft
 
-    overrides = inherit_pretrain(load_mapping(args.config), "sft") if args.config else {}
-    config = section_from_dict(SFTConfig, overrides, "sft")
+    config = section_from_dict(SFTConfig, stage_section(args.config, "sft"), "sft")
     run_sft(
         pretrained_dir=args.pretrained_model,
         data_path=args.instruction_data,
@@ -188,16 +200,10 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
-    from helox.config import (
-        DPOConfig,
-        TrackingConfig,
-        inherit_pretrain,
-        load_mapping,
-        section_from_dict,
-    )
+    from helox.config import DPOConfig, TrackingConfig, section_from_dict
     from helox.dpo import run_dpo
 
-    overrides = inherit_pretrain(load_mapping(args.config), "dpo") if args.config else {}
+    overrides = stage_section(args.config, "dpo")
     run_dpo(
         sft_dir=args.sft_model,
         data_path=args.preference_data,
@@ -348,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--mfu", type=float, help="assumed for the hours (default 0.35)")
     plan.add_argument("--write", default=None, help="write the plan as a --configfile overlay")
     plan.set_defaults(func=cmd_plan)
+
+    config = commands.add_parser(
+        "config", help="every key of a configuration with its value, and the default if it differs"
+    )
+    config.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="config files merged in order, as snakemake's --configfile (default: config.yaml)",
+    )
+    config.set_defaults(func=cmd_config)
     return parser
 
 

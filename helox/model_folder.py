@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 from helox.config import ModelConfig, section_from_dict
 from helox.io import atomic_path, fsync_dir, fsync_file, read_json, write_json
 from helox.model import HeloxLM, create_model_from_config, head_dim, intermediate_size, kv_heads
-from helox.train.checkpoint import load_model_tensors, model_tensors
-from helox.train.device import DistributedEnv
+from helox.train.launch import DistributedEnv
+from helox.train.tensors import load_model_tensors, model_tensors
 from helox.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
 
 log = logging.getLogger(__name__)

@@ -12,45 +12,29 @@ writes it as a `--configfile` overlay; the presets in `helox/presets/` are such 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from helox.config import (
-    ModelConfig,
-    TokenizerConfig,
-    TrainingConfig,
-    load_mapping,
-    section_from_dict,
+from helox.config import ModelConfig, TrainingConfig, resolve_config, section_from_dict
+from helox.config_files import merged_config
+from helox.model import head_dim
+from helox.step_cost import (
+    DEVICES,
+    GIB,
+    RUNTIME_BYTES,
+    Device,
+    MemoryEstimate,
+    count_model,
+    estimate_memory,
 )
-from helox.model import HeloxLM, head_dim, intermediate_size, kv_heads
 
 PRESETS_DIR = Path(__file__).with_name("presets")
-GIB = 1 << 30
 
 
-@dataclass(frozen=True)
-class Device:
-    """One GPU: its memory and its dense bf16 tensor-core peak from the vendor's data sheet."""
-
-    label: str
-    memory_gib: float
-    peak_flops: float
-
-
-# A100 and H100 as in helox.train.metrics.BF16_PEAK_FLOPS (a test keeps them equal); the
-# RTX 4090's 165.2 TFLOP/s is bf16 with fp32 accumulation, dense (Ada whitepaper).
-DEVICES = {
-    "rtx4090": Device("NVIDIA RTX 4090 24 GB", 24, 165.2e12),
-    "a100-40gb": Device("NVIDIA A100 40 GB", 40, 312e12),
-    "a100-80gb": Device("NVIDIA A100 80 GB", 80, 312e12),
-    "h100": Device("NVIDIA H100 80 GB SXM", 80, 989e12),
-}
 # Helox's AdamW step reached 0.36 (124M) and 0.52 (1.3B) of an H100's peak (issue 16).
 DEFAULT_MFU = 0.35
 TOKENS_PER_PARAM = 20.0  # Chinchilla (Hoffmann et al. 2022)
@@ -60,7 +44,6 @@ MAX_TOKENS_PER_STEP = 1 << 19  # 524,288: Muon kept up with AdamW at 262k (issue
 MIN_STEPS = 1000
 MAX_MICRO_BATCH = 64
 USABLE_MEMORY = 0.9  # of the card; the rest is left to the allocator's fragmentation
-RUNTIME_BYTES = 1 * GIB  # CUDA context, cuBLAS workspaces, compiled kernels
 
 
 def shape_for_depth(depth: int, vocab_size: int, seq_len: int) -> ModelConfig:
@@ -82,66 +65,6 @@ def shape_for_depth(depth: int, vocab_size: int, seq_len: int) -> ModelConfig:
 def learning_rate_for_width(width: int) -> float:
     """Pretraining's peak learning rate, scaled as 1/sqrt(width) from the measured one."""
     return float(f"{BASE_LEARNING_RATE * math.sqrt(BASE_WIDTH / width):.2e}")
-
-
-def count_model(model: ModelConfig, seq_len: int) -> tuple[int, int, int]:
-    """(parameters, those Muon takes, training FLOPs per token), from the model built on
-    the meta device, so no memory is spent and the count is HeloxLM's own."""
-    return _count_model(dataclasses.astuple(model), seq_len)
-
-
-@functools.cache
-def _count_model(model_fields: tuple, seq_len: int) -> tuple[int, int, int]:
-    with torch.device("meta"):
-        built = HeloxLM(ModelConfig(*model_fields))
-    hidden = sum(
-        p.numel()
-        for name, p in built.named_parameters()
-        if p.dim() == 2 and (".self_attn." in name or ".mlp." in name)
-    )
-    return built.num_parameters(), hidden, built.flops_per_token(seq_len)
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes one GPU holds at the peak of a training step under bf16 autocast."""
-
-    weights: int  # fp32 masters plus the bf16 copies autocast makes for the matmuls
-    gradients: int  # fp32
-    optimizer: int  # AdamW: two fp32 moments; Muon: one fp32 momentum
-    activations: int  # what backward needs, for the whole micro-batch
-    checkpointed_activations: int  # the same with gradient checkpointing
-
-    def total(self, gradient_checkpointing: bool) -> int:
-        activations = self.checkpointed_activations if gradient_checkpointing else self.activations
-        return self.weights + self.gradients + self.optimizer + activations + RUNTIME_BYTES
-
-
-def layer_activation_bytes(model: ModelConfig) -> int:
-    """Bytes autograd keeps per token for one block under bf16 autocast: the two fp32
-    RMSNorms' inputs and outputs (16h), the bf16 inputs of the q/k/v and o projections
-    (4h), RoPE's and the flash kernel's queries, keys, values and output (8h + 8·kv),
-    and SwiGLU's gate, up, activation and product (8i)."""
-    width = model.hidden_size
-    kv_width = kv_heads(model) * head_dim(model)
-    return 28 * width + 8 * kv_width + 8 * intermediate_size(model)
-
-
-def estimate_memory(
-    model: ModelConfig, seq_len: int, micro_batch: int, optimizer: str
-) -> MemoryEstimate:
-    """Weights, gradients, optimizer states and activations of one training step."""
-    params, hidden, _ = count_model(model, seq_len)
-    states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
-    tokens = micro_batch * seq_len
-    per_layer = layer_activation_bytes(model)
-    # The embedding's fp32 output, the final norm, and the head's bf16 logits, their fp32
-    # copy, log-softmax and its gradient (2 + 4 + 4 + 4 bytes per vocabulary entry).
-    ends = 4 * model.hidden_size + 8 * model.hidden_size + 14 * model.vocab_size
-    stored = tokens * (model.num_layers * per_layer + ends)
-    # Checkpointing keeps each block's fp32 input and recomputes one block at a time.
-    checkpointed = tokens * (model.num_layers * 4 * model.hidden_size + per_layer + ends)
-    return MemoryEstimate(6 * params, 4 * params, states, stored, checkpointed)
 
 
 @dataclass(frozen=True)
@@ -275,30 +198,14 @@ def plan_for_hours(
 
 def plan_for_config(config: dict[str, Any], device: str, mfu: float = DEFAULT_MFU) -> Plan:
     """The cost of a config's own model and pretraining, as written."""
-    model = section_from_dict(ModelConfig, config.get("model"), "model")
+    config = resolve_config(config)
+    model = section_from_dict(ModelConfig, config["model"], "model")
     if not model.vocab_size:
-        vocab = config.get("tokenizer", {}).get("vocab_size", TokenizerConfig().vocab_size)
-        model = dataclasses.replace(model, vocab_size=vocab)
-    pretrain = section_from_dict(TrainingConfig, config.get("pretrain"), "pretrain")
+        model = dataclasses.replace(model, vocab_size=config["tokenizer"]["vocab_size"])
+    pretrain = section_from_dict(TrainingConfig, config["pretrain"], "pretrain")
     params, _, flops_per_token = count_model(model, pretrain.seq_len)
     memory = estimate_memory(model, pretrain.seq_len, pretrain.batch_size, pretrain.optimizer)
     return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
-
-
-def merged_config(paths: list[str | Path]) -> dict[str, Any]:
-    """The mappings in `paths` merged key by key, later ones winning, as `--configfile` does."""
-    merged: dict[str, Any] = {}
-    for path in paths:
-        merge_into(merged, load_mapping(path))
-    return merged
-
-
-def merge_into(target: dict[str, Any], overlay: dict[str, Any]) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge_into(target[key], value)
-        else:
-            target[key] = value
 
 
 def format_plan(plan: Plan) -> str:

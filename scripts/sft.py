@@ -1,10 +1,10 @@
 """Snakemake adapter: fine-tune the pretrained model on instruction data (through torchrun
 when nproc or nodes > 1)."""
 
-from helox.config import SFTConfig, TrackingConfig, section_from_dict
+from helox.config import SFTConfig, section_from_dict
 from helox.logs import setup_logging
 from helox.sft import SFTJob, launch_sft
-from helox.train.lineage import snakemake_job
+from helox.train.lineage import stage_job_arguments
 
 setup_logging(snakemake.log[0])
 job = SFTJob(
@@ -12,10 +12,6 @@ job = SFTJob(
     data_path=snakemake.input.data,
     output_dir=snakemake.output[0],
     config=section_from_dict(SFTConfig, snakemake.params.sft, "sft"),
-    seed=snakemake.params.seed,
-    tracking=section_from_dict(TrackingConfig, snakemake.config.get("tracking"), "tracking"),
-    checkpoint_dir=snakemake.params.checkpoints,
-    threads=snakemake.threads,
-    snakemake_job=snakemake_job(snakemake),
+    **stage_job_arguments(snakemake),
 )
 launch_sft(job, log_path=snakemake.log[0])

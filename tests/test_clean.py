@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helox.config import C4Config, CleanConfig, PiiConfig, section_from_dict
+from helox.config import CleanConfig, section_from_dict
 from helox.data.clean import clean_part, part_of
 from helox.data.dedup import empty_corpus_message
 from helox.data.documents import MAX_LISTED_SOURCES, OTHER_SOURCES, Document, Stats
 from helox.data.filters import (
+    C4Config,
     Drop,
     MaxLengthFilter,
     MinLengthFilter,
+    PiiConfig,
     Step,
     UnicodeNormalizer,
     UrlFilter,

@@ -1,5 +1,6 @@
-"""Bad config: every rule of the schema, broken one at a time in the shipped config, gives an
-error naming the key and what is allowed; and the workflow stops before any job runs.
+"""Bad config: every rule of the schema, broken one at a time in the shipped config (with its
+defaults), gives an error naming the key and what is allowed; and the workflow stops before
+any job runs.
 
 The cases are derived from the schema itself, so a rule added to it is tested at once, and
 a kind of rule this file cannot break fails the test that lists them.
@@ -17,10 +18,12 @@ import pytest
 import yaml
 from test_workflow import REPO, snakemake
 
-from helox.config import config_errors, schema
+from helox.config import config_errors, resolve_config
+from helox.config_check import schema
 
 SCHEMA = schema()
-SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text())
+# The shipped config completed with the defaults, so every key holds a value to break.
+SHIPPED = resolve_config(yaml.safe_load((REPO / "config.yaml").read_text()))
 BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 SIZES = ("minLength", "maxLength", "minItems", "maxItems")
 # Keywords that say nothing a value can break.

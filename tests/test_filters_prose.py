@@ -9,17 +9,20 @@ from collections import Counter
 
 import pytest
 
-from helox.config import C4Config, FineWebConfig, GopherQualityConfig, GopherRepetitionConfig
 from helox.data.documents import Document
 from helox.data.filters import (
+    C4Config,
     C4Filter,
     Drop,
+    FineWebConfig,
     FineWebFilter,
+    GopherQualityConfig,
     GopherQualityFilter,
+    GopherRepetitionConfig,
     GopherRepetitionFilter,
     Step,
 )
-from helox.data.filters.prose import WordNgrams
+from helox.data.filters.gopher import WordNgrams
 
 CONSONANTS = "bcdfghjklmnprstvz"
 VOWELS = "aeiou"
@@ -338,9 +341,9 @@ def test_fineweb_newlines_per_word() -> None:
 def test_prose_filter_configs_are_their_published_values() -> None:
     assert (GopherQualityConfig().min_words, GopherQualityConfig().min_stop_words) == (50, 2)
     assert GopherRepetitionConfig().max_top_ngram_char_fractions == [
-        (2, 0.20),
-        (3, 0.18),
-        (4, 0.16),
+        [2, 0.20],
+        [3, 0.18],
+        [4, 0.16],
     ]
     assert (C4Config().min_words_per_line, C4Config().min_sentences) == (5, 3)
     assert FineWebConfig().max_duplicate_line_char_fraction == 0.01

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask
 
+from helox.attention import packed_attention_mask, segment_block_mask
 from helox.config import ModelConfig
-from helox.model import create_model_from_config, packed_attention_mask, segment_block_mask
+from helox.model import create_model_from_config
 
 VOCAB = 60
 
@@ -30,7 +31,7 @@ def one_thread():
 def build(seed: int = 0, **overrides):
     fields = dict(
         vocab_size=VOCAB,
-        hidden_size=32,
+        hidden_size=64,  # heads of 16: Inductor's FlexAttention kernel needs at least that
         num_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -116,11 +117,13 @@ def test_block_mask_skips_tiles_between_documents() -> None:
 
 def test_kernel_choice() -> None:
     segments = torch.zeros(1, 8, dtype=torch.long)
-    assert isinstance(packed_attention_mask(segments, "auto", 0.0), torch.Tensor), "CPU: dense"
-    assert isinstance(packed_attention_mask(segments, "flex", 0.0), BlockMask)
-    assert isinstance(packed_attention_mask(segments, "sdpa", 0.0), torch.Tensor)
+    assert isinstance(packed_attention_mask(segments, "auto", 0.0, 16), torch.Tensor), "CPU"
+    assert isinstance(packed_attention_mask(segments, "flex", 0.0, 16), BlockMask)
+    assert isinstance(packed_attention_mask(segments, "sdpa", 0.0, 16), torch.Tensor)
     with pytest.raises(ValueError, match="no attention dropout"):
-        packed_attention_mask(segments, "flex", 0.1)
+        packed_attention_mask(segments, "flex", 0.1, 16)
+    with pytest.raises(ValueError, match="at least 16 wide, got 8"):
+        packed_attention_mask(segments, "flex", 0.0, 8)
     with pytest.raises(ValueError, match="unknown attention kernel 'fast'"):
         build().set_attention_kernel("fast")
 
@@ -146,6 +149,11 @@ def test_flex_training_step_matches_the_dense_mask_on_cuda() -> None:
     mask's within bf16 rounding."""
     ids, extra, _ = packed_batch()
     ids, extra = ids.cuda(), {k: v.cuda() for k, v in extra.items()}
+    head_size = build().model.head_size
+    assert isinstance(
+        packed_attention_mask(extra["segment_ids"], "auto", 0.0, head_size), BlockMask
+    )
+    assert isinstance(packed_attention_mask(extra["segment_ids"], "auto", 0.0, 8), torch.Tensor)
     results = []
     for kernel in ("sdpa", "auto"):
         model = build(seed=3, initializer_range=0.02).cuda().train()

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from helox.config import (
+from helox.config import CleanConfig, SourceConfig
+from helox.data.clean import clean_part
+from helox.data.documents import Document, Stats
+from helox.data.filters import (
     C4Config,
-    CleanConfig,
     FineWebConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
     ParagraphQualityConfig,
-    SourceConfig,
+    apply_steps,
+    build_steps,
 )
-from helox.data.clean import clean_part
-from helox.data.documents import Document, Stats
-from helox.data.filters import apply_steps, build_steps
 from helox.data.kinds import detect_kind, paragraphs
 from helox.io import iter_jsonl
 

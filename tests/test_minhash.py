@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helox.config import DedupConfig, section_from_dict
+from helox.config import DedupConfig, resolve_config, section_from_dict
 from helox.data.dedup import cluster_parts, sign_part
 from helox.data.minhash import MinHasher, UnionFind, bucket_pairs, shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
@@ -91,7 +91,7 @@ def planted(tmp_path_factory) -> tuple[list[str], dict[tuple[int, int], float]]:
 
 
 def test_shipped_config_is_the_default() -> None:
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = resolve_config(yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")))
     assert section_from_dict(DedupConfig, config["dedup"], "dedup") == DedupConfig()
 
 

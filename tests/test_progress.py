@@ -6,6 +6,8 @@ import io
 import logging
 from types import SimpleNamespace
 
+import torch
+
 from helox.progress import CLEAR_LINE, ProgressBar
 from helox.train.hooks import ProgressHook
 from helox.train.loop import StepResult
@@ -43,12 +45,16 @@ def test_bar_elsewhere_logs_plain_lines_now_and_then(caplog):
 
 
 def test_training_hook_draws_steps_only_on_a_terminal():
-    trainer = SimpleNamespace(is_main=True, config=SimpleNamespace(total_steps=3))
+    trainer = SimpleNamespace(
+        is_main=True,
+        config=SimpleNamespace(total_steps=3),
+        progress=SimpleNamespace(loss_history=[[1, 4.5]]),
+    )
     terminal, pipe = Terminal(), io.StringIO()
     for stream in (terminal, pipe):
         hook = ProgressHook("pretrain", stream)
         for step in (2, 3):  # resumed after step 1
-            hook(trainer, StepResult(step, 4.5, 1.0, 1e-3, 0.01, False))
+            hook(trainer, StepResult(step, 1e-3, torch.tensor([4.5, 1.0, 0.0])))
     assert "pretrain [" in terminal.getvalue() and "3/3 steps" in terminal.getvalue()
     assert "loss 4.5000" in terminal.getvalue()
     assert pipe.getvalue() == ""

@@ -11,7 +11,15 @@ import yaml
 from test_distributed import kill_tree, wait_for
 from test_workflow import REPO, TINY, snakemake, snakemake_command
 
-from helox.config import ModelConfig, ShardsConfig, TokenizerConfig, TrackingConfig, TrainingConfig
+from helox.config import (
+    ModelConfig,
+    ShardsConfig,
+    TokenizerConfig,
+    TrackingConfig,
+    TrainingConfig,
+    resolve_config,
+)
+from helox.config_files import merge_into
 from helox.io import read_json
 from helox.pretrain import run_pretrain
 from helox.shards import build_dataset_shards
@@ -48,12 +56,12 @@ def prepare_inputs(workdir: Path, doc_parts: list[Path]) -> None:
 
 
 def effective_config() -> dict:
-    """config.yaml with the tiny workflow overlay and this module's on top."""
+    """config.yaml with the tiny workflow overlay and this module's on top, completed with the
+    defaults as the rules see it."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for layer in (TINY, OVERLAY):
-        for section, values in layer.items():
-            config[section].update(copy.deepcopy(values))
-    return config
+        merge_into(config, copy.deepcopy(layer))
+    return resolve_config(config)
 
 
 def start_snakemake(workdir: Path) -> subprocess.Popen:

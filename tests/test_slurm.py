@@ -1,6 +1,7 @@
-"""The tiny workflow submitted through workflow/profiles/slurm to a real one-node Slurm cluster
-(tests/slurm/start_slurm.sh), checked against a local run of the same workflow; and a training
-job that asks for two nodes, on a second cluster that presents two nodes on this machine.
+"""The tiny workflow, through pretraining, submitted through workflow/profiles/slurm to a real
+one-node Slurm cluster (tests/slurm/start_slurm.sh), checked against a local run of the same
+workflow; and a training job that asks for two nodes, on a second cluster that presents two nodes
+on this machine.
 
 Skipped, with the reason printed, where Slurm cannot be installed and started: not root, or apt
 cannot install Debian's packages.
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,16 +35,20 @@ START_SLURM = Path(__file__).parent / "slurm" / "start_slurm.sh"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 # One line per finished job, written by slurmctld (JobCompLoc in start_slurm.sh).
 JOB_LOG = Path("/var/log/slurm/jobcomp.log")
-# What the two runs must agree on byte for byte: every data stage, and the trained model folders
+# The target: every data stage and a training stage, each its own Slurm job, on the cpu and the
+# gpu partition. SFT and DPO are training jobs like pretrain (the profile's routing of every
+# rule is tests/test_profiles.py's); each further stage would add a job's wait to the test.
+TARGET = "results/pretrain/final"
+# What the two runs must agree on byte for byte: every data stage, and the trained model folder
 # apart from metrics.json, which also holds timings.
 DATA_STAGES = ("sample", "clean", "dedup", "tokenizer", "shards")
-MODEL_FOLDERS = ("pretrain/final", "sft/final")
+MODEL_FOLDERS = ("pretrain/final",)
 LEARNING_METRICS = ("steps", "train_tokens_seen", "train_loss", "val_loss", "loss_history")
-# The tiny workflow with a few training steps instead of its 150 + 12: every stage still runs as
-# its own job, and the two runs together stay within a few minutes on 2 cores.
+# The tiny workflow with a few training steps, and no MLflow run to open (tests/test_workflow.py
+# and tests/test_tracking.py check those).
 SHORT_TRAINING = {
-    stage: {"total_steps": 6, "warmup_steps": 2, "eval_steps": 3, "save_steps": 3}
-    for stage in ("pretrain", "sft")
+    "pretrain": {"total_steps": 6, "warmup_steps": 2, "eval_steps": 3, "save_steps": 3},
+    "tracking": {"enabled": False},
 }
 
 
@@ -66,7 +72,8 @@ def partitions(profile: dict) -> list[str]:
 def one_node_profile(folder: Path) -> Path:
     """The slurm profile as the test cluster can run it: no GPUs and a few GB of memory on its one
     node, and no accounting database, so no account to charge and job states read from squeue
-    (which keeps finished jobs for MinJobAge = 600 s, over 3 x the first status check's 2 s)."""
+    (which keeps finished jobs for MinJobAge = 600 s). The executor checks 10 s after a job
+    finished and 10 s longer each time none did (10, 30, 60 s...): most jobs here take 15-30 s."""
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     for resources in profile["set-resources"].values():
         resources.update(gpu=0, mem_mb=4000)
@@ -74,7 +81,7 @@ def one_node_profile(folder: Path) -> Path:
         {
             "slurm-no-account": True,
             "slurm-status-command": "squeue",
-            "slurm-init-seconds-before-status-checks": 2,
+            "slurm-init-seconds-before-status-checks": 10,
         }
     )
     folder.mkdir()
@@ -116,13 +123,19 @@ def slurm_cluster():
 
 @pytest.fixture(scope="module")
 def runs(slurm_cluster, tmp_path_factory) -> dict[str, Run]:
+    """The Slurm run and the local run, side by side: the Slurm one mostly waits on the queue."""
     profile = one_node_profile(tmp_path_factory.mktemp("profile") / "slurm")
-    runs = {}
-    for name, extra in (("slurm", ["--workflow-profile", str(profile)]), ("local", [])):
-        workdir = tmp_path_factory.mktemp(name)
-        result = snakemake(workdir, "results/sft/final", *extra, overlay=SHORT_TRAINING)
-        runs[name] = Run(workdir, result)
-        assert runs[name].result.returncode == 0, f"{name} run:\n{runs[name].output[-8000:]}"
+    extra_args = {"slurm": ["--workflow-profile", str(profile)], "local": []}
+    workdirs = {name: tmp_path_factory.mktemp(name) for name in extra_args}
+
+    def run(name: str) -> Run:
+        args = (TARGET, *extra_args[name])
+        return Run(workdirs[name], snakemake(workdirs[name], *args, overlay=SHORT_TRAINING))
+
+    with ThreadPoolExecutor(len(extra_args)) as pool:
+        runs = dict(zip(extra_args, pool.map(run, extra_args), strict=True))
+    for name, finished in runs.items():
+        assert finished.result.returncode == 0, f"{name} run:\n{finished.output[-8000:]}"
     return runs
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
+from test_workflow import TINY
 
 import helox
-from helox.config import TrackingConfig
+from helox.config import ModelConfig, SFTConfig, TrackingConfig, TrainingConfig
+from helox.dpo import run_dpo
 from helox.io import sha256_file
-from helox.train.lineage import git_commit, lineage_tags
+from helox.pretrain import PretrainJob
+from helox.sft import SFTJob
+from helox.train.lineage import git_commit, lineage_tags, stage_job_arguments
 from helox.train.tracking import PARENT_TAG, PIPELINE_TAG, Tracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +68,9 @@ def test_training_runs_nest_under_one_pipeline_run_with_lineage(pipeline):
     history = mlflow.MlflowClient(uri).get_metric_history(
         children["pretrain"].info.run_id, "train/loss"
     )
-    assert [m.step for m in history] == list(range(10, 151, 10))
+    pretrain = TINY["pretrain"]
+    logged = range(pretrain["log_steps"], pretrain["total_steps"] + 1, pretrain["log_steps"])
+    assert [m.step for m in history] == list(logged)
 
 
 def test_runs_with_one_pipeline_key_share_one_parent(tmp_path, monkeypatch):
@@ -84,3 +92,24 @@ def test_lineage_outside_a_git_checkout_says_unknown(tmp_path, monkeypatch):
     tags = lineage_tags(None, "abc", None)
     assert tags["helox.git_commit"] == tags["helox.manifest_sha256"] == "unknown"
     assert tags["helox.snakemake_job"] == "none"
+
+
+def test_a_stage_adapter_takes_seed_tracking_checkpoints_threads_and_job_name() -> None:
+    job = SimpleNamespace(
+        params=SimpleNamespace(seed=7, checkpoints="results/sft/checkpoints"),
+        config={"tracking": {"enabled": False, "experiment": "x"}},
+        threads=3,
+        rule="evaluate",
+        wildcards={"stage": "sft"},
+    )
+    arguments = stage_job_arguments(job)
+    assert arguments == {
+        "seed": 7,
+        "tracking": TrackingConfig(enabled=False, experiment="x"),
+        "checkpoint_dir": "results/sft/checkpoints",
+        "threads": 3,
+        "snakemake_job": "evaluate[stage=sft]",
+    }
+    SFTJob(pretrained_dir="p", data_path="d", output_dir="o", config=SFTConfig(), **arguments)
+    PretrainJob("m", "t", "o", ModelConfig(), TrainingConfig(), init_dir=None, **arguments)
+    assert set(arguments) <= set(inspect.signature(run_dpo).parameters)  # the DPO adapter's call

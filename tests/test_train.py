@@ -34,7 +34,7 @@ from helox.train.device import DeviceManager
 from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
 from helox.train.metrics import peak_flops, token_byte_lengths
 from helox.train.objective import z_loss
-from helox.train.optim import Muon, build_optimizer
+from helox.train.optim import Muon, build_optimizer, orthogonalise, orthogonalise_shared
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
 from helox.vocab import SPECIAL_IDS, load_tokenizer
@@ -367,6 +367,30 @@ def test_non_finite_steps_are_skipped_and_counted(manifest: Path, tmp_path: Path
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_steps_read_from_the_device_in_batches_give_the_same_run(
+    manifest: Path, tmp_path: Path, optimizer: str
+) -> None:
+    still = dataclasses.replace(MODEL, dropout=0.0)
+    runs = {}
+    for log_steps in (1, 3):
+        config = dataclasses.replace(TRAINING, optimizer=optimizer, log_steps=log_steps)
+        inner = PackedBatches(TokenStream(manifest, "train"), 16, 4, seed=0)
+        runs[log_steps] = run_training(
+            manifest,
+            tmp_path / str(log_steps),
+            config,
+            train_batches=PoisonedBatches(inner, lambda n: n == 5),
+            model_config=still,
+        )
+    (every, every_model), (batched, batched_model) = runs[1], runs[3]
+    assert batched["skipped_steps"] == every["skipped_steps"] == 1
+    assert batched["loss_history"] == every["loss_history"]
+    assert [entry["step"] for entry in batched["log_history"]] == [3, 6, 8]
+    for a, b in zip(every_model.parameters(), batched_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_too_many_non_finite_steps_in_a_row_stop_the_run_with_the_checkpoint_intact(
     manifest: Path, tmp_path: Path
 ) -> None:
@@ -624,6 +648,83 @@ def test_muon_makes_torchs_update_in_fp32() -> None:
             optimizer.step()
     assert torch.allclose(ours, theirs, atol=5e-3)
     assert not torch.allclose(ours, theirs, atol=1e-6)  # bf16 against fp32
+
+
+def test_muon_orthogonalises_a_stack_of_matrices_as_each_alone() -> None:
+    torch.manual_seed(0)
+    for shape in ((48, 16), (16, 48)):
+        matrices = torch.randn(3, *shape)
+        stacked = orthogonalise(matrices)
+        for matrix, result in zip(matrices, stacked, strict=True):
+            assert torch.allclose(result, orthogonalise(matrix), atol=1e-5)
+        singular = torch.linalg.svdvals(stacked)
+        assert singular.min() > 0.5 and singular.max() < 1.3  # near-orthogonal, as designed
+
+
+def test_muon_with_found_inf_set_leaves_weights_and_momentum_untouched() -> None:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(8, 4)) for _ in range(3)]
+    optimizer = Muon(params, lr=0.1, weight_decay=0.1)
+    for param in params:
+        param.grad = torch.randn(8, 4)
+    optimizer.step()
+    before = [p.detach().clone() for p in params]
+    momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in params]
+    for param in params:
+        param.grad = torch.full((8, 4), math.nan)
+    optimizer.found_inf = torch.tensor(1.0)
+    optimizer.step()
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+    assert all(
+        torch.equal(optimizer.state[p]["momentum_buffer"], m)
+        for p, m in zip(params, momentum, strict=True)
+    )
+    for param in params:
+        param.grad = torch.randn(8, 4)
+    optimizer.found_inf = torch.tensor(0.0)
+    optimizer.step()
+    assert all(not torch.equal(p, b) for p, b in zip(params, before, strict=True))
+
+
+def share_orthogonalisation(rank: int, rendezvous: str, matrices: torch.Tensor) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2
+    )
+    try:
+        assert torch.equal(orthogonalise_shared(matrices), orthogonalise(matrices))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_muon_under_two_processes_shares_the_matrices_and_gathers_every_result(
+    tmp_path: Path,
+) -> None:
+    matrices = torch.randn(5, 8, 12)  # an odd count: the second process gets one padded slot
+    torch.multiprocessing.spawn(
+        share_orthogonalisation, args=(str(tmp_path / "rendezvous"), matrices), nprocs=2
+    )
+
+
+def test_float8_trains_the_projections_and_keeps_the_checkpoint_format(
+    manifest: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torchao")
+    from torchao.float8.float8_linear import Float8Linear
+
+    still = dataclasses.replace(MODEL, dropout=0.0)
+    plain, _ = run_training(manifest, tmp_path / "plain", model_config=still)
+    config = dataclasses.replace(TRAINING, float8=True)
+    float8, model = run_training(manifest, tmp_path / "float8", config, model_config=still)
+    converted = {n for n, m in model.named_modules() if isinstance(m, Float8Linear)}
+    assert converted == {
+        n for n, m in model.named_modules() if n.endswith("_proj") and "layers." in n
+    }
+    assert float8["loss_history"][-1][1] < float8["loss_history"][0][1]
+    assert float8["loss_history"] != plain["loss_history"]  # the matmuls did change
+    assert float8["val_loss"] == pytest.approx(plain["val_loss"], rel=0.05)
+    reloaded = create_model_from_config(still)
+    load_checkpoint(latest_checkpoint(tmp_path / "float8"), reloaded)
+    assert set(reloaded.state_dict()) == set(model.state_dict())
 
 
 def test_a_checkpoint_that_predates_a_model_switch_counts_it_as_its_default(tmp_path) -> None:

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from helox.model import IGNORE_INDEX, HeloxLM, KVCache
+from helox.attention import KVCache
+from helox.model import IGNORE_INDEX, HeloxLM
 from helox.model_folder import load_final
 from helox.train.device import DeviceManager
 from helox.vocab import EOS, PAD, SPECIAL_IDS, load_tokenizer

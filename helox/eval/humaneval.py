@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from helox.chat import END, EOS, render_prompt
-from helox.config import HumanEvalConfig
+from helox.eval.config import HumanEvalConfig
 from helox.eval.sandbox import RunResult, SandboxLimits, run_programs
 from helox.generate import Generator, is_chat_model
 

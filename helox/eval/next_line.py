@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from helox.config import NextLineTaskConfig
+from helox.eval.config import NextLineTaskConfig
 from helox.io import JsonlWriter
 from helox.shards import manifest_of_tokenizer, read_shard
 from helox.vocab import EOS, SPECIAL_IDS, load_tokenizer

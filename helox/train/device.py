@@ -9,7 +9,6 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -17,38 +16,13 @@ from torch import Tensor, nn
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
+from helox.train.launch import DistributedEnv
+
 log = logging.getLogger(__name__)
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 KEEP_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class DistributedEnv:
-    """This process's place in a torchrun launch; a single process is rank 0 of 1."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @classmethod
-    def from_environ(cls) -> DistributedEnv:
-        return cls(
-            rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def keep_freed_memory() -> None:

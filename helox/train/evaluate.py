@@ -25,10 +25,18 @@ def to_device(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor, dict[
     input_ids, labels, *rest = batch
     extra = rest[0] if rest else {}
     return (
-        input_ids.to(device, non_blocking=True),
-        labels.to(device, non_blocking=True),
-        {key: value.to(device, non_blocking=True) for key, value in extra.items()},
+        move(input_ids, device),
+        move(labels, device),
+        {key: move(value, device) for key, value in extra.items()},
     )
+
+
+def move(tensor: Tensor, device: torch.device) -> Tensor:
+    """`tensor` on `device`; a CPU tensor bound for CUDA goes through pinned memory, so the
+    copy runs asynchronously while the host prepares the next batch."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 @dataclass

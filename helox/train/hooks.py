@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 class ProgressHook:
     """A bar over the run's steps with rate, ETA and loss, drawn when `stream` is a terminal.
 
-    Elsewhere it stays silent: the loop's own log lines are the periodic plain report.
+    Elsewhere it stays silent: the loop's own log lines are the periodic plain report. The
+    loss shown is the latest the loop has read (on log steps), so the bar never waits for
+    the device.
     """
 
     def __init__(self, label: str, stream: TextIO | None = None):
@@ -36,7 +38,8 @@ class ProgressHook:
                 note=lambda: f"loss {self.loss:.4f}",
                 stream=self.stream,
             )
-        self.loss = result.loss
+        history = trainer.progress.loss_history
+        self.loss = history[-1][1] if history else float("nan")
         self.bar.update(1)
         if result.step >= total:
             self.bar.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import helox
+from helox.config import TrackingConfig, section_from_dict
 from helox.io import read_json
 from helox.train.checkpoint import step_dirs
 from helox.train.tracking import FINAL_DIR_TAG
@@ -50,6 +51,18 @@ def snakemake_job(smk: Any) -> str:
     """`rule[wildcard=value,...]` of the `snakemake` object a `script:` adapter is given."""
     wildcards = ",".join(f"{name}={value}" for name, value in smk.wildcards.items())
     return f"{smk.rule}[{wildcards}]" if wildcards else smk.rule
+
+
+def stage_job_arguments(smk: Any) -> dict[str, Any]:
+    """What every training stage's run takes from its Snakemake job (the `snakemake` object
+    of a `script:` adapter): seed, tracking, checkpoint folder, threads and the job's name."""
+    return {
+        "seed": smk.params.seed,
+        "tracking": section_from_dict(TrackingConfig, smk.config.get("tracking"), "tracking"),
+        "checkpoint_dir": smk.params.checkpoints,
+        "threads": smk.threads,
+        "snakemake_job": snakemake_job(smk),
+    }
 
 
 def lineage_tags(

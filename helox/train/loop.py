@@ -41,9 +41,10 @@ from helox.train.checkpoint import (
 )
 from helox.train.device import DeviceManager
 from helox.train.evaluate import Batch, to_device
+from helox.train.float8 import float8_projections
 from helox.train.metrics import peak_flops
 from helox.train.objective import NextTokenObjective, Objective
-from helox.train.optim import build_optimizer
+from helox.train.optim import build_optimizer, step_unless
 from helox.train.schedule import make_schedule
 from helox.train.tracking import Tracker
 
@@ -91,12 +92,30 @@ class Progress:
 
 @dataclass
 class StepResult:
+    """One optimizer step. Its loss, gradient norm and skip flag stay on the device as
+    `readings` until read, so the host can queue the next step meanwhile."""
+
     step: int
-    loss: float
-    grad_norm: float
     lr: float
-    seconds: float
-    skipped: bool
+    readings: Tensor  # [loss, grad_norm, 1.0 if the update was skipped else 0.0]
+    values: list[float] | None = None
+
+    def read(self) -> list[float]:
+        if self.values is None:
+            self.values = self.readings.tolist()
+        return self.values
+
+    @property
+    def loss(self) -> float:
+        return self.read()[0]
+
+    @property
+    def grad_norm(self) -> float:
+        return self.read()[1]
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.read()[2])
 
 
 Hook = Callable[["Trainer", StepResult], None]
@@ -136,6 +155,8 @@ class Trainer:
         self.flops_per_token = model.flops_per_token(config.seq_len)
         self.model = model.to(self.device)
         self.model.set_gradient_checkpointing(config.gradient_checkpointing)
+        if config.float8:
+            float8_projections(self.model, self.device)
         autocast_dtype = device_manager.autocast_dtype(config.mixed_precision)
         self.autocast = (
             nullcontext()
@@ -168,6 +189,8 @@ class Trainer:
         self._consecutive_skips = 0
         self._last_saved_step = -1
         self._last_eval: dict[str, float] = {}
+        self._unread: list[StepResult] = []
+        self._clock = time.perf_counter()
         self._interval_seconds = 0.0
         self._interval_start_step = 0
 
@@ -184,12 +207,14 @@ class Trainer:
             self.resume()
         elapsed_before, started = self.progress.elapsed_seconds, time.perf_counter()
         self._interval_start_step = self.progress.step
+        self._clock = started
         self.model.train()
         while self.progress.step < self.config.total_steps:
             result = self.train_step()
             self.progress.elapsed_seconds = elapsed_before + time.perf_counter() - started
             step = result.step
             if step % self.config.log_steps == 0 or step == self.config.total_steps:
+                self.read_steps()
                 self.log_progress(result)
             if step % self.config.eval_steps == 0:
                 self.evaluate()
@@ -197,6 +222,7 @@ class Trainer:
                 self.save()
             for hook in self.hooks:
                 hook(self, result)
+        self.read_steps()
         if self._last_eval.get("step") != self.progress.step:
             self.evaluate()
         self.progress.elapsed_seconds = elapsed_before + time.perf_counter() - started
@@ -205,8 +231,11 @@ class Trainer:
         return self.metrics()
 
     def train_step(self) -> StepResult:
-        """One optimizer step over `gradient_accumulation_steps` micro-batches."""
-        started = time.perf_counter()
+        """One optimizer step over `gradient_accumulation_steps` micro-batches.
+
+        Nothing here waits for the device (except under fp16's GradScaler): a non-finite
+        loss or gradient norm skips the update on the device, and `read_steps` counts it.
+        """
         step = self.progress.step
         lr = self.schedule(step)
         for group in self.optimizer.param_groups:
@@ -230,37 +259,52 @@ class Trainer:
         if isinstance(grad_norm, DTensor):
             grad_norm = grad_norm.full_tensor()
         mean_loss = self.device_manager.mean_over_processes(loss_sum / accumulation)
-        loss_value, norm_value = torch.stack([mean_loss, grad_norm.float()]).tolist()
-        scaler_handles_overflow = self.scaler.is_enabled()
-        skipped = not math.isfinite(loss_value) or (
-            not math.isfinite(norm_value) and not scaler_handles_overflow
-        )
-        if skipped:
-            self._skip(step, loss_value, norm_value)
+        grad_norm = grad_norm.float()
+        if self.scaler.is_enabled():
+            # GradScaler skips overflowing gradients itself (and lowers its scale).
+            found_inf = (~torch.isfinite(mean_loss)).float()
+            if not found_inf.item():
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
         else:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self._consecutive_skips = 0
-            self.progress.loss_history.append([step + 1, loss_value])
+            found_inf = (~(torch.isfinite(mean_loss) & torch.isfinite(grad_norm))).float()
+            step_unless(self.optimizer, found_inf)
         self.optimizer.zero_grad(set_to_none=True)
-        seconds = time.perf_counter() - started
+        result = StepResult(step + 1, lr, torch.stack([mean_loss.float(), grad_norm, found_inf]))
+        self._unread.append(result)
         self.progress.step = step + 1
         self.progress.tokens_seen += self.tokens_per_step
-        self.progress.train_seconds += seconds
-        self._interval_seconds += seconds
-        return StepResult(step + 1, loss_value, norm_value, lr, seconds, skipped)
+        return result
+
+    def read_steps(self) -> None:
+        """Read every step not yet read in one transfer from the device: record its loss,
+        count skipped updates (stopping after too many in a row), and add the time the
+        device took to the training time. The loop calls this on log, eval and save steps."""
+        if not self._unread:
+            return
+        values = torch.stack([result.readings for result in self._unread]).tolist()
+        unread, self._unread = self._unread, []
+        for result, (loss, grad_norm, skipped) in zip(unread, values, strict=True):
+            result.values = [loss, grad_norm, skipped]
+            if skipped:
+                self._skip(result.step, loss, grad_norm)
+            else:
+                self._consecutive_skips = 0
+                self.progress.loss_history.append([result.step, loss])
+        now = time.perf_counter()
+        self.progress.train_seconds += now - self._clock
+        self._interval_seconds += now - self._clock
+        self._clock = now
 
     def _skip(self, step: int, loss: float, grad_norm: float) -> None:
         """Count a step whose update was dropped; stop the run after too many in a row."""
         self.progress.skipped_steps += 1
         self._consecutive_skips += 1
-        log.warning(
-            "step %d: loss %s, grad norm %s; skipping the update", step + 1, loss, grad_norm
-        )
+        log.warning("step %d: loss %s, grad norm %s; its update was skipped", step, loss, grad_norm)
         limit = self.config.max_consecutive_skips
         if self._consecutive_skips >= limit:
             raise NonFiniteTrainingError(
-                f"stopping at step {step + 1}: {limit} steps in a row had a non-finite loss or "
+                f"stopping at step {step}: {limit} steps in a row had a non-finite loss or "
                 f"gradient (max_consecutive_skips); no checkpoint was written since, so the "
                 f"newest in {self.checkpoint_dir} is intact. Lower learning_rate or check the "
                 f"data, then rerun to resume from it"
@@ -325,6 +369,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """The objective's validation metrics (for next-token prediction: loss, perplexity and
         with `token_bytes` bits per byte) over at most `eval_batches` validation batches."""
+        self.read_steps()
         score = self.objective.score(
             self.model,
             islice(self.val_batches_fn(), self.config.eval_batches),
@@ -352,10 +397,12 @@ class Trainer:
                     },
                     step,
                 )
+        self._clock = time.perf_counter()
         return self._last_eval
 
     def save(self) -> None:
         """Write a step checkpoint: every process gathers, rank 0 writes."""
+        self.read_steps()
         path = save_checkpoint(
             self.checkpoint_dir,
             self.progress.step,
@@ -370,6 +417,7 @@ class Trainer:
             log.info("saved checkpoint %s", path)
         self._last_saved_step = self.progress.step
         self.device_manager.barrier()
+        self._clock = time.perf_counter()
 
     def resume(self) -> None:
         """Continue from the newest intact checkpoint of this run.

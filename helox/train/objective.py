@@ -51,7 +51,7 @@ class NextTokenObjective:
     def loss(
         self, model: nn.Module, input_ids: Tensor, labels: Tensor, extra: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        output = model(input_ids, labels, **extra)
+        output = model(input_ids, labels, return_logits=bool(self.z_loss_weight), **extra)
         if not self.z_loss_weight:
             return output.loss, output.loss
         return output.loss, output.loss + self.z_loss_weight * z_loss(output.logits, labels)

@@ -152,6 +152,10 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$JOB_LOG
 # Finished jobs stay visible to squeue for 10 minutes: the Snakemake executor reads their state there.
 MinJobAge=600
+# A client retries an unreachable controller once a second for MessageTimeout seconds (default
+# 10), and the Snakemake Slurm plugin runs "scontrol show config" whenever Snakemake starts: with
+# the daemons down, every snakemake call in the suite would wait 9 s for it, and waits 4 s so.
+MessageTimeout=5
 ReturnToService=2
 SlurmdTimeout=60
 KillWait=5
@@ -242,6 +246,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
+# sbatch --wait asks after 2 s, then 4 times longer each time while under MinJobAge / 2 (2, 8,
+# 32 s...): at 5 it asks every 2 s, and a finished job is kept at least that long.
+MinJobAge=5
 ReturnToService=2
 KillWait=5
 NodeName=$first NodeAddr=127.0.0.1 Port=6918 CPUs=1 RealMemory=2000 State=UNKNOWN
@@ -259,12 +266,15 @@ CONF
 }
 
 stop_two() {
-  local pid_file pid
+  local pid_file pid stopping=()
   for pid_file in "$1"/slurmd-*.pid "$1/slurmctld.pid"; do
     [[ -s $pid_file ]] || continue
     pid=$(cat "$pid_file")
-    kill "$pid" 2>/dev/null || continue
-    wait_until 20 bash -c "! kill -0 $pid" || fail "pid $pid ($pid_file) did not stop"
+    kill "$pid" 2>/dev/null && stopping+=("$pid")
+  done
+  # All three told at once, then waited for: each takes a few seconds to shut down.
+  for pid in "${stopping[@]}"; do
+    wait_until 20 bash -c "! kill -0 $pid" || fail "pid $pid did not stop"
   done
 }
 

@@ -1,10 +1,11 @@
-# Shared by every rule: config validation, the scatter width, the sources.
+# Shared by every rule: config validation and completion, the scatter width, the sources.
 
-from helox.config import FINE_TUNING_STAGES, inherit_pretrain, validate_config
+from helox.config import resolve_config, validate_config
 
 validate_config(config)
-# sft: and dpo: state what differs from pretrain: and take the rest from it.
-config.update({stage: inherit_pretrain(config, stage) for stage in FINE_TUNING_STAGES})
+# Every key the config files leave out takes its default from helox.config (`helox config`
+# prints them all); sft: and dpo: take pretrain:'s training keys first.
+config.update(resolve_config(config))
 
 from helox.data.clean import corpus_sources
 from helox.train.launch import scheduler_request

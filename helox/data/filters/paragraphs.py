@@ -11,66 +11,54 @@ a play's speaker names) never count as repeats.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
-from helox.config import ParagraphQualityConfig
 from helox.data.documents import Document
-from helox.data.filters.base import Drop, Step, ratio
-from helox.data.filters.prose import LETTER, duplicates, strip_punctuation
+from helox.data.filters.base import Drop
+from helox.data.filters.words import STOP_WORDS, WordRules, repeats_drop
 
 
-class ParagraphQualityFilter(Step):
+@dataclass
+class ParagraphQualityConfig:
+    """Hard-wrapped text (books, documentation) judged on re-flowed paragraphs, never on lines."""
+
+    enabled: bool = True
+    kinds: list[str] = field(default_factory=lambda: ["prose", "docs"])
+    min_words: int = 50
+    min_mean_word_length: float = 3
+    max_mean_word_length: float = 10
+    min_alphabetic_word_fraction: float = 0.6  # documentation holds code samples
+    min_stop_words: int = 2
+    stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
+    max_duplicate_paragraph_fraction: float = 0.30
+    max_duplicate_paragraph_char_fraction: float = 0.20
+    # Paragraphs of at most this many characters (headings, speaker names) never count as repeats.
+    min_repeated_paragraph_chars: int = 40
+
+
+class ParagraphQualityFilter(WordRules):
     name = "paragraph_quality"
-
-    def __init__(self, config: ParagraphQualityConfig):
-        self.config = config
-        self.kinds = frozenset(config.kinds)
-        self.stop_words = frozenset(word.lower() for word in config.stop_words)
+    config: ParagraphQualityConfig
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
-        return self._check_words(doc) or self._check_repeats(doc) or doc
-
-    def _check_words(self, doc: Document) -> Drop | None:
-        config = self.config
-        words = strip_punctuation(doc.view.lower).split()
-        count = len(words)
-        if count < max(config.min_words, 1):
-            return self.drop("too_few_words", f"{count} words < {config.min_words}")
-        mean_length = sum(map(len, words)) / count
-        if mean_length < config.min_mean_word_length:
-            return self.drop(
-                "short_words", f"mean word length {mean_length:.2f} < {config.min_mean_word_length}"
-            )
-        if mean_length > config.max_mean_word_length:
-            return self.drop(
-                "long_words", f"mean word length {mean_length:.2f} > {config.max_mean_word_length}"
-            )
-        alphabetic = sum(1 for word in words if LETTER.search(word)) / count
-        if alphabetic < config.min_alphabetic_word_fraction:
-            return self.drop(
-                "non_alphabetic_words",
-                f"{alphabetic:.3f} of words have a letter < {config.min_alphabetic_word_fraction}",
-            )
-        found = len(self.stop_words.intersection(words))
-        if found < config.min_stop_words:
-            return self.drop("stop_words", f"{found} distinct stop words < {config.min_stop_words}")
-        return None
-
-    def _check_repeats(self, doc: Document) -> Drop | None:
+        words = self.words(doc)
+        if isinstance(words, Drop):
+            return words
         config = self.config
         paragraphs = doc.view.lines  # re-flowed for the hard-wrapped kinds
         judged = [p for p in paragraphs if len(p) > config.min_repeated_paragraph_chars]
-        repeats, repeated_chars = duplicates(judged)
-        share = ratio(repeats, len(paragraphs))
-        if share > config.max_duplicate_paragraph_fraction:
-            return self.drop(
-                "duplicate_paragraphs",
-                f"{share:.3f} of paragraphs repeat > {config.max_duplicate_paragraph_fraction}",
+        return (
+            self.length_drop(words)
+            or self.letters_drop(words)
+            or self.stop_words_drop(words)
+            or repeats_drop(
+                self,
+                "paragraph",
+                judged,
+                len(paragraphs),
+                len(doc.text),
+                config.max_duplicate_paragraph_fraction,
+                config.max_duplicate_paragraph_char_fraction,
             )
-        share = ratio(repeated_chars, len(doc.text))
-        if share > config.max_duplicate_paragraph_char_fraction:
-            return self.drop(
-                "duplicate_paragraph_chars",
-                f"{share:.3f} of characters in repeated paragraphs "
-                f"> {config.max_duplicate_paragraph_char_fraction}",
-            )
-        return None
+            or doc
+        )

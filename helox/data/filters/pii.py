@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from helox.config import PiiConfig
 from helox.data.documents import Document
 from helox.data.filters.base import Step
 
@@ -14,6 +13,17 @@ EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # Four octets, not part of a longer dotted number such as a version "1.2.3.4.5".
 IPV4 = re.compile(rf"(?<![\d.]){OCTET}(?:\.{OCTET}){{3}}(?!\.?\d)")
+
+
+@dataclass
+class PiiConfig:
+    """Redaction of e-mail and IPv4 addresses in kept documents; off unless enabled."""
+
+    enabled: bool = False
+    emails: bool = True
+    ipv4: bool = True
+    email_replacement: str = "<EMAIL>"
+    ipv4_replacement: str = "<IPV4>"
 
 
 class PiiRedactor(Step):

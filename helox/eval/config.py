@@ -1,0 +1,49 @@
+"""The settings of the evaluate stage's tasks: HumanEval, the built-in next-line task and the
+user's own multiple-choice tasks (helox.config's EvalConfig composes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from helox.config_files import ConfigError
+
+
+@dataclass
+class HumanEvalConfig:
+    enabled: bool = True
+    samples: int = 1  # completions per problem; pass@k needs samples >= k
+    pass_at: list[int] = field(default_factory=lambda: [1])
+    temperature: float = 0.0  # 0 = greedy (then samples must be 1)
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    limit: int | None = None  # the first N problems; None = all 164
+    timeout_s: float = 5.0  # wall-clock seconds per candidate program
+    memory_mb: int = 1024  # address-space limit per candidate
+    workers: int = 2  # candidate programs run side by side
+
+    def __post_init__(self) -> None:
+        too_large = [k for k in self.pass_at if k > self.samples]
+        if too_large:
+            raise ConfigError(
+                f"eval.humaneval.pass_at asks for pass@{too_large[0]}, which needs "
+                f"eval.humaneval.samples >= {too_large[0]}; samples is {self.samples}"
+            )
+        if self.temperature == 0 and self.samples > 1:
+            raise ConfigError(
+                f"eval.humaneval.samples is {self.samples} but eval.humaneval.temperature is 0 "
+                "(greedy), which repeats one completion; set temperature > 0 or samples: 1"
+            )
+
+
+@dataclass
+class NextLineTaskConfig:
+    enabled: bool = True
+    examples: int = 200
+    choices: int = 4
+    context_lines: int = 6
+
+
+@dataclass
+class ChoiceTaskConfig:
+    name: str
+    path: str
