@@ -27,6 +27,7 @@ AdamW, SFT over pretraining, and Helox over the reference, per shape and run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -180,12 +181,14 @@ class HeloxRun:
 
     @property
     def name(self) -> str:
-        extras = [
-            "sft" * self.sft,
-            "float8" * self.float8,
-            f"x{self.micro_batches}" * (self.micro_batches > 1),
-        ]
-        return " ".join(["helox", self.optimizer, *filter(None, extras)])
+        words = ["helox", self.optimizer]
+        if self.sft:
+            words.append("sft")
+        if self.float8:
+            words.append("float8")
+        if self.micro_batches > 1:
+            words.append(f"x{self.micro_batches}")
+        return " ".join(words)
 
 
 def helox_trainer(
@@ -338,31 +341,29 @@ def planned_runs(
     return plan
 
 
-def ratio_lines(results: list[Measurement], device: torch.device) -> list[str]:
+Speeds = dict[tuple[str, HeloxRun | None], float]  # tokens/s by (shape, run); None: reference
+
+
+def ratio_lines(speeds: Speeds, device: torch.device) -> list[str]:
     """Muon over AdamW, SFT over pretraining, and Helox over the reference, as measured."""
-    speed = {(m.shape, m.run): m.tokens_per_second for m in results}
-    lines = []
-    for shape, run in speed:
-        words = run.split()
-        if words[:2] == ["helox", "muon"]:
-            adamw = speed.get((shape, " ".join(["helox", "adamw", *words[2:]])))
-            if adamw:
-                lines.append(
-                    f"Muon/AdamW tokens/s ({shape} {run}): {speed[shape, run] / adamw:.3f}"
-                )
-        if "sft" in words:
-            pretraining = speed.get((shape, run.replace(" sft", "")))
-            kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
-            if pretraining:
-                lines.append(
-                    f"SFT/pretraining tokens/s ({shape}, {words[1]}, packed rows, {kernel}): "
-                    f"{speed[shape, run] / pretraining:.3f}"
-                )
-    ratios = [
-        f"{shape} {run.removeprefix('helox ')} {tokens / speed[shape, 'reference adamw']:.3f}"
-        for (shape, run), tokens in speed.items()
-        if run.startswith("helox") and (shape, "reference adamw") in speed
-    ]
+    kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
+    lines, ratios = [], []
+    for (shape, run), tokens in speeds.items():
+        if run is None:
+            continue
+        adamw = speeds.get((shape, dataclasses.replace(run, optimizer="adamw")))
+        if run.optimizer == "muon" and adamw:
+            lines.append(f"Muon/AdamW tokens/s ({shape} {run.name}): {tokens / adamw:.3f}")
+        pretraining = speeds.get((shape, dataclasses.replace(run, sft=False)))
+        if run.sft and pretraining:
+            lines.append(
+                f"SFT/pretraining tokens/s ({shape}, {run.optimizer}, packed rows, {kernel}): "
+                f"{tokens / pretraining:.3f}"
+            )
+        if (shape, None) in speeds:
+            ratios.append(
+                f"{shape} {run.name.removeprefix('helox ')} {tokens / speeds[shape, None]:.3f}"
+            )
     return [*lines, "Helox/reference tokens/s: " + ", ".join(ratios)]
 
 
@@ -391,6 +392,7 @@ def main() -> None:
     float8 = not args.no_float8 and float8_available(device)
 
     results: list[Measurement] = []
+    speeds: Speeds = {}
     for name, run in planned_runs(shapes, args.optimizers, float8):
         shape = shapes[name]
         if run is None:
@@ -405,11 +407,12 @@ def main() -> None:
             print(f"  {name} {run.name if run else 'reference'} failed: {error!r}")
             continue
         results.append(measured)
+        speeds[name, run] = measured.tokens_per_second
         report(measured)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as out:
                 json.dump([asdict(r) for r in results], out, indent=2)
-    print("\n".join(ratio_lines(results, device)))
+    print("\n".join(ratio_lines(speeds, device)))
 
 
 def report(measured: Measurement) -> None:

@@ -203,12 +203,12 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     from helox.config import DPOConfig, TrackingConfig, section_from_dict
     from helox.dpo import run_dpo
 
-    overrides = stage_section(args.config, "dpo")
+    config = section_from_dict(DPOConfig, stage_section(args.config, "dpo"), "dpo")
     run_dpo(
         sft_dir=args.sft_model,
         data_path=args.preference_data,
         output_dir=args.output_dir,
-        config=section_from_dict(DPOConfig, overrides, "dpo"),
+        config=config,
         seed=args.seed,
         tracking=TrackingConfig(enabled=not args.no_tracking),
     )

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from test_workflow import planned_jobs
+from test_workflow import dry_run_jobs
 
 from helox.config import validate_config
 from helox.plan import PRESETS_DIR, merged_config
@@ -66,21 +66,5 @@ def test_session_pipeline_overlay_is_valid_and_plans_pretrain_and_sft(tmp_path: 
         merged["model"]["hidden_size"] == yaml.safe_load(preset.read_text())["model"]["hidden_size"]
     )
     assert merged["pretrain"]["total_steps"] == 120 and not merged["tracking"]["enabled"]
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(preset),
-        str(overlay),
-        "--cores",
-        "2",
-        "-n",
-        "results/sft/final",
-    ]
-    jobs = planned_jobs(subprocess.run(command, capture_output=True, text=True))
+    jobs = dry_run_jobs(tmp_path, "results/sft/final", preset, overlay)
     assert jobs["pretrain"] == 1 and jobs["sft"] == 1

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_workflow import planned_jobs
+from test_workflow import dry_run_jobs
 
 from helox.cli import main
 from helox.config import ModelConfig, TrainingConfig, validate_config
@@ -149,23 +147,8 @@ def test_plan_writes_an_overlay(tmp_path: Path, capsys) -> None:
 def test_preset_dry_run_plans_the_pretrain_job(name: str, tmp_path: Path) -> None:
     tracking = tmp_path / "tracking.yaml"
     tracking.write_text(yaml.safe_dump({"tracking": {"uri": f"sqlite:///{tmp_path}/m.db"}}))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(PRESETS_DIR / f"{name}.yaml"),
-        str(tracking),
-        "--cores",
-        "2",
-        "-n",
-        "results/pretrain/final",
-    ]
-    jobs = planned_jobs(subprocess.run(command, capture_output=True, text=True))
+    preset = PRESETS_DIR / f"{name}.yaml"
+    jobs = dry_run_jobs(tmp_path, "results/pretrain/final", preset, tracking)
     assert jobs["pretrain"] == 1 and jobs["tokenizer"] == 1
 
 

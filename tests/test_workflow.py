@@ -101,6 +101,26 @@ def snakemake(
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
+def dry_run_jobs(workdir: Path, target: str, *configfiles: Path) -> dict[str, int]:
+    """`planned_jobs` of a dry run to `target` in `workdir` with exactly `configfiles`."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        target,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "-n",
+        "--configfile",
+        *map(str, configfiles),
+    ]
+    return planned_jobs(subprocess.run(command, capture_output=True, text=True, timeout=900))
+
+
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """The job-stats table of a dry run, as {rule: count}, without the `all` target."""
     assert result.returncode == 0, result.stdout + result.stderr
