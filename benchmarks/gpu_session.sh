@@ -6,7 +6,7 @@
 #   here, once, with PyPI reachable:  bash benchmarks/gpu_session.sh wheels
 #       (wheels of what the device lacks, into .whl/, which .git/info/exclude ignores)
 #   on the device, one call:          bash benchmarks/gpu_session.sh [PHASE...]
-#       (carry: [".whl"]; phases flex, throughput, pipeline; default all three)
+#       (carry: [".whl"]; phases flex, throughput, muon, pipeline; default all four)
 #   the pipeline phase's overlay, to read or test:  bash benchmarks/gpu_session.sh overlay
 #
 # Each phase has its own time limit (seconds, overridable below) so the whole call ends
@@ -23,6 +23,7 @@ FLEX_SECONDS=${FLEX_SECONDS:-60}
 THROUGHPUT_SECONDS=${THROUGHPUT_SECONDS:-300}
 PIPELINE_SECONDS=${PIPELINE_SECONDS:-180}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-15}
+MUON_SECONDS=${MUON_SECONDS:-60}
 TORCHAO_VERSION=0.17.0  # float8 training; built against torch 2.11, the device's
 
 build_wheels() {
@@ -111,18 +112,19 @@ main() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
     phase install "$INSTALL_SECONDS" bash -c install_missing
     local phases=("$@")
-    [ ${#phases[@]} -eq 0 ] && phases=(flex throughput pipeline)
+    [ ${#phases[@]} -eq 0 ] && phases=(flex throughput muon pipeline)
     for name in "${phases[@]}"; do
         case $name in
         flex) phase flex "$FLEX_SECONDS" "$PYTHON" -m pytest -p no:cacheprovider -n 0 -q \
             tests/test_flex_attention.py ;;
         throughput) phase throughput "$THROUGHPUT_SECONDS" "$PYTHON" \
             benchmarks/gpu_throughput.py --steps "$THROUGHPUT_STEPS" --json "$OUT/throughput.json" ;;
+        muon) phase muon "$MUON_SECONDS" "$PYTHON" benchmarks/muon_step.py --shape 124m ;;
         pipeline) phase pipeline "$PIPELINE_SECONDS" bash -c run_pipeline ;;
-        *) echo "unknown phase $name (flex, throughput, pipeline)" && return 2 ;;
+        *) echo "unknown phase $name (flex, throughput, muon, pipeline)" && return 2 ;;
         esac
     done
-    grep -E "^(SFT/pretraining|Helox/reference)|passed|failed|: exit " "$OUT/session.log"
+    grep -E "^(SFT/pretraining|Helox/reference|torch Muon)|passed|failed|: exit " "$OUT/session.log"
 }
 
 case ${1:-} in

@@ -6,7 +6,8 @@ A conversation renders as
 
 Markers are control symbols of the tokenizer: inserted by id, never produced by
 encoding user text, so a message cannot forge a turn. The loss mask covers the
-assistant's text and the `<|end|>` that closes it (so the model learns to stop).
+assistant's text and the `<|end|>` that closes it (so the model learns to stop), but for
+an assistant message marked `"weight": 0`, which stays context.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ EOS = SPECIAL_IDS["</s>"]
 ROLE_IDS = {role: SPECIAL_IDS[f"<|{role}|>"] for role in ROLES}
 
 
+def is_trained(message: dict) -> bool:
+    """Whether the loss counts `message`: an assistant turn not marked `"weight": 0`."""
+    return message["role"] == "assistant" and message.get("weight", 1) != 0
+
+
 @dataclass
 class RenderedChat:
     """Token ids of a conversation and, per token, whether the loss counts it."""
@@ -32,17 +38,14 @@ class RenderedChat:
     trained: list[bool]
 
 
-def render_chat(
-    messages: list[dict[str, str]], processor: spm.SentencePieceProcessor
-) -> RenderedChat:
-    """Render a whole conversation for training: every assistant turn is trained on."""
+def render_chat(messages: list[dict], processor: spm.SentencePieceProcessor) -> RenderedChat:
+    """Render a whole conversation for training: every assistant turn is trained on, but
+    those marked `"weight": 0`."""
     ids, trained = [BOS], [False]
     for message in messages:
-        role = message["role"]
         content = processor.encode(message["content"])
-        is_assistant = role == "assistant"
-        ids += [ROLE_IDS[role], *content, END]
-        trained += [False] + [is_assistant] * (len(content) + 1)
+        ids += [ROLE_IDS[message["role"]], *content, END]
+        trained += [False] + [is_trained(message)] * (len(content) + 1)
     ids.append(EOS)
     trained.append(False)
     return RenderedChat(ids, trained)

@@ -6,15 +6,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from helox.cli_types import (
+    existing_file,
+    fraction,
+    hf_folder,
+    model_folder,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    shards_folder,
+)
 from helox.logs import setup_logging
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=50)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=128)
+    parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-k", type=non_negative_int, default=50, help="0 = off")
+    parser.add_argument("--top-p", type=fraction, default=None, help="nucleus; default: off")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
@@ -22,7 +34,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_from_args(args: argparse.Namespace):
     from helox.generate import SamplingConfig
 
-    return SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    top_k = args.top_k or None
+    return SamplingConfig(args.max_new_tokens, args.temperature, top_k, args.top_p, args.seed)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -38,11 +51,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from helox.generate import Generator
+    from helox.generate import Generator, is_chat_model
 
     generator = Generator(args.folder, args.device)
     sampling = sampling_from_args(args)
     messages = [{"role": "system", "content": args.system}] if args.system else []
+    if not is_chat_model(args.folder):
+        print(
+            f"note: {args.folder} was not fine-tuned for chat (SFT or DPO), so its answers "
+            "need not follow the conversation; helox generate continues raw text",
+            file=sys.stderr,
+        )
     print("Chatting with", args.folder, "- an empty line or Ctrl-D ends.", file=sys.stderr)
     while True:
         try:
@@ -52,7 +71,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not text:
             break
         messages.append({"role": "user", "content": text})
-        answer = generator.reply(messages, sampling)
+        try:
+            answer = generator.reply(messages, sampling)
+        except ValueError as error:  # a message longer than the model sees: say so, go on
+            print(f"helox: {error}", file=sys.stderr)
+            messages.pop()
+            continue
         messages.append({"role": "assistant", "content": answer})
         print(f"model> {answer}")
     return 0
@@ -87,14 +111,13 @@ def eval_suite(args: argparse.Namespace) -> int:
     """The evaluate stage on one folder: bits per byte, HumanEval and tasks, then the card."""
     import dataclasses
     import tempfile
-    from pathlib import Path
 
-    from helox.config import EvalConfig, load_mapping, section_from_dict
+    from helox.config import EvalConfig, load_config, section_from_dict
     from helox.eval.card import format_card
     from helox.eval.next_line import build_next_line_task
     from helox.eval.stage import run_evaluation
 
-    overrides = load_mapping(args.config).get("eval", {}) if args.config else {}
+    overrides = load_config([args.config]).get("eval", {}) if args.config else {}
     config = dataclasses.replace(
         section_from_dict(EvalConfig, overrides, "eval"), device=args.device
     )
@@ -127,10 +150,10 @@ def eval_suite(args: argparse.Namespace) -> int:
 def cmd_humaneval(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from helox.config import HumanEvalConfig, load_mapping, section_from_dict
+    from helox.config import HumanEvalConfig, load_config, section_from_dict
     from helox.eval.humaneval import run_canonical, run_humaneval
 
-    section = load_mapping(args.config).get("eval", {}).get("humaneval") if args.config else {}
+    section = load_config([args.config]).get("eval", {}).get("humaneval") if args.config else {}
     config = section_from_dict(HumanEvalConfig, section, "eval.humaneval")
     overrides = {
         name: getattr(args, name)
@@ -151,28 +174,30 @@ def cmd_humaneval(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from helox.status import format_status, status
+    from helox.status import StatusError, format_status, status
 
-    print(format_status(status([arg for arg in args.snakemake_args if arg != "--"])))
+    try:
+        stages = status([arg for arg in args.snakemake_args if arg != "--"])
+    except StatusError as error:
+        print(f"helox status: {error}", file=sys.stderr)
+        return 1
+    print(format_status(stages))
     return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from helox.config import format_config, validate_config
-    from helox.config_files import merged_config
+    from helox.config import format_config, load_config
 
-    config = merged_config(args.config or ["config.yaml"])
-    validate_config(config)
-    print(format_config(config), end="")
+    print(format_config(load_config(args.config or ["config.yaml"])), end="")
     return 0
 
 
 def stage_section(config_path: str | None, stage: str) -> dict:
-    """Section `stage` of the config file at `config_path` completed (sft and dpo from
-    pretrain first), or {} for the stage's defaults."""
-    from helox.config import load_mapping, resolve_config
+    """Section `stage` of the config file at `config_path`, checked and completed (sft and
+    dpo from pretrain first), or {} for the stage's defaults."""
+    from helox.config import load_config, resolve_config
 
-    return resolve_config(load_mapping(config_path))[stage] if config_path else {}
+    return resolve_config(load_config([config_path]))[stage] if config_path else {}
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
@@ -220,7 +245,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     sizing = ("hours", "depth", "seq_len", "vocab_size", "tokens_per_param", "mfu")
     chosen = {name: getattr(args, name) for name in sizing if getattr(args, name) is not None}
-    plan = make_plan(args.config, args.device, **chosen)
+    config_paths = args.config or [path for path in ["config.yaml"] if Path(path).is_file()]
+    plan = make_plan(config_paths, args.device, **chosen)
     print(format_plan(plan))
     if args.write:
         write_preset(plan, args.write)
@@ -233,14 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="sample text from a model folder")
-    generate.add_argument("folder", help="a final/ folder, e.g. results/sft/final")
+    generate.add_argument(
+        "folder", type=model_folder, help="a final/ folder, e.g. results/sft/final"
+    )
     generate.add_argument("--prompt", required=True)
     generate.add_argument("--raw", action="store_true", help="no chat template for SFT models")
     add_sampling_arguments(generate)
     generate.set_defaults(func=cmd_generate)
 
     chat = commands.add_parser("chat", help="talk to an SFT model folder, turn by turn")
-    chat.add_argument("folder")
+    chat.add_argument("folder", type=model_folder)
     chat.add_argument("--system", default="", help="an optional system message")
     add_sampling_arguments(chat)
     chat.set_defaults(func=cmd_chat)
@@ -249,12 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="loss, perplexity and bits per byte as JSON; --suite for the whole eval card",
     )
-    evaluate.add_argument("folder", nargs="?", help="a final/ folder")
-    evaluate.add_argument("--shards", help="a shards folder with manifest.json")
+    evaluate.add_argument("folder", nargs="?", type=model_folder, help="a final/ folder")
+    evaluate.add_argument("--shards", type=shards_folder, help="a shards folder with manifest.json")
     evaluate.add_argument("--split", default="val", choices=["train", "val", "test"])
-    evaluate.add_argument("--seq-len", type=int, default=None, help="default: as trained")
-    evaluate.add_argument("--batch-size", type=int, default=8)
-    evaluate.add_argument("--max-batches", type=int, default=None, help="default: the whole split")
+    evaluate.add_argument("--seq-len", type=positive_int, help="default: as trained")
+    evaluate.add_argument("--batch-size", type=positive_int, default=8)
+    evaluate.add_argument("--max-batches", type=positive_int, help="default: the whole split")
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     evaluate.add_argument(
         "--suite",
@@ -262,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the evaluate stage: bits per byte on val and test, HumanEval, the next-line "
         "task and the config's tasks; print the card and the JSON",
     )
-    evaluate.add_argument("--config", default=None, help="a config.yaml whose `eval` applies")
+    evaluate.add_argument("--config", type=existing_file, help="a config.yaml whose `eval` applies")
     evaluate.add_argument(
         "--task", action="append", default=[], help="NAME=PATH of a multiple-choice JSONL task"
     )
@@ -270,28 +298,52 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", default=None, help="also write the suite's JSON here")
     evaluate.add_argument("--seed", type=int, default=1337)
     evaluate.add_argument(
-        "--card", nargs="+", metavar="JSON", help="print the card of evaluate-stage JSON files"
+        "--card",
+        nargs="+",
+        type=existing_file,
+        metavar="JSON",
+        help="print the card of evaluate-stage JSON files",
     )
     evaluate.set_defaults(func=cmd_eval)
 
     sft = commands.add_parser("sft", help="fine-tune a pretrained folder on instruction data")
-    sft.add_argument("--pretrained-model", required=True, help="a pretrain final/ folder")
-    sft.add_argument("--instruction-data", required=True, help="JSONL of instruction pairs")
-    sft.add_argument("--tokenizer-model", default=None, help="defaults to the folder's own")
+    sft.add_argument(
+        "--pretrained-model", required=True, type=model_folder, help="a pretrain final/ folder"
+    )
+    sft.add_argument(
+        "--instruction-data",
+        required=True,
+        type=existing_file,
+        help="instruction records: chat, ShareGPT, Alpaca or Dolly, as JSON lines, a JSON "
+        "array or Parquet (README: SFT)",
+    )
+    sft.add_argument("--tokenizer-model", type=existing_file, help="defaults to the folder's own")
     sft.add_argument("--output-dir", default="results/sft/final")
     sft.add_argument(
-        "--config", default=None, help="a config.yaml: `sft`, then `pretrain` for the rest"
+        "--config",
+        type=existing_file,
+        help="a config.yaml: `sft`, then `pretrain` for the rest",
     )
     sft.add_argument("--seed", type=int, default=1337)
     sft.add_argument("--no-tracking", action="store_true")
     sft.set_defaults(func=cmd_sft)
 
     dpo = commands.add_parser("dpo", help="preference-tune an SFT folder (DPO)")
-    dpo.add_argument("--sft-model", required=True, help="an SFT final/ folder, the reference")
-    dpo.add_argument("--preference-data", required=True, help='JSONL of {"prompt", "chosen", ...}')
+    dpo.add_argument(
+        "--sft-model", required=True, type=model_folder, help="an SFT final/ folder, the reference"
+    )
+    dpo.add_argument(
+        "--preference-data",
+        required=True,
+        type=existing_file,
+        help='preference records: {"prompt", "chosen", "rejected"}, TRL or UltraFeedback '
+        "message lists or Anthropic HH transcripts (README: DPO)",
+    )
     dpo.add_argument("--output-dir", default="results/dpo/final")
     dpo.add_argument(
-        "--config", default=None, help="a config.yaml: `dpo`, then `pretrain` for the rest"
+        "--config",
+        type=existing_file,
+        help="a config.yaml: `dpo`, then `pretrain` for the rest",
     )
     dpo.add_argument("--seed", type=int, default=1337)
     dpo.add_argument("--no-tracking", action="store_true")
@@ -302,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_hf.add_argument(
         "source",
+        type=hf_folder,
         help="a folder with config.json, *.safetensors and a SentencePiece tokenizer.model",
     )
     import_hf.add_argument("destination", help="the final/ folder to write")
@@ -310,22 +363,24 @@ def build_parser() -> argparse.ArgumentParser:
     humaneval = commands.add_parser(
         "humaneval", help="HumanEval pass@k of a model folder, its code run in a sandbox"
     )
-    humaneval.add_argument("folder", nargs="?", help="a final/ folder")
+    humaneval.add_argument("folder", nargs="?", type=model_folder, help="a final/ folder")
     humaneval.add_argument(
         "--canonical",
         action="store_true",
         help="check the dataset's own solutions instead; the last line is `pass@1 <value>`",
     )
-    humaneval.add_argument("--config", default=None, help="a config.yaml: eval.humaneval applies")
-    humaneval.add_argument("--samples", type=int, default=None, help="completions per problem")
-    humaneval.add_argument("--pass-at", type=int, nargs="+", default=None, metavar="K")
-    humaneval.add_argument("--temperature", type=float, default=None, help="0 = greedy")
-    humaneval.add_argument("--top-p", type=float, default=None)
-    humaneval.add_argument("--max-new-tokens", type=int, default=None)
-    humaneval.add_argument("--limit", type=int, default=None, help="the first N problems")
-    humaneval.add_argument("--timeout-s", type=float, default=None, help="per program")
-    humaneval.add_argument("--memory-mb", type=int, default=None, help="per program")
-    humaneval.add_argument("--workers", type=int, default=None, help="programs run at once")
+    humaneval.add_argument(
+        "--config", type=existing_file, help="a config.yaml: eval.humaneval applies"
+    )
+    humaneval.add_argument("--samples", type=positive_int, help="completions per problem")
+    humaneval.add_argument("--pass-at", type=positive_int, nargs="+", metavar="K")
+    humaneval.add_argument("--temperature", type=non_negative_float, help="0 = greedy")
+    humaneval.add_argument("--top-p", type=fraction)
+    humaneval.add_argument("--max-new-tokens", type=positive_int)
+    humaneval.add_argument("--limit", type=positive_int, help="the first N problems")
+    humaneval.add_argument("--timeout-s", type=positive_float, help="per program")
+    humaneval.add_argument("--memory-mb", type=positive_int, help="per program")
+    humaneval.add_argument("--workers", type=positive_int, help="programs run at once")
     humaneval.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     humaneval.add_argument("--seed", type=int, default=1337)
     humaneval.set_defaults(func=cmd_humaneval)
@@ -343,15 +398,25 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser(
         "plan", help="parameters, tokens, steps, memory and hours of a config or a budget"
     )
-    plan.add_argument("--config", action="append", default=[], help="config files, merged")
-    plan.add_argument("--device", default="h100", help="rtx4090, a100-40gb, a100-80gb, h100")
+    plan.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=existing_file,
+        help="config files, merged (default: config.yaml where there is one)",
+    )
+    plan.add_argument(
+        "--device", default="h100", type=str.lower, help="rtx4090, a100-40gb, a100-80gb, h100"
+    )
     sizing = plan.add_mutually_exclusive_group()
-    sizing.add_argument("--hours", type=float, help="size the model to this budget")
-    sizing.add_argument("--depth", type=int, help="size the model by its number of layers")
-    plan.add_argument("--seq-len", type=int, help="with --hours or --depth (default 2048)")
-    plan.add_argument("--vocab-size", type=int, help="with --hours or --depth (default 32768)")
-    plan.add_argument("--tokens-per-param", type=float, help="default 20 (Chinchilla)")
-    plan.add_argument("--mfu", type=float, help="assumed for the hours (default 0.35)")
+    sizing.add_argument("--hours", type=positive_float, help="size the model to this budget")
+    sizing.add_argument("--depth", type=positive_int, help="size the model by its number of layers")
+    plan.add_argument("--seq-len", type=positive_int, help="with --hours or --depth (default 2048)")
+    plan.add_argument(
+        "--vocab-size", type=positive_int, help="with --hours or --depth (default 32768)"
+    )
+    plan.add_argument("--tokens-per-param", type=positive_float, help="default 20 (Chinchilla)")
+    plan.add_argument("--mfu", type=fraction, help="assumed for the hours (default 0.35)")
     plan.add_argument("--write", default=None, help="write the plan as a --configfile overlay")
     plan.set_defaults(func=cmd_plan)
 
@@ -362,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         action="append",
         default=[],
-        help="config files merged in order, as snakemake's --configfile (default: config.yaml)",
+        type=existing_file,
+        help="config files merged in order (default: config.yaml); snakemake reads config.yaml "
+        "before any --configfile, so `--config config.yaml --config my.yaml` shows what "
+        "`snakemake --configfile my.yaml` runs with",
     )
     config.set_defaults(func=cmd_config)
     return parser

@@ -8,6 +8,8 @@ configuration before the rules across keys see it.
 from __future__ import annotations
 
 import functools
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,114 @@ def schema_errors(config: dict[str, Any]) -> list[str]:
     return messages
 
 
+def coerce_values(config: dict[str, Any]) -> None:
+    """Replace, in place, each value written loosely where the schema says what it means:
+    text that reads as the number, boolean or null the schema wants (snakemake's
+    `--config 'pretrain={total_steps: 5}'` hands nested values over as text, and YAML reads
+    `1e-3`, without a dot, as text), and an empty section (its keys all commented out) as {}."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    for error in validator.iter_errors(config):
+        for rule in (error, *error.context):
+            path = list(rule.absolute_path)
+            value = _meant_value(rule.instance)
+            if path and value is not None and _satisfies(validator, rule, value):
+                parent = config
+                for part in path[:-1]:
+                    parent = parent[part]
+                if parent[path[-1]] == rule.instance:
+                    parent[path[-1]] = value[0]
+
+
+def _meant_value(written: Any) -> tuple[Any] | None:
+    """(what `written` means where the schema refused it,), or None when it means nothing
+    else: an empty section a mapping, text the value it spells."""
+    if written is None:
+        return ({},)
+    return _text_value(written) if isinstance(written, str) else None
+
+
+def _text_value(text: str) -> tuple[Any] | None:
+    """(the number, boolean or null that `text` spells,), or None when it spells none."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return (value,) if value is None or isinstance(value, bool | int | float) else None
+
+
+def _satisfies(validator: Any, rule: Any, value: tuple[Any]) -> bool:
+    """Whether `value[0]` passes the type, enum or const rule that refused the text."""
+    allowed = rule.validator_value
+    if rule.validator == "type":
+        kinds = [allowed] if isinstance(allowed, str) else allowed
+        return any(validator.is_type(value[0], kind) for kind in kinds)
+    if rule.validator == "enum":
+        return any(value[0] == member and type(value[0]) is type(member) for member in allowed)
+    if rule.validator == "const":
+        return value[0] == allowed and type(value[0]) is type(allowed)
+    return False
+
+
 def cross_key_errors(complete: dict[str, Any]) -> list[str]:
     """What breaks a rule across keys in `complete`, a configuration with every key set."""
-    return shards_errors(complete) + corpus_errors(complete) + lsh_errors(complete)
+    return (
+        shards_errors(complete)
+        + corpus_errors(complete)
+        + own_output_errors(complete)
+        + lsh_errors(complete)
+        + model_shape_errors(complete)
+        + sequence_errors(complete)
+    )
+
+
+def sequence_errors(config: dict[str, Any]) -> list[str]:
+    """Each training stage's rows within the model's positions, up to the first stage that
+    starts from an imported folder (`init_from`), whose positions the folder sets."""
+    positions = _mapping(config.get("model")).get("max_position_embeddings")
+    if type(positions) is not int:
+        return []
+    messages = []
+    for stage in ("pretrain", "sft", "dpo"):
+        section = _mapping(config.get(stage))
+        if section.get("init_from"):
+            break
+        seq_len = section.get("seq_len")
+        if type(seq_len) is int and seq_len > positions:
+            messages.append(
+                f"config key {stage}.seq_len: {seq_len} is more than "
+                f"model.max_position_embeddings {positions}, the longest sequence the model "
+                "sees; lower the one or raise the other"
+            )
+    return messages
+
+
+def model_shape_errors(config: dict[str, Any]) -> list[str]:
+    """Cross-key rules of the model: whole heads in the width, whole query groups per
+    key-value head."""
+    model = _mapping(config.get("model"))
+    width, heads = model.get("hidden_size"), model.get("num_attention_heads")
+    kv_heads = model.get("num_key_value_heads")
+    messages = []
+    if type(width) is int and type(heads) is int and heads > 0 and width % heads:
+        messages.append(
+            f"config key model.num_attention_heads: {heads} heads do not divide "
+            f"model.hidden_size {width}; each head takes an equal share of the width"
+        )
+    if type(heads) is int and type(kv_heads) is int and kv_heads > 0 and heads % kv_heads:
+        messages.append(
+            f"config key model.num_key_value_heads: {kv_heads} does not divide "
+            f"model.num_attention_heads {heads}"
+        )
+    return messages
 
 
 def _allowed(error: Any) -> str:
@@ -65,6 +172,8 @@ def _allowed(error: Any) -> str:
         return f" ({rule} {limit})"
     if rule in ("oneOf", "anyOf"):
         return f" (allowed: {' or '.join(_describe(branch) for branch in limit)})"
+    if rule == "pattern" and "description" in error.schema:
+        return f" (allowed: {error.schema['description']})"
     return ""
 
 
@@ -122,12 +231,14 @@ def shards_errors(config: dict[str, Any]) -> list[str]:
     return messages
 
 
+RESULTS_DIR = "results"  # every stage's outputs, relative to the workflow's directory
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def corpus_errors(config: dict[str, Any]) -> list[str]:
-    """Cross-key rules of corpus.sources: each names a folder and a unique, plain name; a
-    mixture replaces raw_dir, so the two are not set together."""
+    """Cross-key rules of corpus.sources: each names its own folder (none inside another's,
+    whose files it would read again), a unique, plain name and a finite weight; a mixture
+    replaces raw_dir, so the two are not set together."""
     corpus = _mapping(config.get("corpus"))
     sources = corpus.get("sources")
     if not isinstance(sources, list) or not sources:
@@ -154,6 +265,55 @@ def corpus_errors(config: dict[str, Any]) -> list[str]:
             seen.add(name)
         if not isinstance(path, str) or not path:
             messages.append(f"{where}.path: a raw folder is required")
+        weight = source.get("weight")
+        if isinstance(weight, float) and not math.isfinite(weight):
+            messages.append(f"{where}.weight: {weight} must be a finite number")
+    return messages + overlapping_source_errors(sources)
+
+
+def overlapping_source_errors(sources: list[Any]) -> list[str]:
+    """A source whose folder is another's, or inside it: its files would be read twice."""
+    folders = []
+    for index, source in enumerate(sources):
+        path = _mapping(source).get("path")
+        if isinstance(path, str) and path:
+            folders.append((index, _mapping(source).get("name"), os.path.realpath(path)))
+    messages = []
+    for index, _, folder in folders:
+        for other_index, other_name, other in folders:
+            if other_index == index:
+                continue
+            same = folder == other and other_index < index
+            if same or folder.startswith(other.rstrip(os.sep) + os.sep):
+                where = "is the folder of" if same else "lies inside the folder of"
+                messages.append(
+                    f"config key corpus.sources.{index}.path: {folder} {where} source "
+                    f"{other_name!r} ({other}), so its files would be read twice: "
+                    "give each source a folder of its own"
+                )
+    return messages
+
+
+def own_output_errors(config: dict[str, Any], results: str = RESULTS_DIR) -> list[str]:
+    """A raw folder that holds the pipeline's `results` folder (`raw_dir: .` in the
+    project): cleaning would read the pipeline's own outputs back as corpus."""
+    corpus = _mapping(config.get("corpus"))
+    sources = corpus.get("sources") if isinstance(corpus.get("sources"), list) else []
+    folders = [("corpus.raw_dir", corpus.get("raw_dir"))] + [
+        (f"corpus.sources.{index}.path", _mapping(source).get("path"))
+        for index, source in enumerate(sources)
+    ]
+    outputs = os.path.realpath(results)
+    messages = []
+    for key, path in folders:
+        if not isinstance(path, str) or not path:
+            continue
+        folder = os.path.realpath(path)
+        if outputs == folder or outputs.startswith(folder.rstrip(os.sep) + os.sep):
+            messages.append(
+                f"config key {key}: {folder} holds the pipeline's own outputs ({outputs}), "
+                "which cleaning would read back as corpus: point it at a folder of raw files"
+            )
     return messages
 
 

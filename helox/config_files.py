@@ -19,14 +19,46 @@ class ConfigError(ValueError):
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or YAML file holding one mapping."""
-    text = Path(path).read_text(encoding="utf-8")
-    data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    """Read a JSON or YAML file holding one mapping; a syntax error names its line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{path}, line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}"
+        ) from None
+    except yaml.YAMLError as error:
+        position, problem = _yaml_position(error), _yaml_problem(error)
+        raise ConfigError(f"{path}{position}: not valid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(
+            f"{path} is empty: a config file maps sections to keys, as config.yaml does "
+            "(for example `pretrain: {total_steps: 100}`)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of keys to values, got {type(data).__name__}"
         )
     return data
+
+
+def _yaml_position(error: yaml.YAMLError) -> str:
+    """Where a YAML error was found, as ", line L, column C", or "" when it is not known."""
+    mark = getattr(error, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What YAML found wrong, with what it was reading when that tells more."""
+    problem = getattr(error, "problem", None)
+    if not problem:
+        return str(error)
+    context = getattr(error, "context", None)
+    return f"{problem} ({context})" if context else problem
 
 
 def merged_config(paths: list[str | Path]) -> dict[str, Any]:

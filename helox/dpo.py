@@ -76,8 +76,8 @@ def run_dpo(
     data = read_preference_data(data_path)
     processor = load_tokenizer(tokenizer_path)
     train_pairs, val_pairs = split_pairs(data.items, seed, config.val_fraction)
-    train_encoded = encode_pairs(train_pairs, processor, config.seq_len)
-    val_encoded = encode_pairs(val_pairs, processor, config.seq_len)
+    train_encoded = encode_pairs(train_pairs, processor, config.seq_len, data.skipped)
+    val_encoded = encode_pairs(val_pairs, processor, config.seq_len, data.skipped)
     if not val_encoded:
         raise ValueError(f"{data_path}: no held-out pair has two different answers to score")
     log.info(

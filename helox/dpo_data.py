@@ -1,9 +1,11 @@
 """Preference data for DPO: reading pairs, deriving default ones, rendering and batching.
 
-A line is `{"prompt": str | "messages": [...], "chosen": str, "rejected": str}`: the
-conversation so far and two answers to it. Both answers are rendered with SFT's chat
-template and mask (helox.sft_data), and a batch lays each pair's chosen and rejected
-sequences side by side, packed into rows as SFT packs its conversations.
+A record is the conversation so far and two answers to it: `{"prompt": str | "messages":
+[...], "chosen": str, "rejected": str}`, or one of the public shapes that
+helox.dataset_formats reads (TRL and UltraFeedback message lists, Anthropic HH
+transcripts). Both answers are rendered with SFT's chat template and mask
+(helox.sft_data), and a batch lays each pair's chosen and rejected sequences side by
+side, packed into rows as SFT packs its conversations.
 
 The default pairs are derived from SFT's instruction pairs (functions of the standard
 library): the chosen answer is the real function; the rejected one keeps its signature
@@ -18,6 +20,7 @@ import hashlib
 import logging
 import os
 import textwrap
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,15 +28,17 @@ import sentencepiece as spm
 import torch
 from torch import Tensor
 
+from helox import dataset_formats
 from helox.chat import RenderedChat, render_chat
 from helox.io import JsonlWriter
 from helox.sft_data import (
     JsonlExamples,
     collate_packed,
+    cut_to,
     first_fit_rows,
     held_out_flags,
-    parse_messages,
     read_jsonl_examples,
+    warn_cut,
 )
 
 log = logging.getLogger(__name__)
@@ -47,8 +52,10 @@ class PreferencePair:
     chosen: str
     rejected: str
 
-    def conversation(self, answer: str) -> list[dict[str, str]]:
-        return [*self.prompt, {"role": "assistant", "content": answer}]
+    def conversation(self, answer: str) -> list[dict]:
+        """The prompt and `answer`, of which only `answer` is trained on."""
+        context = [m | {"weight": 0} if m["role"] == "assistant" else m for m in self.prompt]
+        return [*context, {"role": "assistant", "content": answer}]
 
 
 @dataclass
@@ -62,23 +69,9 @@ class EncodedPair:
 
 
 def parse_preference(record: object) -> PreferencePair:
-    """One JSONL object as a preference pair; raises ValueError saying what is wrong."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    if "messages" in record:
-        prompt = parse_messages(record["messages"])
-        if prompt[-1]["role"] != "user":
-            raise ValueError('"messages" must end with the user turn that the answers reply to')
-    elif isinstance(record.get("prompt"), str) and record["prompt"].strip():
-        prompt = [{"role": "user", "content": record["prompt"]}]
-    else:
-        raise ValueError('needs a non-empty string "prompt" or a "messages" list')
-    for key in ("chosen", "rejected"):
-        if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ValueError(f'missing or empty string field "{key}"')
-    if record["chosen"] == record["rejected"]:
-        raise ValueError('"chosen" and "rejected" are the same text')
-    return PreferencePair(prompt, record["chosen"], record["rejected"])
+    """One preference record in any format of helox.dataset_formats; raises ValueError
+    saying what is wrong."""
+    return PreferencePair(*dataset_formats.parse_preference(record))
 
 
 def read_preference_data(path: str | os.PathLike) -> JsonlExamples[PreferencePair]:
@@ -91,29 +84,39 @@ def split_pairs(
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(train, held out), decided by SFT's seeded hash of the prompt and chosen answer, so
     with equal seed and fraction DPO holds out the conversations that SFT held out."""
-    held_out = held_out_flags([p.conversation(p.chosen) for p in pairs], seed, val_fraction)
+    chosen = [[*p.prompt, {"role": "assistant", "content": p.chosen}] for p in pairs]
+    held_out = held_out_flags(chosen, seed, val_fraction)
     train = [p for p, v in zip(pairs, held_out, strict=True) if not v]
     return train, [p for p, v in zip(pairs, held_out, strict=True) if v]
 
 
 def encode_pairs(
-    pairs: list[PreferencePair], processor: spm.SentencePieceProcessor, seq_len: int
+    pairs: list[PreferencePair],
+    processor: spm.SentencePieceProcessor,
+    seq_len: int,
+    skipped: Counter | None = None,
 ) -> list[EncodedPair]:
     """Render both answers, cut each to seq_len + 1 tokens, and drop pairs that the cut
-    left without a response token or made identical."""
-    encoded = []
+    left without a response token or made identical, counting them in `skipped` when given."""
+    encoded, cut = [], 0
     for pair in pairs:
         chosen, rejected = (
-            _cut(render_chat(pair.conversation(answer), processor), seq_len)
+            render_chat(pair.conversation(answer), processor)
             for answer in (pair.chosen, pair.rejected)
         )
-        if any(chosen.trained[1:]) and any(rejected.trained[1:]) and chosen.ids != rejected.ids:
+        cut += max(len(chosen.ids), len(rejected.ids)) > seq_len + 1
+        chosen, rejected = cut_to(chosen, seq_len), cut_to(rejected, seq_len)
+        if not (any(chosen.trained[1:]) and any(rejected.trained[1:])):
+            reason = f"an answer has no token within seq_len ({seq_len} tokens)"
+        elif chosen.ids == rejected.ids:
+            reason = f"the answers differ only after seq_len ({seq_len} tokens)"
+        else:
             encoded.append(EncodedPair(chosen, rejected))
+            continue
+        if skipped is not None:
+            skipped[reason] += 1
+    warn_cut(cut, len(pairs), seq_len, len(pairs) - len(encoded))
     return encoded
-
-
-def _cut(chat: RenderedChat, seq_len: int) -> RenderedChat:
-    return RenderedChat(chat.ids[: seq_len + 1], chat.trained[: seq_len + 1])
 
 
 def collate_pairs(

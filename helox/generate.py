@@ -47,7 +47,8 @@ class Generator:
         if room <= 0:
             raise ValueError(
                 f"the prompt is {len(prompt_ids)} tokens; the model sees at most "
-                f"{self.config.max_position_embeddings}"
+                f"{self.config.max_position_embeddings} (model.max_position_embeddings), "
+                "with room for one new token: shorten the prompt"
             )
         generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
@@ -64,8 +65,9 @@ class Generator:
         return new_ids[: new_ids.index(stop_id)] if stop_id in new_ids else new_ids
 
     def complete(self, prompt: str, sampling: SamplingConfig) -> str:
-        """Continue raw text; returns the prompt followed by the continuation."""
-        new_ids = self._sample(self.processor.encode(prompt), sampling, EOS)
+        """Continue raw text; returns the prompt followed by the continuation. An empty prompt
+        starts a new document: after the end-of-text token that ends each one in training."""
+        new_ids = self._sample(self.processor.encode(prompt) or [EOS], sampling, EOS)
         return prompt + self.processor.decode(new_ids)
 
     def reply(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:

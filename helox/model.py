@@ -142,6 +142,22 @@ def make_positions(config: ModelConfig) -> nn.Module:
     return LearnedPositionEmbedding(config)
 
 
+# ---------------------------------------------------------------------------- projections
+
+
+def project(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tensor, ...]:
+    """`x` through bias-free projections that share it as input; one matmul when `fuse`.
+
+    Fusing concatenates the weights on the fly: under autocast that copy replaces the
+    cast each weight gets anyway, and the parameters keep their own names. Layers another
+    library replaced (torchao's Float8Linear) run one by one.
+    """
+    if fuse and all(type(layer) is nn.Linear for layer in layers):
+        weight = torch.cat([layer.weight for layer in layers])
+        return F.linear(x, weight).split([layer.out_features for layer in layers], dim=-1)
+    return tuple(layer(x) for layer in layers)
+
+
 # ---------------------------------------------------------------------------- attention
 
 
@@ -173,9 +189,10 @@ class Attention(nn.Module):
     ) -> Tensor:
         """Causal attention; a `mask` from `packed_attention_mask` replaces the causal one."""
         batch, seq, _ = x.shape
-        q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = project(x, (self.q_proj, self.k_proj, self.v_proj), fuse=self.training)
+        q = q.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(self.q_norm(q), self.k_norm(k), rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
@@ -197,7 +214,8 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = project(x, (self.gate_proj, self.up_proj), fuse=self.training)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class GeluMLP(nn.Module):

@@ -19,8 +19,13 @@ from typing import Any
 
 import yaml
 
-from helox.config import ModelConfig, TrainingConfig, resolve_config, section_from_dict
-from helox.config_files import merged_config
+from helox.config import (
+    ModelConfig,
+    TrainingConfig,
+    load_config,
+    resolve_config,
+    section_from_dict,
+)
 from helox.model import head_dim
 from helox.step_cost import (
     DEVICES,
@@ -320,7 +325,7 @@ def make_plan(
     """What `helox plan` prints: sized by `hours` or `depth` (other training knobs from the
     configs' pretrain section), else the configs' own model and pretraining as written."""
     device_of(device)
-    config = merged_config(config_paths)
+    config = load_config(config_paths)
     if hours is None and depth is None:
         return plan_for_config(config, device, mfu)
     pretrain = dict(config.get("pretrain") or {}, seq_len=seq_len)

@@ -68,11 +68,13 @@ def run_sft(
         [c for c, v in zip(data.items, held_out, strict=True) if not v],
         processor,
         config.seq_len,
+        data.skipped,
     )
     val_examples = encode_examples(
         [c for c, v in zip(data.items, held_out, strict=True) if v],
         processor,
         config.seq_len,
+        data.skipped,
     )
     if not val_examples:
         raise ValueError(f"{data_path}: no held-out example has a response to score")

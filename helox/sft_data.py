@@ -1,36 +1,45 @@
-"""Instruction data for SFT: reading pairs or chats, rendering, splitting, batching.
+"""Instruction data for SFT: reading records (in the formats of helox.dataset_formats, from
+JSON lines, a JSON array or Parquet), rendering, splitting, batching.
 
 DPO reads, renders and packs its preference pairs with the same functions (helox.dpo_data).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import IO, Generic, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sentencepiece as spm
 import torch
 from torch import Tensor
 
-from helox.chat import ROLES, RenderedChat, pair_to_messages, render_chat
+from helox.chat import RenderedChat, render_chat
+from helox.data.packed import CorruptStreamError, open_unpacked
+from helox.dataset_formats import parse_example
 from helox.vocab import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+SKIPS_SHOWN = 20  # skipped records logged and kept one by one; the rest are only counted
 T = TypeVar("T")
 
 
 @dataclass
 class JsonlExamples(Generic[T]):
-    """Examples read from a JSONL file, with every skipped line counted by reason."""
+    """Examples read from a file, with every skipped record counted by reason and the first
+    SKIPS_SHOWN of them, with file and line, logged and kept."""
 
     items: list[T] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
@@ -38,72 +47,114 @@ class JsonlExamples(Generic[T]):
 
     def skip(self, where: str, reason: str) -> None:
         self.skipped[reason] += 1
-        if len(self.skipped_examples) < 20:
+        if len(self.skipped_examples) < SKIPS_SHOWN:
             self.skipped_examples.append(f"{where}: {reason}")
-        log.warning("skipping %s: %s", where, reason)
+            log.warning("skipping %s: %s", where, reason)
 
 
-def parse_messages(messages: object) -> list[dict[str, str]]:
-    """A JSON `"messages"` value as a conversation; raises ValueError saying what is wrong."""
-    if not isinstance(messages, list) or not messages:
-        raise ValueError('"messages" must be a non-empty list')
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ValueError(f'each message needs "role" in {list(ROLES)}')
-        if not isinstance(message.get("content"), str):
-            raise ValueError('each message needs a string "content"')
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+def file_records(path: str | os.PathLike, data: JsonlExamples) -> Iterator[tuple[str, object]]:
+    """(where, record) for each record of a JSON-lines file, of a file that is one JSON
+    array, plain or packed (.gz, .bz2, .xz, .zst), or of a Parquet file (as the Hugging Face Hub
+    serves datasets); JSON lines that do not decode or parse are skipped into `data` with
+    their file and line. A compressed file cut short is refused whole."""
+    if str(path).endswith(".parquet"):
+        yield from parquet_records(path)
+        return
+    try:
+        with open_unpacked(path) as stream:
+            if stream.peek(1 << 16).removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"["):
+                content = stream.read()
+                records = json_array(path, content)
+                if records is not None:
+                    yield from ((f"{path}[{i}]", record) for i, record in enumerate(records))
+                    return
+                stream = io.BytesIO(content)
+            yield from json_lines(path, stream, data)
+    except CorruptStreamError as error:
+        raise ValueError(f"{path}: cannot decompress it to the end ({error})") from error
 
 
-def parse_example(record: object) -> list[dict[str, str]]:
-    """One JSONL object as a conversation; raises ValueError saying what is wrong."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    if "messages" in record:
-        messages = parse_messages(record["messages"])
-        if not any(m["role"] == "assistant" for m in messages):
-            raise ValueError("no assistant turn to learn from")
-        return messages
-    for key in ("instruction", "response"):
-        if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ValueError(f'missing or empty string field "{key}"')
-    extra = record.get("input", "")
-    if not isinstance(extra, str):
-        raise ValueError('"input" must be a string')
-    return pair_to_messages(record["instruction"], record["response"], extra)
+def parquet_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
+    """(where, row) for each row of a Parquet file, nested columns as lists and objects."""
+    try:
+        rows = pq.ParquetFile(path)
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{path}: not a Parquet file ({error})") from None
+    index = 0
+    for batch in rows.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            yield f"{path}[{index}]", record
+            index += 1
+
+
+def json_array(path: str | os.PathLike, content: bytes) -> list | None:
+    """The records of `content` as one JSON array, or None when it is JSON lines instead
+    (a first line that is a whole JSON value, and more lines after it)."""
+    first, _, rest = content.removeprefix(codecs.BOM_UTF8).lstrip().partition(b"\n")
+    if rest.strip():
+        try:
+            json.loads(first)
+            return None
+        except (ValueError, RecursionError):
+            pass
+    try:
+        return json.loads(content.decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: invalid UTF-8 at byte {error.start} of a JSON array") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}:{error.lineno}:{error.colno}: malformed JSON array ({error.msg})"
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON array nested too deeply") from None
+
+
+def json_lines(
+    path: str | os.PathLike, stream: IO[bytes], data: JsonlExamples
+) -> Iterator[tuple[str, object]]:
+    """(where, record) for each JSON line of `stream`, skipping into `data` what does not parse."""
+    for number, raw in enumerate(stream, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            data.skip(where, f"invalid UTF-8 ({error.reason})")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as error:
+            data.skip(where, f"malformed JSON ({error.msg})")
+        except RecursionError:
+            data.skip(where, "JSON nested too deeply")
 
 
 def read_jsonl_examples(
     path: str | os.PathLike, parse: Callable[[object], T], what: str
 ) -> JsonlExamples[T]:
-    """Parse each line of `path` with `parse` (ValueError: skip it, saying why, with file and
-    line); refuse a file in which no line is usable. `what` names the examples."""
+    """Parse each record of `path` (see `file_records`) with `parse` (ValueError: skip it,
+    saying why, with file and line); refuse a file in which no record is usable. `what`
+    names the examples."""
     data: JsonlExamples[T] = JsonlExamples()
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                data.skip(where, f"invalid UTF-8 ({error.reason})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                data.items.append(parse(json.loads(line)))
-            except json.JSONDecodeError as error:
-                data.skip(where, f"malformed JSON ({error.msg})")
-            except RecursionError:
-                data.skip(where, "JSON nested too deeply")
-            except ValueError as error:
-                data.skip(where, str(error))
+    for where, record in file_records(path, data):
+        try:
+            data.items.append(parse(record))
+        except ValueError as error:
+            data.skip(where, str(error))
+    if (unshown := sum(data.skipped.values()) - SKIPS_SHOWN) > 0:
+        log.warning("%s: %d more records skipped (not logged one by one)", path, unshown)
     if not data.items:
-        raise ValueError(f"{path}: no usable {what}; skipped: {dict(data.skipped) or 'none'}")
+        first = f"; first: {data.skipped_examples[0]}" if data.skipped_examples else ""
+        raise ValueError(
+            f"{path}: no usable {what}; skipped: {dict(data.skipped) or 'none'}{first}"
+        )
     return data
 
 
 def read_instruction_data(path: str | os.PathLike) -> JsonlExamples[list[dict[str, str]]]:
-    """Read `{"instruction","response"[,"input"]}` or `{"messages": [...]}` JSONL lines."""
+    """Read instruction records in any format of helox.dataset_formats (chat, ShareGPT,
+    prompt-completion, Alpaca, Dolly) from any file that `file_records` reads."""
     return read_jsonl_examples(path, parse_example, "instruction examples")
 
 
@@ -125,16 +176,42 @@ def held_out_flags(
     return held_out
 
 
+def cut_to(chat: RenderedChat, seq_len: int) -> RenderedChat:
+    """The first seq_len + 1 tokens of `chat` (seq_len inputs, each with its next token)."""
+    return RenderedChat(chat.ids[: seq_len + 1], chat.trained[: seq_len + 1])
+
+
+def warn_cut(cut: int, total: int, seq_len: int, dropped: int) -> None:
+    """Say how many rendered sequences were longer than seq_len, and how many were dropped."""
+    if cut:
+        log.warning(
+            "%d of %d conversations are longer than seq_len (%d tokens) and lose their end; "
+            "%d of them lost every response token and are left out",
+            cut,
+            total,
+            seq_len,
+            dropped,
+        )
+
+
 def encode_examples(
-    conversations: list[list[dict[str, str]]], processor: spm.SentencePieceProcessor, seq_len: int
+    conversations: list[list[dict[str, str]]],
+    processor: spm.SentencePieceProcessor,
+    seq_len: int,
+    skipped: Counter | None = None,
 ) -> list[RenderedChat]:
-    """Render conversations, cut to seq_len + 1 tokens, and drop those with nothing to learn."""
-    rendered = []
+    """Render conversations, cut to seq_len + 1 tokens, and drop those the cut left with
+    nothing to learn, counting them in `skipped` when given."""
+    rendered, cut = [], 0
     for conversation in conversations:
         chat = render_chat(conversation, processor)
-        chat = RenderedChat(chat.ids[: seq_len + 1], chat.trained[: seq_len + 1])
+        cut += len(chat.ids) > seq_len + 1
+        chat = cut_to(chat, seq_len)
         if any(chat.trained[1:]):
             rendered.append(chat)
+        elif skipped is not None:
+            skipped[f"no response token within seq_len ({seq_len} tokens)"] += 1
+    warn_cut(cut, len(conversations), seq_len, len(conversations) - len(rendered))
     return rendered
 
 

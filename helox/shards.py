@@ -45,6 +45,10 @@ SPLITS = ("train", "val", "test")
 ENCODE_BATCH_BYTES = 1 << 20
 
 
+class EmptySplitError(ValueError):
+    """A split that training needs holds no tokens: the corpus has too few documents."""
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned integer type that holds every id of the vocabulary."""
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
@@ -280,6 +284,7 @@ def write_manifest(
                 totals[key] += part["splits"][split][key]
         files = [str(Path(p).relative_to(shards_dir)) for p in shard_paths[split]]
         splits[split] = {"files": files, **totals}
+    check_splits_hold_tokens(splits)
     manifest = {
         "splits": splits,
         "vocab_size": processor.get_piece_size(),
@@ -297,6 +302,25 @@ def write_manifest(
     }
     write_json(manifest_path, manifest)
     return manifest
+
+
+def check_splits_hold_tokens(splits: Mapping[str, Mapping[str, int]]) -> None:
+    """Raise EmptySplitError if train or val holds no tokens (pretraining needs both);
+    warn when test is empty."""
+    documents = sum(splits[split]["documents"] for split in SPLITS)
+    for split in SPLITS:
+        if splits[split]["tokens"]:
+            continue
+        message = (
+            f"the {split} split holds no documents: of the {documents} left after cleaning "
+            f"and deduplication, none fell in it (shards.{split}_split, by a hash of each "
+            "document's text); give the corpus more documents (a long text can be split "
+            f"into several files) or raise shards.{split}_split"
+        )
+        if split == "test":
+            log.warning("%s; evaluations on the test split will have nothing to score", message)
+        else:
+            raise EmptySplitError(message)
 
 
 def source_rows(

@@ -22,6 +22,10 @@ REASONS = {
     "params changed": "its config section changed",
 }
 OTHER_REASON = "Snakemake plans a rerun (an incomplete output or a changed software environment)"
+NO_SNAKEFILE_HINT = (
+    "\nRun helox status in the Helox repository, where the Snakefile is, or name it: "
+    "helox status -- --snakefile PATH/Snakefile --directory RESULTS_PARENT"
+)
 
 
 @dataclass
@@ -38,16 +42,21 @@ class StageStatus:
         return self.outdated == 0
 
 
+class StatusError(RuntimeError):
+    """Snakemake could not summarise the workflow; the message carries what it said."""
+
+
 def detailed_summary(snakemake_args: Sequence[str]) -> list[dict[str, str]]:
     """The rows of `snakemake --detailed-summary ARGS` (no job runs)."""
     command = [sys.executable, "-m", "snakemake", "--detailed-summary", *snakemake_args]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+        hint = NO_SNAKEFILE_HINT if "No Snakefile found" in result.stderr else ""
+        raise StatusError(f"{' '.join(command)} failed:\n{result.stderr[-3000:].strip()}{hint}")
     lines = result.stdout.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("output_file\t")), None)
     if start is None:
-        raise RuntimeError(f"no summary in the output of {' '.join(command)}")
+        raise StatusError(f"no summary in the output of {' '.join(command)}")
     return list(csv.DictReader(lines[start:], delimiter="\t", quoting=csv.QUOTE_NONE))
 
 

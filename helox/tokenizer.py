@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,41 @@ def train_tokenizer(
         config.max_train_bytes,
         total_bytes,
     )
+    try:
+        _train_sentencepiece(sentences, model, config, threads)
+    except RuntimeError as error:
+        message = vocab_size_message(error, config)
+        if message is None:
+            raise
+        raise ValueError(message) from error
+    with atomic_path(model_path) as tmp:
+        tmp.write_bytes(model.getvalue())
+    return Path(model_path)
+
+
+# SentencePiece's complaint when the vocabulary cannot hold every required character.
+TOO_FEW_PIECES = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def vocab_size_message(error: RuntimeError, config: TokenizerConfig) -> str | None:
+    """What to change when SentencePiece found tokenizer.vocab_size too small for the
+    corpus's characters; None for any other training error."""
+    found = TOO_FEW_PIECES.search(str(error))
+    if found is None:
+        return None
+    needed = int(found.group(2))
+    return (
+        f"config key tokenizer.vocab_size: {config.vocab_size} is too small for this corpus: "
+        "the byte and special tokens and the characters that make up "
+        f"tokenizer.character_coverage ({config.character_coverage}) of its text take "
+        f"{needed} pieces; set tokenizer.vocab_size well above {needed} (the rest are merges) "
+        "or lower tokenizer.character_coverage"
+    )
+
+
+def _train_sentencepiece(
+    sentences: Iterator[str], model: io.BytesIO, config: TokenizerConfig, threads: int
+) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences,
         model_writer=model,
@@ -116,9 +152,6 @@ def train_tokenizer(
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    with atomic_path(model_path) as tmp:
-        tmp.write_bytes(model.getvalue())
-    return Path(model_path)
 
 
 @dataclass

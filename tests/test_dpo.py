@@ -9,17 +9,20 @@ import math
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 from test_distributed import kill_tree, wait_for
 
+from helox.chat import END
 from helox.config import DPOConfig, ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
 from helox.data.stdlib import derive_sft_pairs, gather_stdlib
 from helox.dpo import run_dpo
 from helox.dpo_data import (
     PreferenceBatches,
+    PreferencePair,
     collate_pairs,
     derive_preference_pairs,
     encode_pairs,
@@ -121,6 +124,84 @@ def test_reader_skips_bad_lines_with_file_and_line(tmp_path: Path) -> None:
     assert any(e.startswith(f"{path}:5:") and "user turn" in e for e in data.skipped_examples)
     assert any(e.startswith(f"{path}:7:") and '"rejected"' in e for e in data.skipped_examples)
     assert any(e.startswith(f"{path}:8: invalid UTF-8") for e in data.skipped_examples)
+
+
+def test_reader_takes_the_public_preference_shapes(tmp_path: Path) -> None:
+    question = "How do I reverse a list in Python?"
+    good, bad = "Use items[::-1] or items.reverse().", "Lists cannot be reversed."
+    user = {"role": "user", "content": question}
+    system = {"role": "system", "content": "You answer briefly."}
+
+    def answer(text: str) -> dict:
+        return {"role": "assistant", "content": text}
+
+    records = [
+        # TRL explicit prompt, conversational
+        {"prompt": [user], "chosen": [answer(good)], "rejected": [answer(bad)]},
+        # UltraFeedback (binarized): the prompt, whole conversations, "messages" = chosen
+        {"prompt": question, "prompt_id": "0", "chosen": [user, answer(good)],
+         "rejected": [user, answer(bad)], "messages": [user, answer(good)],
+         "score_chosen": 9.0, "score_rejected": 2.0},
+        # TRL implicit prompt: the shared start of both conversations
+        {"chosen": [system, user, answer(good)], "rejected": [system, user, answer(bad)]},
+        # Anthropic HH
+        {"chosen": f"\n\nHuman: {question}\n\nAssistant: {good}",
+         "rejected": f"\n\nHuman: {question}\n\nAssistant: {bad}"},
+        # HH as older TRL scripts split it: the transcript up to "Assistant:" is the prompt
+        {"prompt": f"\n\nHuman: Hi.\n\nAssistant: Hello!\n\nHuman: {question}\n\nAssistant:",
+         "chosen": f" {good}", "rejected": f" {bad}"},
+        # refused: the prompt is not the question the conversations answer
+        {"prompt": "Sort a list.", "chosen": [user, answer(good)], "rejected": [user, answer(bad)]},
+        # refused: the two conversations start differently
+        {"chosen": [system, user, answer(good)], "rejected": [user, answer(bad)]},
+        # refused: an answer alone with no prompt
+        {"chosen": [answer(good)], "rejected": [answer(bad)]},
+    ]  # fmt: skip
+    path = tmp_path / "public.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = read_preference_data(path)
+    assert [(p.prompt, p.chosen, p.rejected) for p in data.items] == [
+        ([user], good, bad),
+        ([user], good, bad),
+        ([system, user], good, bad),
+        ([user], good, bad),
+        ([{"role": "user", "content": "Hi."}, answer("Hello!"), user], good, bad),
+    ]
+    assert [e.removeprefix(f"{path}:") for e in data.skipped_examples] == [
+        '6: "prompt" is not the turn that "chosen" answers',
+        '7: "chosen" and "rejected" differ before their last turn',
+        '8: "chosen" is an answer alone, and there is no "prompt"',
+    ]
+
+
+def test_only_the_answers_of_a_multi_turn_pair_are_trained(derived) -> None:
+    processor = load_tokenizer(derived["tokenizer"])
+    earlier = [
+        {"role": "user", "content": "Reverse a list."},
+        {"role": "assistant", "content": "return items[::-1]"},
+        {"role": "user", "content": "And a string?"},
+    ]
+    pair = PreferencePair(earlier, "return text[::-1]", "return text")
+    (encoded,) = encode_pairs([pair], processor, 256)
+    for chat, answer in ((encoded.chosen, pair.chosen), (encoded.rejected, pair.rejected)):
+        trained = [i for i, t in zip(chat.ids, chat.trained, strict=True) if t]
+        assert trained == processor.encode(answer) + [END]
+
+
+def test_pairs_cut_before_their_answers_differ_are_counted(derived) -> None:
+    processor = load_tokenizer(derived["tokenizer"])
+    question = "def add(a, b):\n    return a + b\n" * 20
+    pairs = [
+        PreferencePair([{"role": "user", "content": "Add one."}], "x + 1", "x - 1"),
+        PreferencePair([{"role": "user", "content": question}], "x + 1", "x - 1"),
+        PreferencePair([{"role": "user", "content": "Add."}], question + "x", question + "y"),
+    ]
+    skipped = Counter()
+    assert len(encode_pairs(pairs, processor, 64, skipped)) == 1
+    assert skipped == {
+        "an answer has no token within seq_len (64 tokens)": 1,
+        "the answers differ only after seq_len (64 tokens)": 1,
+    }
 
 
 def test_rejected_answer_keeps_the_signature_over_another_functions_body() -> None:

@@ -85,8 +85,10 @@ def add_binary_and_encodings(root: Path, expected: Expected, text: str) -> None:
     expected.skip("encodings/latin1.txt", readers.NOT_UTF8)
     write(root, "encodings/cp1252.rst", "\u201csmart quotes\u201d \u2013 dash\n".encode("cp1252"))
     expected.skip("encodings/cp1252.rst", readers.NOT_UTF8)
-    write(root, "encodings/utf16.md", text.encode("utf-16"))
-    expected.skip("encodings/utf16.md", readers.BINARY)
+    write(root, "encodings/utf16.md", text.encode("utf-16"))  # its byte order mark tells it
+    expected.read("encodings/utf16.md", 1)
+    write(root, "encodings/utf16-unmarked.md", text.encode("utf-16-le"))
+    expected.skip("encodings/utf16-unmarked.md", readers.BINARY)
     write(root, "encodings/mixed.txt", text.encode() + "Größe\n".encode("latin-1"))
     expected.skip("encodings/mixed.txt", readers.NOT_UTF8)
     write(root, "encodings/bom.txt", text.encode("utf-8-sig"))

@@ -14,17 +14,17 @@ import yaml
 from test_workflow import dry_run_jobs
 
 from helox.config import validate_config
-from helox.plan import PRESETS_DIR, merged_config
+from helox.config_files import merged_config
+from helox.plan import PRESETS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION = REPO / "benchmarks" / "gpu_session.sh"
 
 
-def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
-    results = tmp_path / "throughput.json"
-    command = [sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--steps", "2"]
+def run_benchmark(script: str, *args: str) -> str:
+    """The standard output of a benchmark script run on one CPU thread, which must succeed."""
     completed = subprocess.run(
-        [*command, "--warmup", "1", "--json", str(results)],
+        [sys.executable, f"benchmarks/{script}", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -32,7 +32,15 @@ def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
         timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.strip().splitlines()
+    return completed.stdout
+
+
+def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
+    results = tmp_path / "throughput.json"
+    output = run_benchmark(
+        "gpu_throughput.py", "--tiny", "--steps", "2", "--warmup", "1", "--json", str(results)
+    )
+    lines = output.strip().splitlines()
     assert lines[-1].startswith("Helox/reference tokens/s: tiny adamw ")
     ratios = dict(re.findall(r"tiny ([a-z0-9 ]+?) ([\d.]+)(?:,|$)", lines[-1]))
     assert set(ratios) == {"adamw", "muon", "adamw sft", "adamw x16", "muon x16"}
@@ -48,6 +56,16 @@ def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
     runs = {m["run"]: m for m in json.loads(results.read_text())}
     assert set(runs) == {f"helox {run}" for run in ratios} | {"reference adamw"}
     assert all(m["tokens_per_second"] > 0 and m["mfu"] > 0 for m in runs.values())
+
+
+def test_muon_step_benchmark_times_three_optimizers_on_cpu() -> None:
+    output = run_benchmark("muon_step.py", "--steps", "1", "--warmup", "1")
+    lines = output.strip().splitlines()
+    assert "shape tiny: 14 hidden matrices" in lines[0]
+    step_ms = dict(re.findall(r"^  (.+?) +([\d.]+) ms a step$", output, re.M))
+    assert set(step_ms) == {"fused AdamW", "torch Muon", "helox Muon"}
+    assert all(float(ms) > 0 for ms in step_ms.values())
+    assert float(lines[-1].removeprefix("torch Muon / helox Muon seconds: ")) > 0
 
 
 def test_session_script_parses() -> None:

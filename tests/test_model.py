@@ -160,6 +160,24 @@ def test_grouped_query_attention_equals_repeated_heads() -> None:
     assert torch.allclose(gqa(ids).logits, mha(ids).logits, atol=1e-5)
 
 
+@pytest.mark.parametrize("kv", [4, 2])
+def test_fused_training_projections_give_the_eval_path_results_and_gradients(kv: int) -> None:
+    """Training runs Q/K/V and gate/up as one matmul each; evaluation runs them one by one."""
+    ids = torch.randint(0, 50, (2, 12))
+    results = []
+    for training in (True, False):
+        model = build(num_key_value_heads=kv).train(training)
+        out = model(ids, ids)
+        out.loss.backward()
+        results.append((out.logits, {n: p.grad for n, p in model.named_parameters()}))
+    (fused_logits, fused_grads), (plain_logits, plain_grads) = results
+    assert torch.allclose(fused_logits, plain_logits, atol=1e-5)
+    assert fused_grads.keys() == plain_grads.keys()
+    for name, grad in fused_grads.items():
+        assert torch.allclose(grad, plain_grads[name], atol=1e-5), name
+        assert grad.abs().sum() > 0, name
+
+
 def test_dropout_acts_on_attention_residuals_and_embeddings_while_training_only() -> None:
     model = build(dropout=0.5)
     assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 1 + 2

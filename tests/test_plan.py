@@ -12,6 +12,7 @@ from test_workflow import dry_run_jobs
 
 from helox.cli import main
 from helox.config import ModelConfig, TrainingConfig, validate_config
+from helox.config_files import merged_config
 from helox.model import create_model_from_config
 from helox.plan import (
     DEVICES,
@@ -23,7 +24,6 @@ from helox.plan import (
     largest_preset,
     learning_rate_for_width,
     make_plan,
-    merged_config,
     plan_for_depth,
     plan_for_hours,
     preset_overlay,

@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from helox.config import CleanConfig
-from helox.data import readers
+from helox.data import packed, readers
 from helox.data.documents import Document, Stats
 from helox.data.readers import read_documents
 
@@ -161,7 +161,10 @@ def test_skips_are_logged_with_file_and_line(raw_dir: Path, caplog) -> None:
         read_all(raw_dir)
     messages = "\n".join(record.getMessage() for record in caplog.records)
     assert "data/records.jsonl:2: skipped: malformed JSON" in messages
-    assert "bad/latin1.txt: skipped: not UTF-8 (first bad byte on line 1)" in messages
+    assert (
+        "bad/latin1.txt: skipped: not UTF-8 (first bad byte 0xe9 on line 1; convert the file "
+        "to UTF-8, e.g. iconv -f CP1252 -t UTF-8)" in messages
+    )
     assert "image.png" not in messages
 
 
@@ -200,7 +203,7 @@ def test_missing_raw_folder_names_it(tmp_path: Path) -> None:
 
 
 def test_zstd_lines_across_frames_and_tiny_chunks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 5)
+    monkeypatch.setattr(packed, "CHUNK_BYTES", 5)
     data = jsonl(*({"text": f"t{i}"} for i in range(300)))
     compressor = zstandard.ZstdCompressor()
     path = write(tmp_path / "two.jsonl.zst", compressor.compress(data) + compressor.compress(data))

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import codecs
+import gzip
 import json
+import re
+from collections import Counter
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+import zstandard
 
 from helox.chat import END, ROLE_IDS, render_chat, render_prompt
 from helox.config import ModelConfig, TokenizerConfig
@@ -94,6 +101,166 @@ def test_reader_refuses_a_file_with_nothing_usable(tmp_path):
     path.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="no usable instruction examples"):
         read_instruction_data(path)
+
+
+TRANSLATE = [
+    {"role": "user", "content": "Translate into French.\n\nThe cat is on the table."},
+    {"role": "assistant", "content": "Le chat est sur la table."},
+]
+PUBLIC_INSTRUCTION_RECORDS = [
+    # Alpaca: the answer is "output"
+    {"instruction": "Translate into French.", "input": "The cat is on the table.",
+     "output": "Le chat est sur la table."},
+    # Dolly: the input is "context"
+    {"instruction": "Translate into French.", "context": "The cat is on the table.",
+     "response": "Le chat est sur la table.", "category": "open_qa"},
+    # OpenAI / Hugging Face chat, content as a list of text parts
+    {"messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": "Translate into French.\n\n"},
+            {"type": "text", "text": "The cat is on the table."},
+        ]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Le chat est sur la table."}]},
+    ]},
+    # TRL prompt-completion
+    {"prompt": "Translate into French.\n\nThe cat is on the table.",
+     "completion": "Le chat est sur la table."},
+]  # fmt: skip
+
+
+def test_reader_reads_the_public_instruction_formats_alike(tmp_path):
+    path = tmp_path / "public.jsonl"
+    sharegpt = {
+        "id": "7",
+        "conversations": [
+            {"from": "system", "value": "You write Python."},
+            {"from": "human", "value": "Reverse a list."},
+            {"from": "gpt", "value": "return items[::-1]"},
+            {"from": "human", "value": "And a string?"},
+            {"from": "chatgpt", "value": "return text[::-1]"},
+        ],
+    }
+    records = [*PUBLIC_INSTRUCTION_RECORDS, sharegpt]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = read_instruction_data(path)
+    assert not data.skipped
+    assert data.items == [TRANSLATE] * 4 + [CONVERSATION]
+
+
+def test_reader_names_the_field_it_cannot_read(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    records = [
+        {"messages": [question, {"role": "tool", "content": '{"temp": 18}'}]},
+        {"messages": [question, {"role": "assistant", "content": None, "tool_calls": [{}]}]},
+        {"messages": [question, {"role": "assistant", "content": ""}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+        {"conversations": [{"from": "human", "value": "hi"}, {"from": "tool", "value": "{}"}]},
+        {"instruction": "Translate.", "input": "Cat.", "context": "Dog.", "output": "Chat."},
+        {"question": "What is 2 + 2?", "answer": "4"},
+        {"messages": [question, {"role": "assistant", "content": "It is 18 °C."}]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = read_instruction_data(path)
+    assert data.items == [[question, {"role": "assistant", "content": "It is 18 °C."}]]
+    reasons = [e.removeprefix(f"{path}:") for e in data.skipped_examples]
+    assert reasons == [
+        '1: "messages"[1] has role "tool"; the chat template has system, user, assistant',
+        '2: "messages"[1] holds tool calls, which the chat template cannot render',
+        '3: "messages"[1] is an assistant turn with empty content',
+        '4: "messages"[0] has a "image_url" part; only text parts can be rendered',
+        '5: "conversations"[1] is from "tool"; expected one of system, human, user, gpt, '
+        "assistant, chatgpt, bing, bard",
+        '6: "input" and "context" differ; keep one of them',
+        "7: no instruction format has the keys ['answer', 'question']: expected \"messages\", "
+        '"conversations", "prompt" and "completion", or "instruction" with "response" or '
+        '"output"',
+    ]
+
+
+def test_reader_takes_json_arrays_compressed_files_parquet_and_a_byte_order_mark(tmp_path):
+    records = PUBLIC_INSTRUCTION_RECORDS[:2]
+    lines = "".join(json.dumps(r) + "\n" for r in records).encode()
+    (tmp_path / "alpaca_data.json").write_text(json.dumps(records, indent=4))
+    (tmp_path / "one_line.json").write_text(json.dumps(records))
+    (tmp_path / "bom.jsonl").write_bytes(codecs.BOM_UTF8 + lines)
+    (tmp_path / "data.jsonl.gz").write_bytes(gzip.compress(lines))
+    frames = [zstandard.ZstdCompressor().compress(part) for part in (lines[:40], lines[40:])]
+    two_frames = frames[0] + frames[1]
+    (tmp_path / "data.jsonl.zst").write_bytes(two_frames)
+    pq.write_table(pa.Table.from_pylist([records[1]] * 2), tmp_path / "hub.parquet")  # Dolly
+    for name in ("alpaca_data.json", "one_line.json", "bom.jsonl", "data.jsonl.gz",
+                 "data.jsonl.zst", "hub.parquet"):  # fmt: skip
+        data = read_instruction_data(tmp_path / name)
+        assert (data.items, dict(data.skipped)) == ([TRANSLATE, TRANSLATE], {}), name
+
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([records[0], {"instruction": "x"}], indent=2))
+    data = read_instruction_data(array)
+    assert data.skipped_examples == [
+        f'{array}[1]: missing or empty string field "response" (or Alpaca\'s "output")'
+    ]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(records, indent=2).replace('"\n  }', '",\n  }', 1))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(broken))}:6:3: malformed JSON array"):
+        read_instruction_data(broken)
+    for name, cut in (
+        ("cut.jsonl.gz", gzip.compress(lines)[:-12]),
+        ("cut.jsonl.zst", two_frames[:-9]),
+    ):
+        (tmp_path / name).write_bytes(cut)
+        with pytest.raises(
+            ValueError,
+            match=rf"^{re.escape(str(tmp_path / name))}: cannot decompress it to the end",
+        ):
+            read_instruction_data(tmp_path / name)
+    lines_after_an_array = tmp_path / "lines.jsonl"
+    lines_after_an_array.write_text("[1, 2]\n" + lines.decode())
+    data = read_instruction_data(lines_after_an_array)
+    assert data.items == [TRANSLATE, TRANSLATE]
+    assert data.skipped_examples == [f"{lines_after_an_array}:1: expected a JSON object, got array"]
+
+
+def test_reader_logs_the_first_skips_and_counts_the_rest(tmp_path, caplog):
+    path = tmp_path / "text.jsonl"
+    plain = {"text": "### Human: Hi.### Assistant: Hello."}
+    lines = [plain] * 25 + [PUBLIC_INSTRUCTION_RECORDS[0]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    data = read_instruction_data(path)
+    assert data.items == [TRANSLATE] and sum(data.skipped.values()) == 25
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert len(logged) == len(data.skipped_examples) == 20
+    assert f"{path}: 5 more records skipped (not logged one by one)" in caplog.text
+
+
+def test_openai_weight_zero_keeps_an_assistant_turn_as_context(tmp_path, processor):
+    path = tmp_path / "openai.jsonl"
+    weighted = [*CONVERSATION[:2], {**CONVERSATION[2], "weight": 0}, *CONVERSATION[3:]]
+    records = [
+        {"messages": weighted},
+        {"messages": [*CONVERSATION[:2], {**CONVERSATION[2], "weight": 0}]},
+        {"messages": [*CONVERSATION[:2], {**CONVERSATION[2], "weight": 0.5}]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = read_instruction_data(path)
+    assert [e.removeprefix(f"{path}:") for e in data.skipped_examples] == [
+        "2: no assistant turn to learn from",
+        '3: "messages"[2] has "weight" 0.5; it may be 0 or 1',
+    ]
+    chat = render_chat(data.items[0], processor)
+    trained = [i for i, t in zip(chat.ids, chat.trained, strict=True) if t]
+    assert trained == processor.encode("return text[::-1]") + [END]
+    assert chat.ids == render_chat(CONVERSATION, processor).ids
+
+
+def test_encoding_counts_conversations_cut_before_any_response(processor, caplog):
+    long_system = {"role": "system", "content": "Answer in French. " * 200}
+    conversations = [TRANSLATE, [long_system, *TRANSLATE], [*TRANSLATE, *TRANSLATE * 50]]
+    skipped = Counter()
+    examples = encode_examples(conversations, processor, seq_len=128, skipped=skipped)
+    assert len(examples) == 2 and all(len(e.ids) <= 129 for e in examples)
+    assert skipped == {"no response token within seq_len (128 tokens)": 1}
+    assert "2 of 3 conversations are longer than seq_len (128 tokens)" in caplog.text
 
 
 def test_batches_are_seeded_and_resume_exactly(processor):

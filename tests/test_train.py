@@ -409,7 +409,9 @@ def test_too_many_non_finite_steps_in_a_row_stop_the_run_with_the_checkpoint_int
 
 def test_seq_len_longer_than_the_model_is_refused(manifest: Path, tmp_path: Path) -> None:
     config = dataclasses.replace(TRAINING, seq_len=64)
-    with pytest.raises(ValueError, match="seq_len 64 exceeds model.max_position_embeddings 32"):
+    with pytest.raises(
+        ValueError, match="seq_len 64 exceeds the model.s max_position_embeddings 32: lower"
+    ):
         run_training(manifest, tmp_path / "ckpt", config)
 
 

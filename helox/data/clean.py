@@ -23,7 +23,7 @@ from typing import Any
 from helox.config import CleanConfig, CorpusConfig, SourceConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import apply_steps, build_steps
-from helox.data.readers import Labels, read_documents, walk
+from helox.data.readers import Entry, Labels, read_documents, walk
 from helox.io import JsonlWriter, write_json
 from helox.progress import ProgressBar
 
@@ -94,6 +94,33 @@ def read_sources(
 
 def _prefixed(select: Callable[[str], bool], prefix: str) -> Callable[[str], bool]:
     return lambda relative: select(prefix + relative)
+
+
+def raw_listings(sources: Sequence[SourceConfig], parts: int) -> dict[int, str]:
+    """Per part, a digest of the raw entries it reads: each file's prefixed name, size and
+    modification time, each skipped entry's reason. As a rule parameter it reruns a part
+    when a file of it is added, removed or edited, which the folders' own times miss below
+    their top level."""
+    digests = [hashlib.blake2b(digest_size=16) for _ in range(parts)]
+    for source, labels in zip(sources, source_labels(sources), strict=True):
+        if not Path(source.path).is_dir():
+            continue
+        for entry in walk(Path(source.path)):
+            name = labels.prefix + entry.relative
+            line = f"{name}\0{_entry_state(entry)}\n"
+            digests[part_of(name, parts)].update(line.encode("utf-8"))
+    return {part: digest.hexdigest() for part, digest in enumerate(digests)}
+
+
+def _entry_state(entry: Entry) -> str:
+    """A file's size and modification time, or why the readers skip the entry."""
+    if entry.problem is not None:
+        return entry.problem
+    try:
+        info = entry.path.stat()
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
+    return f"{info.st_size} {info.st_mtime_ns}"
 
 
 def source_file_sizes(

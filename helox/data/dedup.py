@@ -386,8 +386,8 @@ def empty_corpus_message(parts: int, clean_stats: list[str | os.PathLike] | None
             lines.append(f"  skipped ({reason}): {count}")
     lines.append(
         "Check that corpus.raw_dir (or each folder of corpus.sources) holds files named by "
-        "clean.text_extensions, clean.code_extensions, .jsonl(.gz/.zst) or .parquet, and "
-        "the filter thresholds "
-        "in the clean section of config.yaml."
+        "clean.text_extensions, clean.code_extensions, .jsonl, .json or .parquet (each "
+        "may be packed as .gz, .bz2, .xz or .zst), and the filter thresholds in the clean "
+        "section of config.yaml; the clean logs list the files skipped and why."
     )
     return "\n".join(lines)

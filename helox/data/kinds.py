@@ -59,8 +59,14 @@ def paragraphs(text: str) -> list[str]:
     return found
 
 
+def unix_line_ends(text: str) -> str:
+    """`text` with Windows ("\\r\\n") and classic Mac ("\\r") line ends made "\\n"."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def detect_kind(text: str) -> Kind:
     """web, prose or docs, from the shape of the lines of `text` (see the module docstring)."""
+    text = unix_line_ends(text)
     lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
         return "web"

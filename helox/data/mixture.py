@@ -12,8 +12,15 @@ resampled, so they keep the corpus's natural proportions.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+# Past about four epochs, repeated tokens are worth much less than new ones (Muennighoff
+# et al., "Scaling Data-Constrained Language Models", 2023): a source repeated more is named.
+MAX_QUIET_EPOCHS = 4.0
 
 
 class MixtureError(ValueError):
@@ -39,6 +46,18 @@ def repeat_factors(
                 "after cleaning and deduplication: check its folder and the clean stats"
             )
         factors[name] = weight / total_weight * total_tokens / tokens
+        if factors[name] > MAX_QUIET_EPOCHS:
+            log.warning(
+                "corpus source %r: weight %s of %s repeats each of its documents about %.1f "
+                "times (%d training tokens); past %.0f epochs repeats add little and invite "
+                "memorisation: lower its weight in corpus.sources or give it more text",
+                name,
+                weight,
+                total_weight,
+                factors[name],
+                tokens,
+                MAX_QUIET_EPOCHS,
+            )
     return factors
 
 

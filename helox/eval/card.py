@@ -86,7 +86,15 @@ def card_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Ro
 
 
 def read_results(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    return [read_json(path) for path in paths]
+    """The evaluate stage's JSON files; a file that is not one is named."""
+    results = [read_json(path) for path in paths]
+    for path, result in zip(paths, results, strict=True):
+        if not isinstance(result, dict) or "stage" not in result:
+            raise ValueError(
+                f'{path} is not an evaluate-stage result (it has no "stage"); '
+                "pass results/eval/<stage>.json or the JSON of helox eval --suite --output"
+            )
+    return results
 
 
 def format_card(results: Sequence[Mapping[str, Any]]) -> str:

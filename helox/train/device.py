@@ -65,8 +65,8 @@ class DeviceManager:
             raise ValueError(f"unknown device {requested!r}; use one of auto, cpu, cuda, mps")
         elif not available(requested):
             raise ValueError(
-                f"device {requested!r} was asked for (training.device) but is not available "
-                f"on this machine; set device: auto or cpu"
+                f"device {requested!r} was asked for but is not available on this machine; "
+                "ask for auto or cpu (a stage's `device` key, or a command's --device)"
             )
         else:
             device_type = requested

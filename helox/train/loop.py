@@ -144,8 +144,9 @@ class Trainer:
     ):
         if config.seq_len > model.config.max_position_embeddings:
             raise ValueError(
-                f"training seq_len {config.seq_len} exceeds "
-                f"model.max_position_embeddings {model.config.max_position_embeddings}"
+                f"training seq_len {config.seq_len} exceeds the model's "
+                f"max_position_embeddings {model.config.max_position_embeddings}: lower the "
+                "stage's seq_len (pretrain.seq_len, sft.seq_len or dpo.seq_len)"
             )
         self.config = config
         self.device = device_manager.device

@@ -34,15 +34,21 @@ NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch's and Keller Jordan's coeffic
 
 def orthogonalise(matrices: Tensor, steps: int = 5) -> Tensor:
     """Approximately U·Vᵀ of each matrix (..., rows, cols) = U·S·Vᵀ by `steps` quintic
-    Newton-Schulz iterations, a stack of same-shaped matrices in one batched product each."""
+    Newton-Schulz iterations, a stack of same-shaped matrices in one batched product each.
+
+    Each iteration is three batched products whose scaling and sums ride in the matmul
+    (`baddbmm`'s alpha and beta) rather than in separate passes over the matrices."""
     a, b, c = NEWTON_SCHULZ
     x = matrices.to(torch.bfloat16 if matrices.is_cuda else torch.float32)
     tall = x.size(-2) > x.size(-1)
     x = x.mT if tall else x
+    x = x.reshape(-1, *x.shape[-2:])
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)
     for _ in range(steps):
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        gram = torch.bmm(x, x.mT)
+        polynomial = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+        x = torch.baddbmm(x, polynomial, x, beta=a)
+    x = x.reshape(*matrices.shape[:-2], *x.shape[-2:])
     return (x.mT if tall else x).to(matrices.dtype)
 
 

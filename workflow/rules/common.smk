@@ -1,7 +1,10 @@
 # Shared by every rule: config validation and completion, the scatter width, the sources.
 
-from helox.config import resolve_config, validate_config
+from helox.config import coerce_values, resolve_config, validate_config
 
+# `--config 'pretrain={total_steps: 5}'` gives nested values as text: read them as numbers;
+# a section whose keys are all commented out is empty, not null.
+coerce_values(config)
 validate_config(config)
 # Every key the config files leave out takes its default from helox.config (`helox config`
 # prints them all); sft: and dpo: take pretrain:'s training keys first.

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from helox.data.documents import Document
 from helox.data.filters.base import Drop, Step
+from helox.data.kinds import unix_line_ends
 
 URL_PATTERN = re.compile(r"(?:https?|ftp)://[^\s<>\"']+|www\.[^\s<>\"']+", re.IGNORECASE)
 EXTRA_BLANK_LINES = re.compile(r"\n{4,}")
@@ -27,17 +28,18 @@ class UnicodeNormalizer(Step):
 
 
 class WhitespaceNormalizer(Step):
-    """Unix line ends and no trailing blanks; prose also loses runs of more than two blank lines."""
+    """Unix line ends (from Windows' and classic Mac's too) and no trailing blanks; text
+    also loses runs of more than two blank lines."""
 
     name = "whitespace_normalization"
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document:
-        text = doc.text.replace("\r\n", "\n")
+        text = unix_line_ends(doc.text)
         if doc.kind == "code":
             if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):
                 text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
         else:
-            text = "\n".join(line.rstrip() for line in text.replace("\r", "\n").split("\n"))
+            text = "\n".join(line.rstrip() for line in text.split("\n"))
             text = EXTRA_BLANK_LINES.sub("\n\n\n", text).strip("\n")
         return doc if text == doc.text else replace(doc, text=text)
 
