@@ -19,20 +19,25 @@ length by Helox's own `SFTBatches` (FlexAttention on CUDA, the dense mask on CPU
 tokens per second are set against pretraining's; and with 16 micro-batches a step (262 k
 tokens at 1024), where Muon's orthogonalisation weighs less per token. Where torchao is
 installed and the GPU has float8 tensor cores, every shape also runs AdamW with `float8:
-true`. Runs come in order of importance and each measurement is written to `--json` as it
-lands, so a run cut short keeps what it measured. The last lines are the ratios: Muon over
-AdamW, SFT over pretraining, and Helox over the reference, per shape and run.
+true`. Last, every shape runs AdamW with the attention and MLP input projections one matmul
+each ("separate"), as before `helox.model.project` fused them, to show what fusing buys.
+Runs come in order of importance and each measurement is written to `--json` as it lands,
+so a run cut short keeps what it measured. The last lines are the ratios: Muon over AdamW,
+SFT over pretraining, fused over separate projections, and Helox over the reference, per
+shape and run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
 import math
 import tempfile
 import time
+import unittest.mock
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -42,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from train_mfu import RandomTokens
 
+import helox.model
 from helox.chat import RenderedChat
 from helox.config import ModelConfig, TrainingConfig
 from helox.model import create_model_from_config
@@ -178,10 +184,13 @@ class HeloxRun:
     sft: bool = False
     float8: bool = False
     micro_batches: int = 1
+    fused: bool = True
 
     @property
     def name(self) -> str:
         words = ["helox", self.optimizer]
+        if not self.fused:
+            words.append("separate")
         if self.sft:
             words.append("sft")
         if self.float8:
@@ -248,6 +257,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def release(device: torch.device) -> None:
+    """Start a run afresh: memory freed and counted from zero, and no compiled code of an
+    earlier run, whose cache would otherwise fill (past torch's recompile limit a model runs
+    eagerly) or mark shapes dynamic after the first shape changed."""
+    torch._dynamo.reset()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -260,12 +273,25 @@ def peak_memory_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / (1 << 30)
 
 
+def projections(fused: bool) -> contextlib.AbstractContextManager:
+    """Helox as it is, or with its training projections run one matmul each, as before
+    `helox.model.project` fused them: the comparison that shows what fusing buys."""
+    if fused:
+        return contextlib.nullcontext()
+    fused_project = helox.model.project
+
+    def separate(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tensor, ...]:
+        return fused_project(x, layers, fuse=False)
+
+    return unittest.mock.patch.object(helox.model, "project", separate)
+
+
 def measure_helox(
     name: str, shape: Shape, run: HeloxRun, args: argparse.Namespace, peak: float
 ) -> Measurement:
     device = torch.device(args.device)
     release(device)
-    with tempfile.TemporaryDirectory() as checkpoints:
+    with tempfile.TemporaryDirectory() as checkpoints, projections(run.fused):
         trainer = helox_trainer(shape, run, args.device, args.compile, checkpoints)
         steps = max(2, args.steps // run.micro_batches)
         seconds = time_steps(trainer.train_step, device, args.warmup, steps)
@@ -338,6 +364,7 @@ def planned_runs(
             plan.append((name, HeloxRun(optimizers[0], sft=True)))
     plan += [(name, HeloxRun(float8=True)) for name in shapes if float8]
     plan += [(first, HeloxRun(optimizer, micro_batches=16)) for optimizer in optimizers]
+    plan += [(name, HeloxRun(optimizers[0], fused=False)) for name in shapes]
     return plan
 
 
@@ -345,7 +372,8 @@ Speeds = dict[tuple[str, HeloxRun | None], float]  # tokens/s by (shape, run); N
 
 
 def ratio_lines(speeds: Speeds, device: torch.device) -> list[str]:
-    """Muon over AdamW, SFT over pretraining, and Helox over the reference, as measured."""
+    """Muon over AdamW, SFT over pretraining, fused over separate projections, and Helox over
+    the reference, as measured."""
     kernel = "FlexAttention" if device.type == "cuda" else "dense mask"
     lines, ratios = [], []
     for (shape, run), tokens in speeds.items():
@@ -359,6 +387,11 @@ def ratio_lines(speeds: Speeds, device: torch.device) -> list[str]:
             lines.append(
                 f"SFT/pretraining tokens/s ({shape}, {run.optimizer}, packed rows, {kernel}): "
                 f"{tokens / pretraining:.3f}"
+            )
+        separate = speeds.get((shape, dataclasses.replace(run, fused=False)))
+        if run.fused and separate:
+            lines.append(
+                f"fused/separate projections tokens/s ({shape} {run.name}): {tokens / separate:.3f}"
             )
         if (shape, None) in speeds:
             ratios.append(

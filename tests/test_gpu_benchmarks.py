@@ -43,7 +43,7 @@ def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
     lines = output.strip().splitlines()
     assert lines[-1].startswith("Helox/reference tokens/s: tiny adamw ")
     ratios = dict(re.findall(r"tiny ([a-z0-9 ]+?) ([\d.]+)(?:,|$)", lines[-1]))
-    assert set(ratios) == {"adamw", "muon", "adamw sft", "adamw x16", "muon x16"}
+    assert set(ratios) == {"adamw", "muon", "adamw sft", "adamw x16", "muon x16", "adamw separate"}
     assert all(float(r) > 0 for r in ratios.values())
     sft = [
         re.fullmatch(r"SFT/pretraining tokens/s \(tiny, adamw, .*\): ([\d.]+)", x) for x in lines
@@ -53,6 +53,11 @@ def test_throughput_tiny_prints_positive_ratios_last(tmp_path: Path) -> None:
         re.fullmatch(r"Muon/AdamW tokens/s \(tiny helox muon( x16)?\): ([\d.]+)", x) for x in lines
     ]
     assert sorted(m[1] or "" for m in muon if m) == ["", " x16"]
+    fused = [
+        re.fullmatch(r"fused/separate projections tokens/s \(tiny helox adamw\): ([\d.]+)", x)
+        for x in lines
+    ]
+    assert [float(m[1]) > 0 for m in fused if m] == [True]
     runs = {m["run"]: m for m in json.loads(results.read_text())}
     assert set(runs) == {f"helox {run}" for run in ratios} | {"reference adamw"}
     assert all(m["tokens_per_second"] > 0 and m["mfu"] > 0 for m in runs.values())
