@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import torch
@@ -66,12 +67,10 @@ def main() -> None:
     params = [p for name, p in model.named_parameters() if is_hidden_matrix(name, p)]
     for param in params:
         param.grad = torch.randn_like(param)
-    shape_counts: dict[tuple[int, ...], int] = {}
-    for param in params:
-        shape_counts[tuple(param.shape)] = shape_counts.get(tuple(param.shape), 0) + 1
+    shape_counts = Counter(tuple(param.shape) for param in params)
     print(
         f"device {device}, shape {shape_name}: {len(params)} hidden matrices, "
-        f"{sum(p.numel() for p in params):,} weights; by shape {shape_counts}"
+        f"{sum(p.numel() for p in params):,} weights; by shape {dict(shape_counts)}"
     )
 
     optimizers = {

@@ -2,13 +2,21 @@
 # filtered by kind of text; every removed document goes to rejected/ with its reason, the
 # counts per filter, kind, source and file to the stats.
 
+import functools
+
 from helox.data.clean import raw_listings
 
 # Per part, a digest of the names, sizes and times of the raw files it reads: an added,
 # removed or edited file reruns its part (a folder's own time misses changes below its top
-# level). Not for the gathered standard library, which is a rule's output.
+# level). Not for the gathered standard library, which is a rule's output. The corpus is
+# walked once, when a clean job's params are first asked for, so an invocation without
+# clean jobs (a Slurm job of a later stage) never walks it.
 USER_CORPUS = bool(config["corpus"]["raw_dir"] or config["corpus"]["sources"])
-RAW_LISTINGS = raw_listings(SOURCES, len(PARTS)) if USER_CORPUS else {}
+
+
+@functools.cache
+def parts_raw_listings() -> dict[int, str]:
+    return raw_listings(SOURCES, len(PARTS)) if USER_CORPUS else {}
 
 
 rule clean:
@@ -21,7 +29,7 @@ rule clean:
     params:
         clean=config["clean"],
         sources=CLEAN_SOURCES,
-        raw_listing=lambda wildcards: RAW_LISTINGS.get(int(wildcards.part), ""),
+        raw_listing=lambda wildcards: parts_raw_listings().get(int(wildcards.part), ""),
     log:
         "logs/clean/part-{part}.log",
     benchmark:
