@@ -54,7 +54,9 @@ class SandboxLimits:
     """What one program may use."""
 
     timeout_s: float = 5.0  # wall clock
-    cpu_s: int | None = None  # CPU seconds (RLIMIT_CPU); None = timeout_s rounded up
+    # CPU seconds (RLIMIT_CPU); None: a second past timeout_s rounded up, so that one busy
+    # thread meets the wall clock first and the CPU limit catches what outruns it (threads).
+    cpu_s: int | None = None
     memory_mb: int = 1024  # address space
     file_size_mb: int = 16  # any one file it writes, its stdout and stderr included
     max_processes: int = 64  # of the user it runs as (all of nobody's processes when root)
@@ -225,7 +227,7 @@ def supervise(
         "interpreter": interpreter or program_interpreter(),
         "timeout_s": limits.timeout_s,
         "limits": {
-            "cpu_s": limits.cpu_s or math.ceil(limits.timeout_s),
+            "cpu_s": limits.cpu_s or math.ceil(limits.timeout_s) + 1,
             "address_space_bytes": limits.memory_mb * 2**20,
             "file_size_bytes": limits.file_size_mb * 2**20,
             "open_files": limits.open_files,
