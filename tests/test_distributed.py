@@ -336,3 +336,48 @@ def test_fsdp_checkpoints_are_sharded_verified_resumable_and_load_in_one_process
     assert problem == (
         f"{SHARDS_DIR}/{shard.name} does not match the SHA-256 recorded when it was saved"
     )
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_muon_in_two_processes_follows_one_process_and_resumes_its_momentum(
+    manifest: Path, spm_model: Path, tmp_path: Path, fsdp: bool
+) -> None:
+    """Muon's shared (DDP) or row-sharded (FSDP) orthogonalisation gives one process's losses;
+    a rerun from the middle checkpoint restores the momentum and ends with the same losses."""
+    model = dataclasses.replace(MODEL, dropout=0.0)
+    per_rank = dataclasses.replace(
+        TRAINING,
+        optimizer="muon",
+        total_steps=12,
+        eval_steps=12,
+        save_steps=6,
+        log_steps=4,
+        nproc=NPROC,
+        fsdp=fsdp,
+    )
+    common = {"tracking": TrackingConfig(enabled=False), "seed": 5}
+    single = run_pretrain(
+        manifest,
+        spm_model,
+        tmp_path / "single" / "final",
+        model,
+        dataclasses.replace(per_rank, batch_size=NPROC * per_rank.batch_size, nproc=1, fsdp=False),
+        threads=1,
+        **common,
+    )
+    output = tmp_path / "two" / "final"
+    job = PretrainJob(
+        str(manifest), str(spm_model), str(output), model, per_rank, threads=NPROC, **common
+    )
+    whole = launch_pretrain(job)
+    for (step, ours), (_, theirs) in zip(
+        whole["loss_history"], single["loss_history"], strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-4), f"step {step}"
+
+    shutil.rmtree(output)
+    shutil.rmtree(output.parent / "checkpoints" / "step_12")
+    log_path = tmp_path / "resumed.log"
+    resumed = launch_pretrain(job, log_path=log_path)
+    assert "at step 6" in log_path.read_text().split("resumed from ")[1]
+    assert resumed["loss_history"] == whole["loss_history"]

@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_loader import EOS, write_shards
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Shard, distribute_tensor
 
 from helox.config import ModelConfig, TokenizerConfig, TrackingConfig, TrainingConfig, config_errors
 from helox.data.loader import PackedBatches, TokenStream, eval_batches
@@ -34,7 +36,13 @@ from helox.train.device import DeviceManager
 from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
 from helox.train.metrics import peak_flops, token_byte_lengths
 from helox.train.objective import z_loss
-from helox.train.optim import Muon, build_optimizer, orthogonalise, orthogonalise_shared
+from helox.train.optim import (
+    Muon,
+    build_optimizer,
+    orthogonalise,
+    orthogonalise_sharded,
+    orthogonalise_shared,
+)
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
 from helox.train.tracking import Tracker, tracking_uri
 from helox.vocab import SPECIAL_IDS, load_tokenizer
@@ -704,6 +712,32 @@ def test_muon_under_two_processes_shares_the_matrices_and_gathers_every_result(
     matrices = torch.randn(5, 8, 12)  # an odd count: the second process gets one padded slot
     torch.multiprocessing.spawn(
         share_orthogonalisation, args=(str(tmp_path / "rendezvous"), matrices), nprocs=2
+    )
+
+
+def orthogonalise_row_shards(rank: int, rendezvous: str, matrices: torch.Tensor) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2
+    )
+    try:
+        mesh = init_device_mesh("cpu", (2,))
+        sharded = [distribute_tensor(m, mesh, [Shard(0)]) for m in matrices]
+        rows = torch.stack([s.to_local() for s in sharded])
+        ours = orthogonalise_sharded(rows, sharded[0])
+        assert torch.equal(ours, orthogonalise(matrices).chunk(2, dim=1)[rank])
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 5), (1, 4, 9)], ids=["uneven-rows", "one-matrix"])
+def test_muon_orthogonalises_fsdp_row_shards_as_whole_matrices(
+    tmp_path: Path, shape: tuple[int, int, int]
+) -> None:
+    """Rows split 4 + 3 and counts that leave a process without a matrix still give each
+    process exactly its rows of the whole matrices' result."""
+    matrices = torch.randn(*shape)
+    torch.multiprocessing.spawn(
+        orthogonalise_row_shards, args=(str(tmp_path / "rendezvous"), matrices), nprocs=2
     )
 
 

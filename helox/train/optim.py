@@ -10,7 +10,9 @@ gains stay with AdamW, as Muon's authors advise. `torch.optim.Muon` iterates in 
 which on CPU took 0.55 s a step for the 2 × 128 model against 0.05 s in fp32
 (benchmarks/RESULTS.md); this one uses bf16 on CUDA only. It iterates on every matrix of one
 shape at once (one batched product per iteration), which took it from 0.54 to 0.78 of AdamW's
-tokens per second for a 124M model on an H100, and to 0.96 at 262 k tokens a step.
+tokens per second for a 124M model on an H100, and to 0.96 at 262 k tokens a step. Under
+DDP each process orthogonalises its share of the matrices; under FSDP2 momentum stays in row
+shards and only the orthogonalisation sees whole matrices (`orthogonalise_sharded`).
 
 `step_unless` skips a step whose loss or gradient is not finite without the host waiting for
 the device: fused AdamW and Muon read a `found_inf` flag on the device, as GradScaler sets it.
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor, Shard
 
 from helox.config import TrainingConfig
 
@@ -69,6 +72,41 @@ def orthogonalise_shared(matrices: Tensor) -> Tensor:
     return gathered[:count]
 
 
+def orthogonalise_sharded(rows: Tensor, like: DTensor) -> Tensor:
+    """`orthogonalise` of a stack of FSDP shards: `rows` is this process's (count, its rows,
+    cols) part of matrices sharded as `like` is. One all-to-all hands each process whole
+    matrices, its share of the count; another returns the results as row shards."""
+    (placement,) = like.placements
+    if not (isinstance(placement, Shard) and placement.dim == 0):
+        raise ValueError(f"Muon under FSDP expects row-sharded matrices, got {like.placements}")
+    shape = (rows.size(0), *like.shape)
+    by_rows = DTensor.from_local(
+        rows, like.device_mesh, [Shard(1)], shape=torch.Size(shape), stride=_contiguous(shape)
+    )
+    by_matrix = by_rows.redistribute(placements=[Shard(0)])
+    done = DTensor.from_local(
+        orthogonalise(by_matrix.to_local()),
+        like.device_mesh,
+        [Shard(0)],
+        shape=torch.Size(shape),
+        stride=_contiguous(shape),
+    )
+    return done.redistribute(placements=[Shard(1)]).to_local()
+
+
+def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a contiguous tensor of `shape`."""
+    strides = [1]
+    for size in reversed(shape[1:]):
+        strides.insert(0, strides[0] * size)
+    return tuple(strides)
+
+
+def local(tensor: Tensor) -> Tensor:
+    """This process's part of `tensor`: its shard if it is a DTensor, else itself."""
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
 def same_shape_runs(params: Iterable[Tensor]) -> list[list[Tensor]]:
     """`params` grouped by shape, in order of first appearance."""
     runs: dict[torch.Size, list[Tensor]] = {}
@@ -103,21 +141,26 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _update(self, params: list[Tensor], group: dict, found_inf: Tensor | None) -> None:
-        """One Muon step of same-shaped `params`."""
+        """One Muon step of same-shaped `params` (whole, or this process's FSDP shards)."""
         momentum, lr = group["momentum"], group["lr"]
-        grads = torch.stack([p.grad for p in params])
+        grads = torch.stack([local(p.grad) for p in params])
         keep: Tensor | float = 1.0
         if found_inf is not None:
             keep = 1.0 - found_inf.to(grads.dtype)
             grads = torch.where(found_inf.bool(), 0.0, grads)
-        buffers = [self._momentum_buffer(p) for p in params]
+        buffers = [local(self._momentum_buffer(p)) for p in params]
         stacked_buffers = torch.stack(buffers)
         stacked_buffers.lerp_(grads, (1 - momentum) * keep)
         torch._foreach_copy_(buffers, list(stacked_buffers.unbind(0)))
-        updates = orthogonalise_shared(grads.lerp(stacked_buffers, momentum))
+        nesterov = grads.lerp(stacked_buffers, momentum)
+        if isinstance(params[0], DTensor):
+            updates = orthogonalise_sharded(nesterov, params[0])
+        else:
+            updates = orthogonalise_shared(nesterov)
         updates.mul_(-lr * 0.2 * math.sqrt(max(params[0].shape)) * keep)
-        torch._foreach_mul_(params, 1 - lr * group["weight_decay"] * keep)
-        torch._foreach_add_(params, list(updates.unbind(0)))
+        shards = [local(p) for p in params]
+        torch._foreach_mul_(shards, 1 - lr * group["weight_decay"] * keep)
+        torch._foreach_add_(shards, list(updates.unbind(0)))
 
     def _momentum_buffer(self, param: Tensor) -> Tensor:
         state = self.state[param]
