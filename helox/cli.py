@@ -243,7 +243,16 @@ def cmd_dpo(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from helox.plan import format_plan, make_plan, write_preset
 
-    sizing = ("hours", "depth", "seq_len", "vocab_size", "tokens_per_param", "mfu")
+    sizing = (
+        "hours",
+        "depth",
+        "seq_len",
+        "vocab_size",
+        "tokens_per_param",
+        "mfu",
+        "nproc",
+        "nodes",
+    )
     chosen = {name: getattr(args, name) for name in sizing if getattr(args, name) is not None}
     config_paths = args.config or [path for path in ["config.yaml"] if Path(path).is_file()]
     plan = make_plan(config_paths, args.device, **chosen)
@@ -417,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--tokens-per-param", type=positive_float, help="default 20 (Chinchilla)")
     plan.add_argument("--mfu", type=fraction, help="assumed for the hours (default 0.35)")
+    plan.add_argument(
+        "--nproc", type=positive_int, help="GPUs on each node (default: the config's pretrain)"
+    )
+    plan.add_argument("--nodes", type=positive_int, help="nodes (default: the config's pretrain)")
     plan.add_argument("--write", default=None, help="write the plan as a --configfile overlay")
     plan.set_defaults(func=cmd_plan)
 

@@ -5,8 +5,11 @@ heads, heads of 64 below width 1024 and of 128 from there, a learning rate scali
 1/sqrt(width) from the one measured for Helox's CPU model (6e-3 with Muon at width 128,
 benchmarks/RESULTS.md). The token budget is `tokens_per_param` × parameters (Chinchilla's
 20), or, given hours on a device, the FLOPs those hours buy at an assumed MFU, spent on the
-deepest model whose compute-optimal budget they cover. `helox plan` prints the result and
-writes it as a `--configfile` overlay; the presets in `helox/presets/` are such overlays.
+deepest model whose compute-optimal budget they cover. On several GPUs (`nproc` per node ×
+`nodes`) the hours buy that many times the FLOPs, each process takes its rows of every step,
+and the plan shards the model with FSDP2 where that lets a larger micro-batch fit than DDP
+does. `helox plan` prints the result and writes it as a `--configfile` overlay; the presets in
+`helox/presets/` are such overlays.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ SFT_LEARNING_RATE_FRACTION = 1 / 6  # config.yaml's SFT 1e-3 against pretraining
 MAX_TOKENS_PER_STEP = 1 << 19  # 524,288: Muon kept up with AdamW at 262k (issue 16)
 MIN_STEPS = 1000
 MAX_MICRO_BATCH = 64
+# The H100 benchmark's micro-batches of 16 k tokens kept it at 0.38-0.54 MFU (issue 16).
+BUSY_MICRO_BATCH_TOKENS = 1 << 14
 USABLE_MEMORY = 0.9  # of the card; the rest is left to the allocator's fragmentation
 
 
@@ -74,7 +79,8 @@ def learning_rate_for_width(width: int) -> float:
 
 @dataclass(frozen=True)
 class Plan:
-    """A model, how it trains, and what that costs on one device."""
+    """A model, how it trains, and what that costs on `pretrain.nproc` × `pretrain.nodes`
+    devices of one kind (`memory` is each one's)."""
 
     device: str
     mfu: float
@@ -85,9 +91,13 @@ class Plan:
     memory: MemoryEstimate
 
     @property
+    def processes(self) -> int:
+        return self.pretrain.nproc * self.pretrain.nodes
+
+    @property
     def tokens_per_step(self) -> int:
         p = self.pretrain
-        return p.batch_size * p.seq_len * p.gradient_accumulation_steps
+        return p.batch_size * p.seq_len * p.gradient_accumulation_steps * self.processes
 
     @property
     def tokens(self) -> int:
@@ -95,7 +105,7 @@ class Plan:
 
     @property
     def hours(self) -> float:
-        peak = DEVICES[self.device].peak_flops
+        peak = DEVICES[self.device].peak_flops * self.processes
         return self.tokens * self.flops_per_token / (peak * self.mfu) / 3600
 
     @property
@@ -111,17 +121,51 @@ def device_of(name: str) -> Device:
 
 
 def choose_micro_batch(
-    model: ModelConfig, seq_len: int, optimizer: str, usable_bytes: float
+    model: ModelConfig,
+    seq_len: int,
+    optimizer: str,
+    usable_bytes: float,
+    largest: int = MAX_MICRO_BATCH,
+    processes: int = 1,
+    fsdp: bool = False,
 ) -> tuple[int, bool, MemoryEstimate]:
-    """(micro-batch, gradient checkpointing, memory): the largest power of two that fits,
-    without checkpointing where any does; else 1 with checkpointing, which may not fit."""
-    sizes = [MAX_MICRO_BATCH >> i for i in range(int(math.log2(MAX_MICRO_BATCH)) + 1)]
+    """(micro-batch, gradient checkpointing, memory): the largest power of two up to `largest`
+    that fits, without checkpointing where any does; else 1 with checkpointing, which may not
+    fit."""
+    sizes = [largest >> i for i in range(int(math.log2(largest)) + 1)]
     for checkpointing in (False, True):
         for micro_batch in sizes:
-            memory = estimate_memory(model, seq_len, micro_batch, optimizer)
+            memory = estimate_memory(model, seq_len, micro_batch, optimizer, processes, fsdp)
             if memory.total(checkpointing) <= usable_bytes:
                 return micro_batch, checkpointing, memory
-    return 1, True, estimate_memory(model, seq_len, 1, optimizer)
+    return 1, True, estimate_memory(model, seq_len, 1, optimizer, processes, fsdp)
+
+
+def power_of_two_below(value: float) -> int:
+    """The largest power of two at most `value`, and 1 below that."""
+    return 2 ** int(math.log2(value)) if value >= 1 else 1
+
+
+def choose_layout(
+    model: ModelConfig, seq_len: int, optimizer: str, usable_bytes: float, processes: int, rows: int
+) -> tuple[int, bool, bool, MemoryEstimate]:
+    """(micro-batch, checkpointing, fsdp, memory) for each of `processes` GPUs, at most `rows`
+    rows each: DDP, which gathers no weights, unless only FSDP's shards fit, or fit without
+    checkpointing, or fit a micro-batch of `BUSY_MICRO_BATCH_TOKENS` where DDP's is smaller."""
+    largest = min(MAX_MICRO_BATCH, power_of_two_below(rows))
+    ddp = choose_micro_batch(model, seq_len, optimizer, usable_bytes, largest, processes, False)
+    if processes == 1:
+        return ddp[0], ddp[1], False, ddp[2]
+    sharded = choose_micro_batch(model, seq_len, optimizer, usable_bytes, largest, processes, True)
+
+    def rank(choice: tuple[int, bool, MemoryEstimate]) -> tuple[bool, bool, int]:
+        micro_batch, checkpointing, memory = choice
+        busy = min(micro_batch * seq_len, BUSY_MICRO_BATCH_TOKENS)
+        return memory.total(checkpointing) <= usable_bytes, not checkpointing, busy
+
+    if rank(sharded) > rank(ddp):
+        return sharded[0], sharded[1], True, sharded[2]
+    return ddp[0], ddp[1], False, ddp[2]
 
 
 def plan_training(
@@ -131,17 +175,19 @@ def plan_training(
     device: str,
     mfu: float = DEFAULT_MFU,
 ) -> Plan:
-    """Fit `model` to `device` for a budget of `tokens`: the micro-batch `choose_micro_batch`
-    picks, at most 2^19 tokens a step and at least `MIN_STEPS` steps, the learning rate for
-    its width, warm-up 2% of the steps."""
+    """Fit `model` to `base.nproc` × `base.nodes` of `device` for a budget of `tokens`: the
+    layout `choose_layout` picks, at most 2^19 tokens a step (and a row for each process) and
+    at least `MIN_STEPS` steps, the learning rate for its width, warm-up 2% of the steps."""
     usable = USABLE_MEMORY * device_of(device).memory_gib * GIB
-    seq_len = base.seq_len
+    seq_len, processes = base.seq_len, base.nproc * base.nodes
     params, _, flops_per_token = count_model(model, seq_len)
-    micro_batch, checkpointing, memory = choose_micro_batch(model, seq_len, base.optimizer, usable)
-    row_tokens = micro_batch * seq_len
-    step_tokens = max(row_tokens, min(MAX_TOKENS_PER_STEP, tokens // MIN_STEPS))
-    accumulation = max(1, 2 ** int(math.log2(step_tokens // row_tokens)))
-    total_steps = max(1, round(tokens / (row_tokens * accumulation)))
+    step_tokens = max(processes * seq_len, min(MAX_TOKENS_PER_STEP, tokens // MIN_STEPS))
+    micro_batch, checkpointing, fsdp, memory = choose_layout(
+        model, seq_len, base.optimizer, usable, processes, step_tokens / (processes * seq_len)
+    )
+    micro_step_tokens = processes * micro_batch * seq_len
+    accumulation = power_of_two_below(step_tokens / micro_step_tokens)
+    total_steps = max(1, round(tokens / (micro_step_tokens * accumulation)))
     interval = max(1, total_steps // 10)
     pretrain = dataclasses.replace(
         base,
@@ -154,6 +200,7 @@ def plan_training(
         save_steps=interval,
         log_steps=max(1, min(50, total_steps // 100)),
         gradient_checkpointing=checkpointing,
+        fsdp=fsdp,
     )
     return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
 
@@ -181,9 +228,9 @@ def plan_for_hours(
     mfu: float = DEFAULT_MFU,
     max_depth: int = 64,
 ) -> Plan:
-    """The deepest model whose `tokens_per_param` budget the hours' FLOPs cover and whose
-    step fits the card, trained on every token those FLOPs buy."""
-    budget = hours * 3600 * device_of(device).peak_flops * mfu
+    """The deepest model whose `tokens_per_param` budget the hours' FLOPs (on every process)
+    cover and whose step fits the cards, trained on every token those FLOPs buy."""
+    budget = hours * 3600 * device_of(device).peak_flops * mfu * base.nproc * base.nodes
     best = None
     for depth in range(1, max_depth + 1):
         model = shape_for_depth(depth, vocab_size, base.seq_len)
@@ -195,7 +242,8 @@ def plan_for_hours(
             best = plan
     if best is None:
         raise ValueError(
-            f"{hours} hours on {device} at MFU {mfu} do not cover even depth 1 at "
+            f"{hours} hours on {base.nproc * base.nodes} × {device} at MFU {mfu} do not cover "
+            f"even depth 1 at "
             f"{tokens_per_param} tokens per parameter"
         )
     return best
@@ -209,7 +257,14 @@ def plan_for_config(config: dict[str, Any], device: str, mfu: float = DEFAULT_MF
         model = dataclasses.replace(model, vocab_size=config["tokenizer"]["vocab_size"])
     pretrain = section_from_dict(TrainingConfig, config["pretrain"], "pretrain")
     params, _, flops_per_token = count_model(model, pretrain.seq_len)
-    memory = estimate_memory(model, pretrain.seq_len, pretrain.batch_size, pretrain.optimizer)
+    memory = estimate_memory(
+        model,
+        pretrain.seq_len,
+        pretrain.batch_size,
+        pretrain.optimizer,
+        pretrain.nproc * pretrain.nodes,
+        pretrain.fsdp,
+    )
     return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
 
 
@@ -219,6 +274,7 @@ def format_plan(plan: Plan) -> str:
     step = (
         f"{pretrain.batch_size} × {pretrain.seq_len} tokens × "
         f"{pretrain.gradient_accumulation_steps} accumulation"
+        + (f" × {plan.processes} processes" if plan.processes > 1 else "")
     )
     parts = " + ".join(
         f"{name} {value / GIB:.1f}"
@@ -231,10 +287,16 @@ def format_plan(plan: Plan) -> str:
         )
     )
     chosen = "on" if pretrain.gradient_checkpointing else "off"
+    layout = "one process"
+    if plan.processes > 1:
+        layout = f"{pretrain.nodes} node{'s' * (pretrain.nodes > 1)} × {pretrain.nproc} GPUs, " + (
+            "FSDP2 (sharded)" if pretrain.fsdp else "DDP (replicated)"
+        )
     return "\n".join(
         [
             f"device          {device.label}: {device.peak_flops / 1e12:.0f} TFLOP/s bf16 dense, "
             f"{device.memory_gib:g} GiB",
+            f"processes       {layout}",
             f"model           depth {model.num_layers}, width {model.hidden_size}, "
             f"{model.num_attention_heads} heads of {head_dim(model)}, "
             f"vocabulary {model.vocab_size}, sequence {pretrain.seq_len}",
@@ -244,7 +306,7 @@ def format_plan(plan: Plan) -> str:
             f"steps           {pretrain.total_steps:,} of {plan.tokens_per_step:,} tokens ({step})",
             f"learning rate   {pretrain.learning_rate:.2e} ({pretrain.optimizer}), "
             f"warm-up {pretrain.warmup_steps} steps",
-            f"memory          {parts} = {memory.total(False) / GIB:.1f} GiB; "
+            f"memory per GPU  {parts} = {memory.total(False) / GIB:.1f} GiB; "
             f"with gradient checkpointing {memory.total(True) / GIB:.1f} GiB "
             f"(checkpointing {chosen}: {'fits' if plan.fits else 'does NOT fit'})",
             f"time            {plan.hours:.2f} hours at MFU {plan.mfu:g}",
@@ -253,8 +315,11 @@ def format_plan(plan: Plan) -> str:
 
 
 def preset_overlay(plan: Plan) -> dict[str, Any]:
-    """The plan as a `--configfile` overlay for the Snakefile."""
+    """The plan as a `--configfile` overlay for the Snakefile (SFT on the same processes)."""
     model, pretrain = plan.model, plan.pretrain
+    launch = {}
+    if plan.processes > 1:
+        launch = {"nproc": pretrain.nproc, "nodes": pretrain.nodes, "fsdp": pretrain.fsdp}
     training_keys = (
         "seq_len",
         "batch_size",
@@ -281,6 +346,7 @@ def preset_overlay(plan: Plan) -> dict[str, Any]:
             **{key: getattr(pretrain, key) for key in training_keys},
             "optimizer": pretrain.optimizer,
             "device": "cuda",
+            **launch,
         },
         "sft": {
             "seq_len": pretrain.seq_len,
@@ -288,6 +354,7 @@ def preset_overlay(plan: Plan) -> dict[str, Any]:
             "learning_rate": float(f"{pretrain.learning_rate * SFT_LEARNING_RATE_FRACTION:.2e}"),
             "gradient_checkpointing": pretrain.gradient_checkpointing,
             "device": "cuda",
+            **launch,
         },
     }
 
@@ -300,8 +367,11 @@ def runtime_minutes(plan: Plan) -> int:
 
 def write_preset(plan: Plan, path: str | Path) -> None:
     """Write the plan's overlay to `path`, headed by what it was sized for."""
+    processes = plan.pretrain.nproc, plan.pretrain.nodes
+    launch = f"--nproc {processes[0]} --nodes {processes[1]} " if plan.processes > 1 else ""
     header = (
-        f"# {DEVICES[plan.device].label}, made by `helox plan --device {plan.device} ...`:\n"
+        f"# {DEVICES[plan.device].label}, made by `helox plan --device {plan.device} "
+        f"{launch}...`:\n"
         f"# {plan.parameters:,} parameters, {plan.tokens:,} tokens "
         f"({plan.tokens / plan.parameters:.1f} per parameter), about {plan.hours:.1f} hours\n"
         f"# at MFU {plan.mfu:g}. Point corpus.raw_dir at a corpus of that many tokens, "
@@ -321,14 +391,19 @@ def make_plan(
     vocab_size: int = 32768,
     tokens_per_param: float = TOKENS_PER_PARAM,
     mfu: float = DEFAULT_MFU,
+    nproc: int | None = None,
+    nodes: int | None = None,
 ) -> Plan:
     """What `helox plan` prints: sized by `hours` or `depth` (other training knobs from the
-    configs' pretrain section), else the configs' own model and pretraining as written."""
+    configs' pretrain section), else the configs' own model and pretraining as written;
+    `nproc` and `nodes`, where given, replace the configs' processes."""
     device_of(device)
     config = load_config(config_paths)
+    launch = {k: v for k, v in (("nproc", nproc), ("nodes", nodes)) if v is not None}
+    config["pretrain"] = dict(config.get("pretrain") or {}, **launch)
     if hours is None and depth is None:
         return plan_for_config(config, device, mfu)
-    pretrain = dict(config.get("pretrain") or {}, seq_len=seq_len)
+    pretrain = dict(config["pretrain"], seq_len=seq_len)
     base = section_from_dict(TrainingConfig, pretrain, "pretrain")
     if hours is not None:
         return plan_for_hours(hours, device, base, vocab_size, tokens_per_param, mfu)

@@ -1,6 +1,6 @@
 """What one training step costs on a GPU: parameters, FLOPs per token, and the memory of
-weights, gradients, optimizer state and activations under bf16 autocast (helox.plan sizes
-models and budgets with it)."""
+weights, gradients, optimizer state and activations under bf16 autocast, on one GPU or on each
+of several under DDP or FSDP2 (helox.plan sizes models and budgets with it)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,18 @@ def _count_model(model_fields: tuple, seq_len: int) -> tuple[int, int, int]:
     return built.num_parameters(), hidden, built.flops_per_token(seq_len)
 
 
+def block_parameters(model: ModelConfig) -> int:
+    """Parameters of one decoder block, FSDP's unit of gathering (all blocks are alike)."""
+    return _block_parameters(dataclasses.astuple(model))
+
+
+@functools.cache
+def _block_parameters(model_fields: tuple) -> int:
+    with torch.device("meta"):
+        built = HeloxLM(dataclasses.replace(ModelConfig(*model_fields), num_layers=1))
+    return sum(p.numel() for p in built.model.layers[0].parameters())
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes one GPU holds at the peak of a training step under bf16 autocast."""
@@ -81,9 +93,16 @@ def layer_activation_bytes(model: ModelConfig) -> int:
 
 
 def estimate_memory(
-    model: ModelConfig, seq_len: int, micro_batch: int, optimizer: str
+    model: ModelConfig,
+    seq_len: int,
+    micro_batch: int,
+    optimizer: str,
+    processes: int = 1,
+    fsdp: bool = False,
 ) -> MemoryEstimate:
-    """Weights, gradients, optimizer states and activations of one training step."""
+    """Weights, gradients, optimizer states and activations of one training step on each of
+    `processes` GPUs: whole under DDP (whose reducer adds a bucket copy of the gradients), in
+    shards under FSDP2 (`fsdp`), which gathers bf16 weights a block at a time."""
     params, hidden, _ = count_model(model, seq_len)
     states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
     tokens = micro_batch * seq_len
@@ -95,4 +114,19 @@ def estimate_memory(
     stored = tokens * (model.num_layers * per_layer + ends)
     # Checkpointing keeps each block's fp32 input and recomputes one block at a time.
     checkpointed = tokens * (model.num_layers * 4 * model.hidden_size + per_layer + ends)
-    return MemoryEstimate(6 * params, 4 * params, states, stored, checkpointed)
+    if processes > 1 and fsdp:
+        # fp32 shards of weights, gradients and states; the root unit (embedding, head, final
+        # norm) stays gathered in bf16 through the step, and two blocks are gathered at once
+        # (the one running and the one prefetched), each with its bf16 and fp32 gradients
+        # while they are reduce-scattered.
+        block = block_parameters(model)
+        gathered = params - model.num_layers * block + 2 * block
+        return MemoryEstimate(
+            4 * params // processes + 2 * gathered,
+            4 * params // processes + 6 * gathered,
+            states // processes,
+            stored,
+            checkpointed,
+        )
+    buckets = 4 * params if processes > 1 else 0
+    return MemoryEstimate(6 * params, 4 * params + buckets, states, stored, checkpointed)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +18,14 @@ from helox.config import ModelConfig, TrainingConfig, validate_config
 from helox.config_files import merged_config
 from helox.model import create_model_from_config
 from helox.plan import (
+    BUSY_MICRO_BATCH_TOKENS,
     DEVICES,
     GIB,
     PRESETS_DIR,
     USABLE_MEMORY,
     count_model,
     estimate_memory,
+    format_plan,
     largest_preset,
     learning_rate_for_width,
     make_plan,
@@ -29,6 +34,7 @@ from helox.plan import (
     preset_overlay,
     shape_for_depth,
 )
+from helox.step_cost import block_parameters
 from helox.train.metrics import BF16_PEAK_FLOPS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +80,27 @@ def test_memory_counts_states_by_optimizer_and_activations_by_batch() -> None:
     assert adamw.total(True) < adamw.total(False)
 
 
+def test_memory_per_gpu_under_ddp_and_fsdp() -> None:
+    """DDP holds everything and a bucket copy of the gradients; FSDP divides the fp32 weights,
+    gradients and states among the processes and gathers the root and two blocks in bf16."""
+    model = shape_for_depth(8, 1000, 128)
+    params, hidden, _ = count_model(model, 128)
+    alone = estimate_memory(model, 128, 4, "muon")
+    ddp = estimate_memory(model, 128, 4, "muon", processes=8)
+    assert ddp.gradients == alone.gradients + 4 * params
+    assert (ddp.weights, ddp.optimizer) == (alone.weights, alone.optimizer)
+    block = block_parameters(model)
+    with torch.device("meta"):
+        built = create_model_from_config(model)
+    assert block == sum(p.numel() for p in built.model.layers[3].parameters())
+    sharded = [estimate_memory(model, 128, 4, "muon", processes=n, fsdp=True) for n in (2, 8)]
+    gathered = params - 8 * block + 2 * block
+    assert sharded[1].weights == 4 * params // 8 + 2 * gathered
+    assert sharded[1].optimizer == alone.optimizer // 8
+    assert sharded[1].total(False) < sharded[0].total(False) < alone.total(False)
+    assert sharded[1].activations == alone.activations, "each process holds its own rows"
+
+
 def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:
     plan = plan_for_hours(4, "h100", GPU_BASE, 32768)
     budget = 4 * 3600 * DEVICES["h100"].peak_flops * plan.mfu
@@ -84,6 +111,30 @@ def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:
     params, _, flops = count_model(deeper, 2048)
     assert 20 * params * flops > budget, "one layer more would not get its 20 tokens a parameter"
     assert plan.tokens_per_step <= 1 << 19 and plan.pretrain.total_steps >= 1000
+
+
+def test_hours_on_eight_gpus_buy_eight_times_the_flops_and_give_each_its_rows() -> None:
+    eight = dataclasses.replace(GPU_BASE, nproc=8)
+    alone = plan_for_hours(4, "h100", GPU_BASE, 32768)
+    plan = plan_for_hours(4, "h100", eight, 32768)
+    assert plan.processes == 8 and plan.model.num_layers > alone.model.num_layers
+    budget = 8 * 4 * 3600 * DEVICES["h100"].peak_flops * plan.mfu
+    assert plan.tokens * plan.flops_per_token == pytest.approx(budget, rel=0.01)
+    assert plan.hours == pytest.approx(4, rel=0.01) and plan.fits
+    rows = plan.pretrain.batch_size * plan.pretrain.gradient_accumulation_steps * 8
+    assert plan.tokens_per_step == rows * 2048 <= 1 << 19
+
+
+def test_a_model_too_large_to_replicate_is_sharded() -> None:
+    """Depth 48 (5.6 B parameters) cannot fit an RTX 4090 whole; across 8 of them it fits in
+    FSDP's shards, and the printed plan says so."""
+    plan = plan_for_depth(48, "rtx4090", dataclasses.replace(GPU_BASE, nproc=8), 32768)
+    assert plan.pretrain.fsdp and plan.fits
+    small = plan_for_depth(12, "h100", dataclasses.replace(GPU_BASE, nproc=8), 32768)
+    assert not small.pretrain.fsdp, "a model DDP fits at a full micro-batch stays replicated"
+    assert small.pretrain.batch_size * 2048 >= BUSY_MICRO_BATCH_TOKENS
+    printed = format_plan(plan)
+    assert "1 node × 8 GPUs, FSDP2 (sharded)" in printed and "× 8 processes" in printed
 
 
 def test_depth_plan_trains_on_twenty_tokens_a_parameter() -> None:
@@ -150,6 +201,28 @@ def test_preset_dry_run_plans_the_pretrain_job(name: str, tmp_path: Path) -> Non
     preset = PRESETS_DIR / f"{name}.yaml"
     jobs = dry_run_jobs(tmp_path, "results/pretrain/final", preset, tracking)
     assert jobs["pretrain"] == 1 and jobs["tokenizer"] == 1
+
+
+def test_a_two_node_plan_is_an_overlay_the_workflow_submits_as_planned(tmp_path: Path) -> None:
+    target = tmp_path / "cluster.yaml"
+    argv = ["plan", "--config", str(CONFIG), "--hours", "24", "--nproc", "8", "--nodes", "2"]
+    assert main([*argv, "--write", str(target)]) == 0
+    assert "--device h100 --nproc 8 --nodes 2" in target.read_text().partition("\n")[0]
+    overlay = yaml.safe_load(target.read_text())
+    for stage in ("pretrain", "sft"):
+        assert (overlay[stage]["nproc"], overlay[stage]["nodes"]) == (8, 2)
+    validate_config(merged_config([CONFIG, target]))
+    assert make_plan([CONFIG, target], "h100").processes == 16
+    command = [sys.executable, "-m", "snakemake", "results/sft/final", "-n", "--cores", "2"]
+    command += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    command += ["--configfile", str(CONFIG), str(target)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout + result.stderr
+    for rule in ("pretrain", "sft"):
+        job = listing.split(f"rule {rule}:")[1]
+        resources = next(line for line in job.splitlines() if "resources:" in line)
+        assert "nodes=2" in resources and "gres=gpu:8" in resources, resources
 
 
 def test_largest_preset_for_the_card_at_hand() -> None:
