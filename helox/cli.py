@@ -202,10 +202,10 @@ def stage_section(config_path: str | None, stage: str) -> dict:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from helox.config import SFTConfig, TrackingConfig, section_from_dict
-    from helox.sft import run_sft
+    from helox.sft import SFTJob, launch_sft
 
     config = section_from_dict(SFTConfig, stage_section(args.config, "sft"), "sft")
-    run_sft(
+    job = SFTJob(
         pretrained_dir=args.pretrained_model,
         data_path=args.instruction_data,
         output_dir=args.output_dir,
@@ -214,6 +214,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
         tracking=TrackingConfig(enabled=not args.no_tracking),
         tokenizer_path=args.tokenizer_model,
     )
+    launch_sft(job)
     return 0
 
 
@@ -226,10 +227,10 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
 
 def cmd_dpo(args: argparse.Namespace) -> int:
     from helox.config import DPOConfig, TrackingConfig, section_from_dict
-    from helox.dpo import run_dpo
+    from helox.dpo import DPOJob, launch_dpo
 
     config = section_from_dict(DPOConfig, stage_section(args.config, "dpo"), "dpo")
-    run_dpo(
+    job = DPOJob(
         sft_dir=args.sft_model,
         data_path=args.preference_data,
         output_dir=args.output_dir,
@@ -237,6 +238,7 @@ def cmd_dpo(args: argparse.Namespace) -> int:
         seed=args.seed,
         tracking=TrackingConfig(enabled=not args.no_tracking),
     )
+    launch_dpo(job)
     return 0
 
 

@@ -301,9 +301,9 @@ SECTIONS: dict[str, type] = {
 # but for where a stage starts and how it is launched, which stay each stage's own.
 FINE_TUNING_STAGES = ("sft", "dpo")
 NOT_INHERITED = ("init_from", "nproc", "nodes", "rendezvous_timeout", "fsdp")
-# DPO always starts from the SFT model in one process (the schema holds those keys to their
-# defaults), so its section has NOT_INHERITED keys only where a config states them.
-FIXED_LAUNCH_STAGES = frozenset({"dpo"})
+# DPO always starts from the SFT model (the schema holds init_from to ""), so its section has
+# that key only where a config states it.
+FIXED_KEYS = {"dpo": ("init_from",)}
 
 
 def section_from_file(cls: type[T], path: str | Path) -> T:
@@ -330,7 +330,7 @@ def fine_tuning_defaults(pretrain: dict[str, Any], stage: str) -> dict[str, Any]
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     inherited = {key: value for key, value in pretrain.items() if key not in NOT_INHERITED}
     own = {key: value for key, value in defaults.items() if key not in training}
-    launch = () if stage in FIXED_LAUNCH_STAGES else NOT_INHERITED
+    launch = [key for key in NOT_INHERITED if key not in FIXED_KEYS.get(stage, ())]
     return inherited | own | {key: defaults[key] for key in launch}
 
 

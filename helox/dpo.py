@@ -1,8 +1,11 @@
 """Preference tuning (DPO): an SFT folder + preference pairs → a preference-tuned folder.
 
 The SFT model is the frozen reference. Its log-probability of every answer is computed
-once, before training starts (the model being trained is still the reference then), so
-no second copy of the model is held; a resumed run recomputes them the same way.
+once, before training starts (the model being trained is still the reference then), under
+the autocast training uses, so no second copy of the model is held; a resumed run recomputes
+them the same way. `launch_dpo` is what the rule calls: like SFT, with `nproc` or `nodes`
+above 1 it starts that many torchrun processes, each computing its share of the reference
+log-probabilities and training on its rows of every batch.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from helox.config import DPOConfig, TrackingConfig
 from helox.dpo_data import (
@@ -23,12 +30,13 @@ from helox.dpo_data import (
     read_preference_data,
     split_pairs,
 )
-from helox.io import sha256_file
+from helox.io import read_json, sha256_file
 from helox.model import HeloxLM
 from helox.model_folder import load_final
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
 from helox.train.evaluate import to_device
+from helox.train.launch import job_to_json, launch_processes, worker_main
 from helox.train.lineage import pretrained_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
@@ -41,17 +49,30 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def attach_reference_logps(
-    model: HeloxLM, pairs: list[EncodedPair], batch_size: int, device: torch.device
+    model: HeloxLM,
+    pairs: list[EncodedPair],
+    batch_size: int,
+    device: torch.device,
+    autocast: AbstractContextManager,
 ) -> None:
-    """Set each pair's `reference` to the summed response log-probabilities under `model`."""
+    """Set each pair's `reference` to the summed response log-probabilities under `model`.
+    Under several processes each scores every world-th batch and they sum what they found,
+    so every process ends with the values one process would have computed."""
     model.eval()
-    for start in range(0, len(pairs), batch_size):
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    found = torch.zeros(len(pairs), 2, dtype=torch.float64, device=device)
+    for start in range(rank * batch_size, len(pairs), world * batch_size):
         chunk = pairs[start : start + batch_size]
         input_ids, labels, extra = to_device(next(eval_pair_batches(chunk, len(chunk))), device)
         sequence_ids = extra.pop("sequence_ids")
-        logps = sequence_log_probs(model(input_ids, **extra).logits, labels, sequence_ids)
-        for pair, chosen, rejected in zip(chunk, logps[0::2], logps[1::2], strict=True):
-            pair.reference = (float(chosen), float(rejected))
+        with autocast:
+            logits = model(input_ids, **extra).logits
+        logps = sequence_log_probs(logits, labels, sequence_ids)
+        found[start : start + len(chunk)] = logps.view(-1, 2)
+    if world > 1:
+        dist.all_reduce(found)
+    for pair, (chosen, rejected) in zip(pairs, found.tolist(), strict=True):
+        pair.reference = (chosen, rejected)
 
 
 def run_dpo(
@@ -67,11 +88,13 @@ def run_dpo(
 ) -> dict:
     """Tune the SFT model towards the chosen answers; record held-out preference metrics of
     the reference (base_*) and of the tuned model. The run nests under the pipeline run of
-    the SFT folder."""
+    the SFT folder. Under torchrun every process calls this, each training on its rows of
+    every batch; rank 0 writes."""
     sft_dir, output_dir = Path(sft_dir), Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
     tokenizer_path = sft_dir / "tokenizer.model"
     device_manager = DeviceManager(config.device, threads)
+    device_manager.init_distributed()
 
     data = read_preference_data(data_path)
     processor = load_tokenizer(tokenizer_path)
@@ -81,19 +104,24 @@ def run_dpo(
     if not val_encoded:
         raise ValueError(f"{data_path}: no held-out pair has two different answers to score")
     log.info(
-        "DPO on %d pairs, %d held out, %d lines skipped %s",
+        "DPO on %d pairs, %d held out, %d lines skipped %s, device %s",
         len(train_encoded),
         len(val_encoded),
         sum(data.skipped.values()),
         dict(data.skipped),
+        device_manager.get_device_info(),
     )
 
     seed_everything(seed)
     model, _ = load_final(sft_dir, device_manager.device)
+    autocast = device_manager.autocast(config.mixed_precision)
     for pairs in (train_encoded, val_encoded):  # val as its scoring batches: exact ties
-        attach_reference_logps(model, pairs, config.batch_size, device_manager.device)
+        attach_reference_logps(model, pairs, config.batch_size, device_manager.device, autocast)
     pack_width = config.seq_len if config.packing else None
-    train_batches = PreferenceBatches(train_encoded, config.batch_size, seed, pack_width)
+    dist_env = device_manager.dist
+    train_batches = PreferenceBatches(
+        train_encoded, config.batch_size, seed, pack_width, dist_env.rank, dist_env.world_size
+    )
     fingerprint = run_fingerprint(
         dpo=run_defining(config),
         seed=seed,
@@ -139,4 +167,33 @@ def run_dpo(
         metrics["val_preference_accuracy"],
         metrics["base_val_preference_accuracy"],
     )
+    device_manager.shutdown()
     return metrics
+
+
+@dataclass
+class DPOJob:
+    """The arguments of `run_dpo`, as data that a torchrun worker reads back from JSON."""
+
+    sft_dir: str
+    data_path: str
+    output_dir: str
+    config: DPOConfig
+    seed: int
+    tracking: TrackingConfig
+    checkpoint_dir: str | None = None
+    threads: int | None = None
+    snakemake_job: str | None = None
+
+
+def launch_dpo(job: DPOJob, log_path: str | os.PathLike | None = None) -> dict:
+    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
+    `log_path`; return the metrics of `output_dir/metrics.json`."""
+    if job.config.nproc == 1 and job.config.nodes == 1:
+        return run_dpo(**vars(job))
+    launch_processes("dpo", "helox.dpo", job_to_json(job), job.config, log_path)
+    return read_json(Path(job.output_dir) / "metrics.json")
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main("helox.dpo", DPOJob, run_dpo))

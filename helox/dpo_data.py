@@ -147,10 +147,18 @@ def collate_pairs(
 
 class PreferenceBatches:
     """Endless batches of `batch_size` pairs in an order fixed by (seed, epoch); position
-    restorable. With `pack_width` the batch's sequences are first-fit into rows."""
+    restorable. With `pack_width` the batch's sequences are first-fit into rows. Under
+    torchrun a global batch is `world_size` × `batch_size` pairs, of which process `rank`
+    takes its own run."""
 
     def __init__(
-        self, pairs: list[EncodedPair], batch_size: int, seed: int, pack_width: int | None = None
+        self,
+        pairs: list[EncodedPair],
+        batch_size: int,
+        seed: int,
+        pack_width: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if not pairs:
             raise ValueError("no preference pairs to train on")
@@ -161,6 +169,8 @@ class PreferenceBatches:
         self.batch_size = batch_size
         self.seed = seed
         self.pack_width = pack_width
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.index = 0
 
@@ -171,13 +181,15 @@ class PreferenceBatches:
         return self
 
     def __next__(self) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        chosen = []
-        for _ in range(self.batch_size):
+        chosen, order = [], self._order()
+        for _ in range(self.batch_size * self.world_size):
             if self.index >= len(self.pairs):
                 self.epoch, self.index = self.epoch + 1, 0
-            chosen.append(self.pairs[int(self._order()[self.index])])
+                order = self._order()
+            chosen.append(self.pairs[int(order[self.index])])
             self.index += 1
-        return collate_pairs(chosen, self.pack_width)
+        mine = chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return collate_pairs(mine, self.pack_width)
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}

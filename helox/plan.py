@@ -315,7 +315,8 @@ def format_plan(plan: Plan) -> str:
 
 
 def preset_overlay(plan: Plan) -> dict[str, Any]:
-    """The plan as a `--configfile` overlay for the Snakefile (SFT on the same processes)."""
+    """The plan as a `--configfile` overlay for the Snakefile (SFT and DPO on the same
+    processes)."""
     model, pretrain = plan.model, plan.pretrain
     launch = {}
     if plan.processes > 1:
@@ -356,6 +357,7 @@ def preset_overlay(plan: Plan) -> dict[str, Any]:
             "device": "cuda",
             **launch,
         },
+        **({"dpo": launch} if launch else {}),
     }
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from helox.cli import main
 from helox.config import (
-    FIXED_LAUNCH_STAGES,
+    FIXED_KEYS,
     NOT_INHERITED,
     SECTIONS,
     TrainingConfig,
@@ -78,7 +78,7 @@ def test_every_default_is_valid_and_every_section_complete() -> None:
     assert config_errors(defaults) == []
     assert config_errors(resolve_config(SHIPPED)) == []
     for name, cls in SECTIONS.items():
-        fixed = NOT_INHERITED if name in FIXED_LAUNCH_STAGES else ()
+        fixed = FIXED_KEYS.get(name, ())
         assert set(defaults[name]) == {f.name for f in dataclasses.fields(cls)} - set(fixed)
         assert section_from_dict(cls, defaults[name], name) == cls()
 
@@ -101,7 +101,7 @@ def test_fine_tuning_stages_take_pretrains_training_keys_but_not_its_launch() ->
     sft, dpo = config["sft"], config["dpo"]
     assert (sft["seq_len"], sft["batch_size"], dpo["seq_len"], dpo["beta"]) == (77, 3, 77, 0.5)
     assert (sft["nproc"], sft["init_from"]) == (1, "")
-    assert not set(NOT_INHERITED) & set(dpo)
+    assert (dpo["nproc"], dpo["fsdp"]) == (1, False) and "init_from" not in dpo
     assert sft["max_pairs"] == section_defaults(SECTIONS["sft"])["max_pairs"]
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert list(sft)[: len(training) - len(NOT_INHERITED)] == [

@@ -20,7 +20,8 @@ from safetensors import safe_open
 from test_loader import write_shards
 from test_train import MODEL, TRAINING, patterned_documents
 
-from helox.config import ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
+from helox.config import DPOConfig, ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
+from helox.dpo import DPOJob, launch_dpo, run_dpo
 from helox.io import read_json
 from helox.model import create_model_from_config
 from helox.model_folder import load_final, save_final
@@ -255,6 +256,82 @@ def test_sft_in_two_processes_resumes_exactly_under_fsdp(
         resumed_model.state_dict().items(), whole_model.state_dict().values(), strict=True
     ):
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6), name
+
+
+# ---------------------------------------------------------------------------- DPO
+
+
+@pytest.fixture
+def preference_pairs(tmp_path: Path) -> Path:
+    """Arithmetic questions with the right sum chosen over a wrong one, as DPO's JSONL."""
+    path = tmp_path / "preferences.jsonl"
+    with path.open("w") as handle:
+        for a in range(48):
+            b = (5 * a) % 17
+            record = {
+                "prompt": f"What is {a} plus {b}?" + " Explain." * (a % 3),
+                "chosen": f"{a} + {b} = {a + b}" + ", the sum." * (a % 2),
+                "rejected": f"{a} + {b} = {a + b + 1 + a % 4}",
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_dpo_in_two_processes_follows_one_process(
+    preference_pairs: Path, spm_model: Path, tmp_path: Path, fsdp: bool
+) -> None:
+    """Each process scores its share of the reference log-probabilities and trains on its
+    pairs of every global batch; losses and held-out metrics are one process's."""
+    torch.manual_seed(0)
+    model_config = ModelConfig(
+        vocab_size=400,
+        hidden_size=32,
+        num_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+    )
+    sft = tmp_path / "sft"
+    save_final(
+        sft, create_model_from_config(model_config), model_config, spm_model, {"stage": "sft"}
+    )
+    per_rank = DPOConfig(
+        seq_len=64,
+        batch_size=3,
+        learning_rate=3e-3,
+        total_steps=6,
+        warmup_steps=2,
+        eval_steps=6,
+        eval_batches=4,
+        save_steps=6,
+        log_steps=3,
+        val_fraction=0.25,
+        device="cpu",
+        compile=False,
+        nproc=NPROC,
+        fsdp=fsdp,
+    )
+    common = {"seed": 3, "tracking": TrackingConfig(enabled=False)}
+    one = DPOConfig(**{**vars(per_rank), "batch_size": NPROC * 3, "nproc": 1, "fsdp": False})
+    single = run_dpo(sft, preference_pairs, tmp_path / "one" / "final", one, threads=1, **common)
+    job = DPOJob(
+        str(sft),
+        str(preference_pairs),
+        str(tmp_path / "two" / "final"),
+        per_rank,
+        threads=NPROC,
+        **common,
+    )
+    log_path = tmp_path / "dpo.log"
+    shared = launch_dpo(job, log_path)
+    assert "'world_size': 2" in log_path.read_text()
+    for (step, ours), (_, theirs) in zip(
+        shared["loss_history"], single["loss_history"], strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert shared["loss_history"][0][1] == pytest.approx(math.log(2), rel=1e-5)
+    for key in ("val_loss", "val_reward_accuracy", "base_val_reward_accuracy"):
+        assert shared[key] == pytest.approx(single[key], rel=1e-5), key
 
 
 # ---------------------------------------------------------------------------- sharded checkpoints

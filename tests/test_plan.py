@@ -209,17 +209,17 @@ def test_a_two_node_plan_is_an_overlay_the_workflow_submits_as_planned(tmp_path:
     assert main([*argv, "--write", str(target)]) == 0
     assert "--device h100 --nproc 8 --nodes 2" in target.read_text().partition("\n")[0]
     overlay = yaml.safe_load(target.read_text())
-    for stage in ("pretrain", "sft"):
+    for stage in ("pretrain", "sft", "dpo"):
         assert (overlay[stage]["nproc"], overlay[stage]["nodes"]) == (8, 2)
     validate_config(merged_config([CONFIG, target]))
     assert make_plan([CONFIG, target], "h100").processes == 16
-    command = [sys.executable, "-m", "snakemake", "results/sft/final", "-n", "--cores", "2"]
+    command = [sys.executable, "-m", "snakemake", "results/dpo/final", "-n", "--cores", "2"]
     command += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
     command += ["--configfile", str(CONFIG), str(target)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     listing = result.stdout + result.stderr
-    for rule in ("pretrain", "sft"):
+    for rule in ("pretrain", "sft", "dpo"):
         job = listing.split(f"rule {rule}:")[1]
         resources = next(line for line in job.splitlines() if "resources:" in line)
         assert "nodes=2" in resources and "gres=gpu:8" in resources, resources

@@ -8,7 +8,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -125,6 +125,11 @@ class DeviceManager:
             return torch.bfloat16
         log.warning("this GPU has no bf16 support: running fp32")
         return None
+
+    def autocast(self, mixed_precision: str) -> AbstractContextManager:
+        """The autocast context of `autocast_dtype`, or one that does nothing."""
+        dtype = self.autocast_dtype(mixed_precision)
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     # ------------------------------------------------------------------ several processes
 

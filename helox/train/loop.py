@@ -17,7 +17,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -159,11 +158,7 @@ class Trainer:
         if config.float8:
             float8_projections(self.model, self.device)
         autocast_dtype = device_manager.autocast_dtype(config.mixed_precision)
-        self.autocast = (
-            nullcontext()
-            if autocast_dtype is None
-            else torch.autocast(device_type=self.device.type, dtype=autocast_dtype)
-        )
+        self.autocast = device_manager.autocast(config.mixed_precision)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=autocast_dtype == torch.float16
         )

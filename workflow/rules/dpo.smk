@@ -32,7 +32,7 @@ rule dpo:
         seed=config["seed"],
         checkpoints="results/dpo/checkpoints",
     resources:
-        **scheduler_request(config["dpo"]),  # one node, one GPU on device cuda
+        **scheduler_request(config["dpo"]),  # nodes, tasks, GPUs from dpo.nodes/nproc
     log:
         "logs/dpo.log",
     benchmark:
