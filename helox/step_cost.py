@@ -101,8 +101,9 @@ def estimate_memory(
     fsdp: bool = False,
 ) -> MemoryEstimate:
     """Weights, gradients, optimizer states and activations of one training step on each of
-    `processes` GPUs: whole under DDP (whose reducer adds a bucket copy of the gradients), in
-    shards under FSDP2 (`fsdp`), which gathers bf16 weights a block at a time."""
+    `processes` GPUs: whole under DDP (Helox's keeps the gradients in its reduction buckets,
+    so they are not held twice), in shards under FSDP2 (`fsdp`), which gathers bf16 weights
+    a block at a time."""
     params, hidden, _ = count_model(model, seq_len)
     states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
     tokens = micro_batch * seq_len
@@ -128,5 +129,4 @@ def estimate_memory(
             stored,
             checkpointed,
         )
-    buckets = 4 * params if processes > 1 else 0
-    return MemoryEstimate(6 * params, 4 * params + buckets, states, stored, checkpointed)
+    return MemoryEstimate(6 * params, 4 * params, states, stored, checkpointed)

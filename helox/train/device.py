@@ -150,7 +150,10 @@ class DeviceManager:
             return model
         if not fsdp:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            return DistributedDataParallel(model, device_ids=device_ids)
+            # Gradients live in DDP's reduction buckets instead of beside a copy of them.
+            return DistributedDataParallel(
+                model, device_ids=device_ids, gradient_as_bucket_view=True
+            )
         policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
         for block in model.model.layers:
             fully_shard(block, mp_policy=policy)
