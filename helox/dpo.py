@@ -30,13 +30,13 @@ from helox.dpo_data import (
     read_preference_data,
     split_pairs,
 )
-from helox.io import read_json, sha256_file
+from helox.io import sha256_file
 from helox.model import HeloxLM
 from helox.model_folder import load_final
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
 from helox.train.evaluate import to_device
-from helox.train.launch import job_to_json, launch_processes, worker_main
+from helox.train.launch import launch_stage, worker_main
 from helox.train.lineage import pretrained_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
@@ -187,12 +187,8 @@ class DPOJob:
 
 
 def launch_dpo(job: DPOJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
-    `log_path`; return the metrics of `output_dir/metrics.json`."""
-    if job.config.nproc == 1 and job.config.nodes == 1:
-        return run_dpo(**vars(job))
-    launch_processes("dpo", "helox.dpo", job_to_json(job), job.config, log_path)
-    return read_json(Path(job.output_dir) / "metrics.json")
+    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
+    return launch_stage("dpo", "helox.dpo", run_dpo, job, job.config, log_path)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from helox.config import ModelConfig, TrackingConfig, TrainingConfig
 from helox.data.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
-from helox.io import read_json, sha256_file
+from helox.io import sha256_file
 from helox.model import create_model_from_config
 from helox.model_folder import load_final
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
-from helox.train.launch import job_from_json, job_to_json, launch_processes, worker_main
+from helox.train.launch import job_from_json, job_to_json, launch_stage, worker_main
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.stage import RunSpec, train_stage
@@ -188,13 +188,10 @@ class PretrainJob:
 
 
 def launch_pretrain(job: PretrainJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
-    `log_path` (see helox.train.launch); return the metrics of `output_dir/metrics.json`."""
-    config = job.training_config
-    if config.nproc == 1 and config.nodes == 1:
-        return run_pretrain(**vars(job))
-    launch_processes("pretrain", "helox.pretrain", job.to_json(), config, log_path)
-    return read_json(Path(job.output_dir) / "metrics.json")
+    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
+    return launch_stage(
+        "pretrain", "helox.pretrain", run_pretrain, job, job.training_config, log_path
+    )
 
 
 if __name__ == "__main__":

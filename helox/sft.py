@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helox.config import SFTConfig, TrackingConfig
-from helox.io import read_json, sha256_file
+from helox.io import sha256_file
 from helox.model_folder import load_final
 from helox.sft_data import (
     SFTBatches,
@@ -27,7 +27,7 @@ from helox.sft_data import (
 )
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.device import DeviceManager
-from helox.train.launch import job_to_json, launch_processes, worker_main
+from helox.train.launch import launch_stage, worker_main
 from helox.train.lineage import pretrained_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
@@ -176,12 +176,8 @@ class SFTJob:
 
 
 def launch_sft(job: SFTJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here, or in `nodes` × `nproc` torchrun processes whose rank 0 appends to
-    `log_path`; return the metrics of `output_dir/metrics.json`."""
-    if job.config.nproc == 1 and job.config.nodes == 1:
-        return run_sft(**vars(job))
-    launch_processes("sft", "helox.sft", job_to_json(job), job.config, log_path)
-    return read_json(Path(job.output_dir) / "metrics.json")
+    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
+    return launch_stage("sft", "helox.sft", run_sft, job, job.config, log_path)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,20 @@ def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curv
 # ---------------------------------------------------------------------------- SFT
 
 
+def tiny_model_folder(folder: Path, spm_model: Path, stage: str, positions: int) -> Path:
+    """A seeded 2 × 32 model saved as `stage`'s final folder, for a fine-tuning stage."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=400,
+        hidden_size=32,
+        num_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=positions,
+    )
+    save_final(folder, create_model_from_config(config), config, spm_model, {"stage": stage})
+    return folder
+
+
 @pytest.fixture
 def instruction_pairs(tmp_path: Path) -> Path:
     """Arithmetic questions and answers of varied lengths, as SFT's JSONL."""
@@ -189,22 +203,7 @@ def test_sft_in_two_processes_resumes_exactly_under_fsdp(
 ) -> None:
     """SFT under torchrun (DDP); a rerun from an earlier checkpoint, with `fsdp: true`, ends
     with the losses and weights of the uninterrupted run."""
-    torch.manual_seed(0)
-    model_config = ModelConfig(
-        vocab_size=400,
-        hidden_size=32,
-        num_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=96,
-    )
-    pretrained = tmp_path / "pretrained"
-    save_final(
-        pretrained,
-        create_model_from_config(model_config),
-        model_config,
-        spm_model,
-        {"stage": "pretrain"},
-    )
+    pretrained = tiny_model_folder(tmp_path / "pretrained", spm_model, "pretrain", 96)
     config = SFTConfig(
         seq_len=96,
         batch_size=2,
@@ -283,18 +282,7 @@ def test_dpo_in_two_processes_follows_one_process(
 ) -> None:
     """Each process scores its share of the reference log-probabilities and trains on its
     pairs of every global batch; losses and held-out metrics are one process's."""
-    torch.manual_seed(0)
-    model_config = ModelConfig(
-        vocab_size=400,
-        hidden_size=32,
-        num_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=64,
-    )
-    sft = tmp_path / "sft"
-    save_final(
-        sft, create_model_from_config(model_config), model_config, spm_model, {"stage": "sft"}
-    )
+    sft = tiny_model_folder(tmp_path / "sft", spm_model, "sft", 64)
     per_rank = DPOConfig(
         seq_len=64,
         batch_size=3,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from helox.config import TrainingConfig, section_from_dict
+from helox.io import read_json
 from helox.logs import FORMAT, setup_logging
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,23 @@ def scheduler_request(section: Mapping[str, Any]) -> dict[str, int | str]:
 
 def job_to_json(job: Any) -> str:
     return json.dumps(dataclasses.asdict(job))
+
+
+def launch_stage(
+    stage: str,
+    module: str,
+    run: Callable[..., Any],
+    job: Any,
+    config: TrainingConfig,
+    log_path: str | os.PathLike | None = None,
+) -> dict:
+    """`run(**job)` here, or with `config.nproc` or `config.nodes` above 1 in that many
+    processes of `module` (`launch_processes`), whose rank 0 appends to `log_path`; the
+    metrics the stage wrote to `job.output_dir/metrics.json`."""
+    if config.nproc == 1 and config.nodes == 1:
+        return run(**vars(job))
+    launch_processes(stage, module, job_to_json(job), config, log_path)
+    return read_json(Path(job.output_dir) / "metrics.json")
 
 
 def job_from_json(job_type: type[Job], text: str) -> Job:
