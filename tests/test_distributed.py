@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -149,6 +150,40 @@ def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curv
         assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
     assert resumed["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
     assert resumed["train_tokens_seen"] == single["train_tokens_seen"]
+
+
+def test_a_run_resumes_on_fewer_processes_that_keep_its_batches(
+    manifest: Path, spm_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two FSDP processes, one micro-batch each, stop at step 6; one process accumulating two
+    micro-batches resumes their sharded checkpoint and ends with the two-process losses."""
+    model = dataclasses.replace(MODEL, dropout=0.0)
+    two = dataclasses.replace(
+        TRAINING,
+        gradient_accumulation_steps=1,
+        total_steps=12,
+        eval_steps=12,
+        save_steps=6,
+        log_steps=4,
+        nproc=NPROC,
+        fsdp=True,
+    )
+    output = tmp_path / "run" / "final"
+    common = {"tracking": TrackingConfig(enabled=False), "seed": 5}
+    job = PretrainJob(str(manifest), str(spm_model), str(output), model, two, threads=2, **common)
+    whole = launch_pretrain(job)
+
+    shutil.rmtree(output)
+    shutil.rmtree(output.parent / "checkpoints" / "step_12")
+    one = dataclasses.replace(two, nproc=1, gradient_accumulation_steps=NPROC, fsdp=False)
+    with caplog.at_level(logging.INFO, logger="helox.train.loop"):
+        resumed = launch_pretrain(dataclasses.replace(job, training_config=one, threads=1))
+    assert "at step 6" in caplog.text.split("resumed from ")[1]
+    for (step, ours), (_, theirs) in zip(
+        resumed["loss_history"], whole["loss_history"], strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert resumed["train_tokens_seen"] == whole["train_tokens_seen"]
 
 
 # ---------------------------------------------------------------------------- SFT

@@ -282,13 +282,19 @@ def test_only_knobs_that_change_the_arithmetic_change_the_fingerprint() -> None:
     def fingerprint(**changes) -> str:
         return run_fingerprint(training=run_defining(dataclasses.replace(TRAINING, **changes)))
 
-    base = fingerprint()
+    base = fingerprint()  # 1 process × 2 micro-batches a step
     for cadence in ({"log_steps": 7}, {"save_steps": 3}, {"fsdp": True}, {"compile": True}):
         assert fingerprint(**cadence) == base, cadence
+    for same_batches in (
+        {"nproc": 2, "gradient_accumulation_steps": 1},
+        {"nodes": 2, "gradient_accumulation_steps": 1},
+    ):
+        assert fingerprint(**same_batches) == base, same_batches
     for decisive in (
         {"learning_rate": 1e-3},
         {"batch_size": 8},
         {"nproc": 2},
+        {"gradient_accumulation_steps": 4},
         {"lr_schedule": "wsd"},
     ):
         assert fingerprint(**decisive) != base, decisive

@@ -80,6 +80,10 @@ RESUMABLE_FIELDS = frozenset(
 )
 
 
+# How a step's micro-batches are spread over processes and accumulation (run_defining).
+LAYOUT_FIELDS = frozenset({"nproc", "nodes", "gradient_accumulation_steps"})
+
+
 class ConfigMismatchError(ValueError):
     """A checkpoint was saved for a model whose configuration differs from the current one."""
 
@@ -91,8 +95,22 @@ def run_fingerprint(**parts: Any) -> str:
 
 
 def run_defining(config: TrainingConfig) -> dict[str, Any]:
-    """The training fields that decide what a run computes (all but RESUMABLE_FIELDS)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_FIELDS}
+    """The training fields that decide what a run computes (all but RESUMABLE_FIELDS). The
+    processes and gradient accumulation count only as the micro-batches a step takes: every
+    process reads its `batch_size` rows of one shared data order, so 2 processes × 2
+    micro-batches, 4 × 1 and 1 × 4 train on the same batches of rows, and a run resumes on
+    whichever keeps that product (a node lost, a larger allocation granted)."""
+    defining = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in RESUMABLE_FIELDS and k not in LAYOUT_FIELDS
+    }
+    return {**defining, "micro_batches_per_step": micro_batches_per_step(config)}
+
+
+def micro_batches_per_step(config: TrainingConfig) -> int:
+    """Micro-batches of `batch_size` rows in one optimizer step, over all processes."""
+    return config.nproc * config.nodes * config.gradient_accumulation_steps
 
 
 def _seal(folder: Path, manifest: dict) -> None:
