@@ -353,6 +353,22 @@ def test_a_different_fingerprint_starts_fresh_and_drops_stale_checkpoints(
         assert read_json(path / "config.json")["fingerprint"] == "run-b"
 
 
+def test_checkpoints_of_another_split_of_the_batch_are_refused_not_deleted(
+    manifest: Path, tmp_path: Path
+) -> None:
+    """A rerun taking other micro-batches a step (as after losing a node) must not delete the
+    run's checkpoints; the message says what keeps the product."""
+    ckpt = tmp_path / "ckpt"
+    run_training(manifest, ckpt)  # 1 process × 2 micro-batches a step
+    halved = dataclasses.replace(TRAINING, gradient_accumulation_steps=1)
+    with pytest.raises(ConfigMismatchError) as refused:
+        run_training(manifest, ckpt, halved, fingerprint="run-b")
+    message = str(refused.value)
+    assert "take 2 micro-batches a step" in message and "this config takes 1" in message
+    assert "gradient_accumulation_steps: 2 resumes it on 1 process, or delete" in message
+    assert [step for step, _ in step_dirs(ckpt)] == [4, 8]
+
+
 class PoisonedBatches:
     """Wraps a batch source; batches `poisoned(n)` picks (1-based) have every label ignored,
     so their loss is NaN."""

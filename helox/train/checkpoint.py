@@ -113,6 +113,33 @@ def micro_batches_per_step(config: TrainingConfig) -> int:
     return config.nproc * config.nodes * config.gradient_accumulation_steps
 
 
+def check_layout(saved: dict[str, Any], current: TrainingConfig, checkpoint_dir: Path) -> None:
+    """Raise ConfigMismatchError where `saved` (a checkpoint's training config) took another
+    number of micro-batches a step than `current`: most often a node lost or added with the
+    accumulation left as it was, where deleting the run's checkpoints would lose it."""
+    saved_config = dataclasses.replace(
+        current, **{key: saved.get(key, 1) for key in sorted(LAYOUT_FIELDS)}
+    )
+    wanted, given = micro_batches_per_step(saved_config), micro_batches_per_step(current)
+    if wanted == given:
+        return
+    processes = current.nodes * current.nproc
+    hint = (
+        f"gradient_accumulation_steps: {wanted // processes} resumes it on {processes} "
+        f"process{'es' * (processes > 1)}, or "
+        if wanted % processes == 0
+        else ""
+    )
+    raise ConfigMismatchError(
+        f"the checkpoints in {checkpoint_dir} take {wanted} micro-batches a step (nodes "
+        f"{saved_config.nodes} × nproc {saved_config.nproc} × gradient_accumulation_steps "
+        f"{saved_config.gradient_accumulation_steps}); this config takes {given} (nodes "
+        f"{current.nodes} × nproc {current.nproc} × gradient_accumulation_steps "
+        f"{current.gradient_accumulation_steps}). Keep the product: {hint}delete "
+        f"{checkpoint_dir} to start afresh"
+    )
+
+
 def _seal(folder: Path, manifest: dict) -> None:
     """fsync every file, then write the COMPLETE marker with their sizes and digests, keyed
     by their paths inside `folder`."""

@@ -31,6 +31,7 @@ from helox.config import TrainingConfig
 from helox.model import HeloxLM
 from helox.train.checkpoint import (
     ConfigMismatchError,
+    check_layout,
     check_model_config,
     checkpoint_config,
     latest_checkpoint,
@@ -418,8 +419,9 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the newest intact checkpoint of this run.
 
-        One written for a different model is refused; one of another run of the same
-        model (other data, seed or hyperparameters) is deleted, and training starts afresh.
+        One written for a different model, or for another number of micro-batches a step
+        (`check_layout`), is refused; one of another run of the same model (other data, seed
+        or hyperparameters) is deleted, and training starts afresh.
         """
         latest = latest_checkpoint(self.checkpoint_dir) if self.is_main else None
         step = self.device_manager.broadcast_from_main(
@@ -437,6 +439,7 @@ class Trainer:
                 f"{self.checkpoint_dir} to start afresh"
             ) from None
         if saved.get("fingerprint") != self.fingerprint:
+            check_layout(saved["training"], self.config, self.checkpoint_dir)
             if self.is_main:
                 log.warning(
                     "checkpoints in %s belong to a different run (data, seed or training "
