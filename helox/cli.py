@@ -265,6 +265,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_fine_tuning_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
+    """What `helox sft` and `helox dpo` both take: output, config, seed and tracking."""
+    parser.add_argument("--output-dir", default=f"results/{stage}/final")
+    parser.add_argument(
+        "--config",
+        type=existing_file,
+        help=f"a config.yaml: `{stage}`, then `pretrain` for the rest",
+    )
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--no-tracking", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -329,14 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "array or Parquet (README: SFT)",
     )
     sft.add_argument("--tokenizer-model", type=existing_file, help="defaults to the folder's own")
-    sft.add_argument("--output-dir", default="results/sft/final")
-    sft.add_argument(
-        "--config",
-        type=existing_file,
-        help="a config.yaml: `sft`, then `pretrain` for the rest",
-    )
-    sft.add_argument("--seed", type=int, default=1337)
-    sft.add_argument("--no-tracking", action="store_true")
+    add_fine_tuning_arguments(sft, "sft")
     sft.set_defaults(func=cmd_sft)
 
     dpo = commands.add_parser("dpo", help="preference-tune an SFT folder (DPO)")
@@ -350,14 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='preference records: {"prompt", "chosen", "rejected"}, TRL or UltraFeedback '
         "message lists or Anthropic HH transcripts (README: DPO)",
     )
-    dpo.add_argument("--output-dir", default="results/dpo/final")
-    dpo.add_argument(
-        "--config",
-        type=existing_file,
-        help="a config.yaml: `dpo`, then `pretrain` for the rest",
-    )
-    dpo.add_argument("--seed", type=int, default=1337)
-    dpo.add_argument("--no-tracking", action="store_true")
+    add_fine_tuning_arguments(dpo, "dpo")
     dpo.set_defaults(func=cmd_dpo)
 
     import_hf = commands.add_parser(

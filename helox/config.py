@@ -232,6 +232,11 @@ class TrainingConfig:
     # the tokenizer stage's. "" = pretraining starts from random weights, SFT from pretraining.
     init_from: str = ""
 
+    @property
+    def processes(self) -> int:
+        """Training processes over all nodes."""
+        return self.nproc * self.nodes
+
     @classmethod
     def from_file(cls, path: str | Path) -> TrainingConfig:
         """Pretraining's keys (sft's or dpo's for those classes) from a file, checked."""

@@ -188,7 +188,7 @@ class DPOJob:
 
 def launch_dpo(job: DPOJob, log_path: str | os.PathLike | None = None) -> dict:
     """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage("dpo", "helox.dpo", run_dpo, job, job.config, log_path)
+    return launch_stage("dpo", run_dpo, job, job.config, log_path)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Plan:
 
     @property
     def processes(self) -> int:
-        return self.pretrain.nproc * self.pretrain.nodes
+        return self.pretrain.processes
 
     @property
     def tokens_per_step(self) -> int:
@@ -153,19 +153,20 @@ def choose_layout(
     rows each: DDP, which gathers no weights, unless only FSDP's shards fit, or fit without
     checkpointing, or fit a micro-batch of `BUSY_MICRO_BATCH_TOKENS` where DDP's is smaller."""
     largest = min(MAX_MICRO_BATCH, power_of_two_below(rows))
-    ddp = choose_micro_batch(model, seq_len, optimizer, usable_bytes, largest, processes, False)
-    if processes == 1:
-        return ddp[0], ddp[1], False, ddp[2]
-    sharded = choose_micro_batch(model, seq_len, optimizer, usable_bytes, largest, processes, True)
+    layouts = [False, True] if processes > 1 else [False]  # fsdp
+    choices = {
+        fsdp: choose_micro_batch(model, seq_len, optimizer, usable_bytes, largest, processes, fsdp)
+        for fsdp in layouts
+    }
 
-    def rank(choice: tuple[int, bool, MemoryEstimate]) -> tuple[bool, bool, int]:
-        micro_batch, checkpointing, memory = choice
+    def rank(fsdp: bool) -> tuple[bool, bool, int]:
+        micro_batch, checkpointing, memory = choices[fsdp]
         busy = min(micro_batch * seq_len, BUSY_MICRO_BATCH_TOKENS)
         return memory.total(checkpointing) <= usable_bytes, not checkpointing, busy
 
-    if rank(sharded) > rank(ddp):
-        return sharded[0], sharded[1], True, sharded[2]
-    return ddp[0], ddp[1], False, ddp[2]
+    fsdp = max(layouts, key=rank)  # the first of equals: DDP
+    micro_batch, checkpointing, memory = choices[fsdp]
+    return micro_batch, checkpointing, fsdp, memory
 
 
 def plan_training(
@@ -179,7 +180,7 @@ def plan_training(
     layout `choose_layout` picks, at most 2^19 tokens a step (and a row for each process) and
     at least `MIN_STEPS` steps, the learning rate for its width, warm-up 2% of the steps."""
     usable = USABLE_MEMORY * device_of(device).memory_gib * GIB
-    seq_len, processes = base.seq_len, base.nproc * base.nodes
+    seq_len, processes = base.seq_len, base.processes
     params, _, flops_per_token = count_model(model, seq_len)
     step_tokens = max(processes * seq_len, min(MAX_TOKENS_PER_STEP, tokens // MIN_STEPS))
     micro_batch, checkpointing, fsdp, memory = choose_layout(
@@ -230,7 +231,7 @@ def plan_for_hours(
 ) -> Plan:
     """The deepest model whose `tokens_per_param` budget the hours' FLOPs (on every process)
     cover and whose step fits the cards, trained on every token those FLOPs buy."""
-    budget = hours * 3600 * device_of(device).peak_flops * mfu * base.nproc * base.nodes
+    budget = hours * 3600 * device_of(device).peak_flops * mfu * base.processes
     best = None
     for depth in range(1, max_depth + 1):
         model = shape_for_depth(depth, vocab_size, base.seq_len)
@@ -242,9 +243,8 @@ def plan_for_hours(
             best = plan
     if best is None:
         raise ValueError(
-            f"{hours} hours on {base.nproc * base.nodes} × {device} at MFU {mfu} do not cover "
-            f"even depth 1 at "
-            f"{tokens_per_param} tokens per parameter"
+            f"{hours} hours on {base.processes} × {device} at MFU {mfu} do not cover even "
+            f"depth 1 at {tokens_per_param} tokens per parameter"
         )
     return best
 
@@ -262,7 +262,7 @@ def plan_for_config(config: dict[str, Any], device: str, mfu: float = DEFAULT_MF
         pretrain.seq_len,
         pretrain.batch_size,
         pretrain.optimizer,
-        pretrain.nproc * pretrain.nodes,
+        pretrain.processes,
         pretrain.fsdp,
     )
     return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
@@ -369,8 +369,8 @@ def runtime_minutes(plan: Plan) -> int:
 
 def write_preset(plan: Plan, path: str | Path) -> None:
     """Write the plan's overlay to `path`, headed by what it was sized for."""
-    processes = plan.pretrain.nproc, plan.pretrain.nodes
-    launch = f"--nproc {processes[0]} --nodes {processes[1]} " if plan.processes > 1 else ""
+    pretrain = plan.pretrain
+    launch = f"--nproc {pretrain.nproc} --nodes {pretrain.nodes} " if plan.processes > 1 else ""
     header = (
         f"# {DEVICES[plan.device].label}, made by `helox plan --device {plan.device} "
         f"{launch}...`:\n"

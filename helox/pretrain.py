@@ -189,9 +189,7 @@ class PretrainJob:
 
 def launch_pretrain(job: PretrainJob, log_path: str | os.PathLike | None = None) -> dict:
     """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage(
-        "pretrain", "helox.pretrain", run_pretrain, job, job.training_config, log_path
-    )
+    return launch_stage("pretrain", run_pretrain, job, job.training_config, log_path)
 
 
 if __name__ == "__main__":

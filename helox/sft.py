@@ -177,7 +177,7 @@ class SFTJob:
 
 def launch_sft(job: SFTJob, log_path: str | os.PathLike | None = None) -> dict:
     """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage("sft", "helox.sft", run_sft, job, job.config, log_path)
+    return launch_stage("sft", run_sft, job, job.config, log_path)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def run_defining(config: TrainingConfig) -> dict[str, Any]:
 
 def micro_batches_per_step(config: TrainingConfig) -> int:
     """Micro-batches of `batch_size` rows in one optimizer step, over all processes."""
-    return config.nproc * config.nodes * config.gradient_accumulation_steps
+    return config.processes * config.gradient_accumulation_steps
 
 
 def check_layout(saved: dict[str, Any], current: TrainingConfig, checkpoint_dir: Path) -> None:
@@ -123,7 +123,7 @@ def check_layout(saved: dict[str, Any], current: TrainingConfig, checkpoint_dir:
     wanted, given = micro_batches_per_step(saved_config), micro_batches_per_step(current)
     if wanted == given:
         return
-    processes = current.nodes * current.nproc
+    processes = current.processes
     hint = (
         f"gradient_accumulation_steps: {wanted // processes} resumes it on {processes} "
         f"process{'es' * (processes > 1)}, or "

@@ -251,18 +251,17 @@ def job_to_json(job: Any) -> str:
 
 def launch_stage(
     stage: str,
-    module: str,
     run: Callable[..., Any],
     job: Any,
     config: TrainingConfig,
     log_path: str | os.PathLike | None = None,
 ) -> dict:
     """`run(**job)` here, or with `config.nproc` or `config.nodes` above 1 in that many
-    processes of `module` (`launch_processes`), whose rank 0 appends to `log_path`; the
-    metrics the stage wrote to `job.output_dir/metrics.json`."""
+    processes of `helox.<stage>` (`launch_processes`), whose rank 0 appends to `log_path`;
+    the metrics the stage wrote to `job.output_dir/metrics.json`."""
     if config.nproc == 1 and config.nodes == 1:
         return run(**vars(job))
-    launch_processes(stage, module, job_to_json(job), config, log_path)
+    launch_processes(stage, f"helox.{stage}", job_to_json(job), config, log_path)
     return read_json(Path(job.output_dir) / "metrics.json")
 
 
