@@ -23,14 +23,15 @@ from pathlib import Path
 import torch
 from corpus import stdlib_parts
 
-from helox.config import ModelConfig, NextLineTaskConfig, ShardsConfig, TokenizerConfig
 from helox.eval.choice import fit_question, read_choice_task, row_log_likelihoods, score_choices
+from helox.eval.config import NextLineTaskConfig
 from helox.eval.next_line import build_next_line_task
-from helox.model import create_model_from_config
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
-from helox.train.device import DeviceManager
-from helox.vocab import load_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 
 def main() -> None:

@@ -24,20 +24,20 @@ from pathlib import Path
 
 from clean_throughput import PROSE_ROOTS, PROSE_SUFFIXES
 
-from helox.config import (
+from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import SourceConfig
+from helox.data.dedup import DedupConfig
+from helox.data.documents import Document, Stats
+from helox.data.filters import apply_steps, build_steps
+from helox.data.kinds import detect_kind
+from helox.pipeline.config import (
     C4Config,
-    CleanConfig,
-    DedupConfig,
     FineWebConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
     ParagraphQualityConfig,
-    SourceConfig,
 )
-from helox.data.clean import clean_part
-from helox.data.documents import Document, Stats
-from helox.data.filters import apply_steps, build_steps
-from helox.data.kinds import detect_kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_dedup import dedup  # noqa: E402

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from clean_throughput import gather_prose
 
-from helox.config import CleanConfig
 from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
 from helox.data.stdlib import gather_stdlib
 
 

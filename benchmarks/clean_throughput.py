@@ -29,9 +29,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from helox.config import CleanConfig
+from helox.common.io import JsonlWriter
 from helox.data.clean import clean_part
-from helox.data.documents import Document, Stats
+from helox.data.clean_config import CleanConfig
+from helox.data.documents import Document, Labels, Stats
 from helox.data.filters import (
     C4Filter,
     Drop,
@@ -41,9 +42,8 @@ from helox.data.filters import (
     Step,
     apply_steps,
 )
-from helox.data.readers import Labels, read_documents
+from helox.data.readers import read_documents
 from helox.data.stdlib import gather_stdlib
-from helox.io import JsonlWriter
 
 PROSE_ROOTS = [
     Path("/usr/share/vim/vim90/doc"),

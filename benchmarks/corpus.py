@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from helox.common.io import JsonlWriter
 from helox.data.stdlib import gather_stdlib
-from helox.io import JsonlWriter
 
 
 def stdlib_parts(folder: Path, max_bytes: int, copies: int = 1, parts: int = 1) -> list[Path]:

@@ -22,9 +22,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from helox.config import ModelConfig
-from helox.model import create_model_from_config
-from helox.train.device import DeviceManager
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
 
 
 def worker(side: str, steps: int, layers: int, width: int) -> None:

@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from helox.common.io import JsonlWriter, read_json
 from helox.data.stdlib import stdlib_files, stdlib_root
-from helox.io import JsonlWriter, read_json
 
 LINES_PER_DOCUMENT = 60
 STEP = """
 import sys
-from helox.config import DedupConfig
+from helox.data.dedup import DedupConfig
 from helox.data.dedup import cluster_parts, filter_part, sign_part
 from helox.data.minhash import MinHasher
 

@@ -87,7 +87,7 @@ EOF
 run_pipeline() {
     local memory preset work
     memory=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_properties(0).total_memory / 2**30)")
-    preset=$("$PYTHON" -c "from helox.plan import largest_preset; print(largest_preset($memory))")
+    preset=$("$PYTHON" -c "from helox.pipeline.plan import largest_preset; print(largest_preset($memory))")
     work=$(mktemp -d)
     pipeline_overlay >"$work/smoke.yaml"
     echo "preset $preset for ${memory} GiB; workdir $work"

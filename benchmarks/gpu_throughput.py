@@ -20,7 +20,7 @@ tokens per second are set against pretraining's; and with 16 micro-batches a ste
 tokens at 1024), where Muon's orthogonalisation weighs less per token. Where torchao is
 installed and the GPU has float8 tensor cores, every shape also runs AdamW with `float8:
 true`. Last, every shape runs AdamW with the attention and MLP input projections one matmul
-each ("separate"), as before `helox.model.project` fused them, to show what fusing buys.
+each ("separate"), as before `helox.model.network.project` fused them, to show what fusing buys.
 Runs come in order of importance and each measurement is written to `--json` as it lands,
 so a run cut short keeps what it measured. The last lines are the ratios: Muon over AdamW,
 SFT over pretraining, fused over separate projections, and Helox over the reference, per
@@ -47,16 +47,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from train_mfu import RandomTokens
 
-import helox.model
-from helox.chat import RenderedChat
-from helox.config import ModelConfig, TrainingConfig
-from helox.model import create_model_from_config
-from helox.plan import RUNTIME_BYTES, estimate_memory
-from helox.sft_data import SFTBatches
-from helox.train.device import DeviceManager
+import helox.model.network
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
+from helox.pipeline.plan import RUNTIME_BYTES, estimate_memory
+from helox.tokens.chat import RenderedChat
+from helox.train.config import TrainingConfig
 from helox.train.float8 import FLOAT8_CAPABILITY
 from helox.train.loop import Trainer
 from helox.train.metrics import measure_matmul_peak, peak_flops
+from helox.tune.sft_data import SFTBatches
 
 
 @dataclass(frozen=True)
@@ -275,15 +276,15 @@ def peak_memory_gib(device: torch.device) -> float | None:
 
 def projections(fused: bool) -> contextlib.AbstractContextManager:
     """Helox as it is, or with its training projections run one matmul each, as before
-    `helox.model.project` fused them: the comparison that shows what fusing buys."""
+    `helox.model.network.project` fused them: the comparison that shows what fusing buys."""
     if fused:
         return contextlib.nullcontext()
-    fused_project = helox.model.project
+    fused_project = helox.model.network.project
 
     def separate(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tensor, ...]:
         return fused_project(x, layers, fuse=False)
 
-    return unittest.mock.patch.object(helox.model, "project", separate)
+    return unittest.mock.patch.object(helox.model.network, "project", separate)
 
 
 def measure_helox(

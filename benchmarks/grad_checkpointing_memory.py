@@ -21,9 +21,10 @@ import time
 
 import torch
 
-from helox.config import ModelConfig, TrainingConfig
-from helox.model import create_model_from_config
-from helox.train.device import DeviceManager
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
+from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer
 
 MODEL = ModelConfig(

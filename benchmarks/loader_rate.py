@@ -18,18 +18,13 @@ from pathlib import Path
 import torch
 from corpus import stdlib_parts
 
-from helox.config import (
-    ModelConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrainingConfig,
-    load_mapping,
-    section_from_dict,
-)
-from helox.data.loader import PackedBatches, TokenStream
-from helox.model import create_model_from_config
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
+from helox.common.config_files import load_mapping, section_from_dict
+from helox.model.config import ModelConfig
+from helox.model.network import create_model_from_config
+from helox.tokens.loader import PackedBatches, TokenStream
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.train.config import TrainingConfig
 from helox.train.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

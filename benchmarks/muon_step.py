@@ -22,7 +22,7 @@ import torch
 from gpu_throughput import SHAPES, TINY_SHAPES, helox_model_config
 from torch import Tensor
 
-from helox.model import create_model_from_config
+from helox.model.network import create_model_from_config
 from helox.train.optim import Muon, is_hidden_matrix
 
 NEWTON_SCHULZ_STEPS = 5

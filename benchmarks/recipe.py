@@ -51,13 +51,15 @@ from typing import Any
 import torch
 import yaml
 
-from helox.config import ModelConfig, TrainingConfig, load_mapping, section_from_dict
-from helox.data.loader import PackedBatches, TokenStream, eval_batches
-from helox.model import create_model_from_config
-from helox.pretrain import resolve_vocab_size
-from helox.train.device import DeviceManager
+from helox.common.config_files import load_mapping, section_from_dict
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
+from helox.tokens.loader import PackedBatches, TokenStream, eval_batches
+from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer, seed_everything
 from helox.train.metrics import token_byte_lengths
+from helox.train.pretrain import resolve_vocab_size
 from helox.train.schedule import make_schedule
 
 CALIBRATION_STEPS = 10

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from corpus import stdlib_parts
 
-from helox.config import ShardsConfig, TokenizerConfig
-from helox.shards import SPLITS, tokenize_part
-from helox.tokenizer import build_tokenizer
+from helox.tokens.shards import SPLITS, ShardsConfig, tokenize_part
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
 
 def child(model: str, out: str, parts: list[str]) -> None:

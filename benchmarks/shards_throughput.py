@@ -14,11 +14,10 @@ from pathlib import Path
 
 from corpus import stdlib_parts
 
-from helox.config import ShardsConfig, TokenizerConfig
-from helox.io import iter_texts
-from helox.shards import SPLITS, tokenize_part
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
+from helox.common.io import iter_texts
+from helox.tokens.shards import SPLITS, ShardsConfig, tokenize_part
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 
 def main() -> None:

@@ -26,9 +26,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from helox.config import ModelConfig, TrainingConfig
-from helox.model import create_model_from_config
-from helox.train.device import DeviceManager
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.network import create_model_from_config
+from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer
 from helox.train.metrics import measure_matmul_peak, peak_flops
 

@@ -14,10 +14,10 @@ _EXPORTS = {
     "DatasetBuilder": "helox.guide",
     "save_dataset": "helox.guide",
     "PretrainingTrainer": "helox.guide",
-    "DeviceManager": "helox.train.device",
-    "ModelConfig": "helox.config",
-    "TrainingConfig": "helox.config",
-    "create_model_from_config": "helox.model",
+    "DeviceManager": "helox.model.device",
+    "ModelConfig": "helox.model.config",
+    "TrainingConfig": "helox.train.config",
+    "create_model_from_config": "helox.model.network",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,28 +13,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helox.config import (
-    CleanConfig,
-    ModelConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrackingConfig,
-    TrainingConfig,
-)
+from helox.common.io import JsonlWriter, atomic_path, write_json
+from helox.data.clean_config import CleanConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import Step, apply_steps, build_steps
 from helox.data.kinds import Kind, detect_kind
-from helox.data.loader import PackedBatches, TokenStream, eval_batches
 from helox.data.readers import read_documents
-from helox.io import JsonlWriter, atomic_path, write_json
-from helox.model import HeloxLM
-from helox.model_folder import save_final
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.folder import save_final
+from helox.model.network import HeloxLM
+from helox.tokens.loader import PackedBatches, TokenStream, eval_batches
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.train.checkpoint import run_fingerprint
-from helox.train.device import DeviceManager
+from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer
-from helox.train.tracking import Tracker
+from helox.train.tracking import Tracker, TrackingConfig
 
 log = logging.getLogger(__name__)
 

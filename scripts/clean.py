@@ -1,8 +1,10 @@
 """Snakemake adapter: clean one part of the raw folders."""
 
-from helox.config import CleanConfig, SourceConfig, section_from_dict
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
 from helox.data.clean import clean_part
-from helox.logs import setup_logging
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import SourceConfig
 
 setup_logging(snakemake.log[0])
 config = section_from_dict(CleanConfig, snakemake.params.clean, "clean")

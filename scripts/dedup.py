@@ -1,7 +1,7 @@
 """Snakemake adapter: copy one cleaned part without the duplicates the clusters removed."""
 
+from helox.common.logs import setup_logging
 from helox.data.dedup import filter_part
-from helox.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 filter_part(

@@ -1,8 +1,8 @@
 """Snakemake adapter: cluster exact and near duplicates across the signatures of every part."""
 
-from helox.config import DedupConfig, section_from_dict
-from helox.data.dedup import cluster_parts
-from helox.logs import setup_logging
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.data.dedup import DedupConfig, cluster_parts
 
 setup_logging(snakemake.log[0])
 cluster_parts(

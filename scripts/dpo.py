@@ -1,10 +1,10 @@
 """Snakemake adapter: preference-tune the SFT model (DPO; through torchrun when nproc or nodes
 > 1)."""
 
-from helox.config import DPOConfig, section_from_dict
-from helox.dpo import DPOJob, launch_dpo
-from helox.logs import setup_logging
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
 from helox.train.lineage import stage_job_arguments
+from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo
 
 setup_logging(snakemake.log[0])
 job = DPOJob(

@@ -7,9 +7,11 @@ from pathlib import Path
 # model's tokens several times faster than two on a busy machine).
 os.environ["OMP_NUM_THREADS"] = str(snakemake.threads)
 
-from helox.config import EvalConfig, TrackingConfig, section_from_dict
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.eval.config import EvalConfig
 from helox.eval.stage import run_evaluation
-from helox.logs import setup_logging
+from helox.train.tracking import TrackingConfig
 
 setup_logging(snakemake.log[0])
 run_evaluation(

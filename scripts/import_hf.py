@@ -1,7 +1,7 @@
 """Snakemake adapter: import the Hugging Face Llama folder a stage's `init_from` names."""
 
-from helox.import_hf import import_llama
-from helox.logs import setup_logging
+from helox.common.logs import setup_logging
+from helox.model.import_hf import import_llama
 
 setup_logging(snakemake.log[0])
 import_llama(snakemake.input[0], snakemake.output[0])

@@ -1,7 +1,7 @@
 """Snakemake adapter: the imported model's tokenizer takes the tokenizer stage's place."""
 
-from helox.import_hf import adopt_tokenizer
-from helox.logs import setup_logging
+from helox.common.logs import setup_logging
+from helox.model.import_hf import adopt_tokenizer
 
 setup_logging(snakemake.log[0])
 adopt_tokenizer(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from helox.logs import setup_logging
-from helox.shards import SPLITS, write_manifest
+from helox.common.logs import setup_logging
+from helox.tokens.shards import SPLITS, write_manifest
 
 setup_logging(snakemake.log[0])
 manifest_path = Path(snakemake.output[0])

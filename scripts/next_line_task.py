@@ -1,8 +1,9 @@
 """Snakemake adapter: the next-line multiple-choice task, from the held-out test split."""
 
-from helox.config import NextLineTaskConfig, section_from_dict
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.eval.config import NextLineTaskConfig
 from helox.eval.next_line import build_next_line_task
-from helox.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 build_next_line_task(

@@ -1,10 +1,12 @@
 """Snakemake adapter: pretrain the model on the token shards (through torchrun when nproc or
 nodes > 1)."""
 
-from helox.config import ModelConfig, TrainingConfig, section_from_dict
-from helox.logs import setup_logging
-from helox.pretrain import PretrainJob, launch_pretrain
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.model.config import ModelConfig
+from helox.train.config import TrainingConfig
 from helox.train.lineage import stage_job_arguments
+from helox.train.pretrain import PretrainJob, launch_pretrain
 
 setup_logging(snakemake.log[0])
 job = PretrainJob(

@@ -1,7 +1,7 @@
 """Snakemake adapter: the data stages' tables and figures for the report."""
 
-from helox.logs import setup_logging
-from helox.report import write_data_report
+from helox.common.logs import setup_logging
+from helox.pipeline.report import write_data_report
 
 setup_logging(snakemake.log[0])
 write_data_report(

@@ -1,7 +1,7 @@
 """Snakemake adapter: samples of the base and SFT models after fixed prompts."""
 
-from helox.logs import setup_logging
-from helox.samples import write_samples
+from helox.common.logs import setup_logging
+from helox.pipeline.samples import write_samples
 
 setup_logging(snakemake.log[0])
 write_samples(

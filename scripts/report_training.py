@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from helox.logs import setup_logging
-from helox.report import write_training_figures
+from helox.common.logs import setup_logging
+from helox.pipeline.report import write_training_figures
 
 setup_logging(snakemake.log[0])
 write_training_figures(

@@ -1,7 +1,7 @@
 """Snakemake adapter: derive instruction pairs from the standard library's documented functions."""
 
+from helox.common.logs import setup_logging
 from helox.data.stdlib import derive_sft_pairs
-from helox.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 derive_sft_pairs(

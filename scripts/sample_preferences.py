@@ -1,7 +1,7 @@
 """Snakemake adapter: derive preference pairs (real function vs. swapped statements) from SFT's."""
 
-from helox.dpo_data import derive_preference_pairs
-from helox.logs import setup_logging
+from helox.common.logs import setup_logging
+from helox.tune.dpo_data import derive_preference_pairs
 
 setup_logging(snakemake.log[0])
 derive_preference_pairs(

@@ -1,10 +1,10 @@
 """Snakemake adapter: fine-tune the pretrained model on instruction data (through torchrun
 when nproc or nodes > 1)."""
 
-from helox.config import SFTConfig, section_from_dict
-from helox.logs import setup_logging
-from helox.sft import SFTJob, launch_sft
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
 from helox.train.lineage import stage_job_arguments
+from helox.tune.sft import SFTConfig, SFTJob, launch_sft
 
 setup_logging(snakemake.log[0])
 job = SFTJob(

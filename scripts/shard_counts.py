@@ -1,8 +1,7 @@
 """Snakemake adapter: count each source's tokens per split in the parts of one shards job."""
 
-from helox.config import ShardsConfig
-from helox.logs import setup_logging
-from helox.shards import count_part
+from helox.common.logs import setup_logging
+from helox.tokens.shards import ShardsConfig, count_part
 
 setup_logging(snakemake.log[0])
 splits = dict(snakemake.params.splits)

@@ -1,8 +1,8 @@
 """Snakemake adapter: tokenize deduplicated parts into one Arrow shard per split."""
 
-from helox.config import ShardsConfig, section_from_dict
-from helox.logs import setup_logging
-from helox.shards import mixture_factors, tokenize_part
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.tokens.shards import ShardsConfig, mixture_factors, tokenize_part
 
 setup_logging(snakemake.log[0])
 weights = snakemake.params.weights

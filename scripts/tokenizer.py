@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from helox.config import TokenizerConfig, section_from_dict
-from helox.logs import setup_logging
-from helox.tokenizer import build_tokenizer
+from helox.common.config_files import section_from_dict
+from helox.common.logs import setup_logging
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
 setup_logging(snakemake.log[0])
 config = section_from_dict(TokenizerConfig, snakemake.params.tokenizer, "tokenizer")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helox.io import JsonlWriter
+from helox.common.io import JsonlWriter
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -22,16 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import helox
-from helox.config import (
-    CleanConfig,
-    DedupConfig,
-    ModelConfig,
-    SFTConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrackingConfig,
-    TrainingConfig,
-)
+from helox.data.clean_config import CleanConfig
+from helox.data.dedup import DedupConfig
+from helox.model.config import ModelConfig
+from helox.tokens.shards import ShardsConfig
+from helox.tokens.tokenizer import TokenizerConfig
+from helox.train.config import TrainingConfig
+from helox.train.tracking import TrackingConfig
+from helox.tune.sft import SFTConfig
 
 SEED = 1337
 PARTS = 2
@@ -149,7 +147,7 @@ def _dedup_path(part: int) -> str:
 
 
 def _tokenizer() -> None:
-    from helox.tokenizer import build_tokenizer
+    from helox.tokens.tokenizer import build_tokenizer
 
     build_tokenizer(
         [_dedup_path(part) for part in range(PARTS)], "results/tokenizer", TOKENIZER, threads=1
@@ -165,7 +163,7 @@ def _shard_outputs(part: int) -> dict[str, str]:
 
 def _shards(part: int) -> Callable[[], object]:
     def run() -> None:
-        from helox.shards import inputs_of_part, tokenize_part
+        from helox.tokens.shards import inputs_of_part, tokenize_part
 
         outputs = _shard_outputs(part)
         stats = outputs.pop("stats")
@@ -176,7 +174,7 @@ def _shards(part: int) -> Callable[[], object]:
 
 
 def _manifest() -> None:
-    from helox.shards import SPLITS, write_manifest
+    from helox.tokens.shards import SPLITS, write_manifest
 
     parts = [_shard_outputs(part) for part in range(SHARDS.parts)]
     write_manifest(
@@ -189,7 +187,7 @@ def _manifest() -> None:
 
 
 def _pretrain() -> None:
-    from helox.pretrain import run_pretrain
+    from helox.train.pretrain import run_pretrain
 
     run_pretrain(
         "results/shards/manifest.json",
@@ -205,7 +203,7 @@ def _pretrain() -> None:
 
 
 def _sft() -> None:
-    from helox.sft import run_sft
+    from helox.tune.sft import run_sft
 
     run_sft(
         pretrained_dir="results/pretrain/final",
@@ -244,15 +242,25 @@ def _jobs() -> list[Job]:
         for part in range(PARTS)
     ]
     outputs = tuple(f"results/tokenizer/{name}" for name in ("spm.model", "spm.vocab", "eval.json"))
-    jobs.append(Job("tokenizer", "helox.tokenizer", outputs, _tokenizer))
+    jobs.append(Job("tokenizer", "helox.tokens.tokenizer", outputs, _tokenizer))
     jobs += [
-        Job(f"shards_{part}", "helox.shards", tuple(_shard_outputs(part).values()), _shards(part))
+        Job(
+            f"shards_{part}",
+            "helox.tokens.shards",
+            tuple(_shard_outputs(part).values()),
+            _shards(part),
+        )
         for part in range(SHARDS.parts)
     ]
-    jobs.append(Job("manifest", "helox.shards", ("results/shards/manifest.json",), _manifest))
-    for stage, run in (("pretrain", _pretrain), ("sft", _sft)):
+    jobs.append(
+        Job("manifest", "helox.tokens.shards", ("results/shards/manifest.json",), _manifest)
+    )
+    for stage, module, run in (
+        ("pretrain", "helox.train.pretrain", _pretrain),
+        ("sft", "helox.tune.sft", _sft),
+    ):
         outputs = (f"results/{stage}/final",)
-        jobs.append(Job(stage, f"helox.{stage}", outputs, run, f"results/{stage}/checkpoints"))
+        jobs.append(Job(stage, module, outputs, run, f"results/{stage}/checkpoints"))
     return jobs
 
 

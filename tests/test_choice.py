@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from helox.config import ModelConfig, TokenizerConfig
+from helox.common.io import iter_jsonl
 from helox.eval.choice import (
     SHOT_SEPARATOR,
     ChoiceExample,
@@ -26,11 +26,11 @@ from helox.eval.choice import (
     shot_indices,
     summarize,
 )
-from helox.io import iter_jsonl
-from helox.model import create_model_from_config
-from helox.model_folder import save_final
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.folder import save_final
+from helox.model.network import create_model_from_config
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 VALID = {"context": "Q: 1+1=\nA:", "choices": [" 2", " 3"], "gold": 0}
 

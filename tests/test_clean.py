@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helox.config import CleanConfig, section_from_dict
-from helox.data.clean import clean_part, part_of
+from helox.common.config_files import section_from_dict
+from helox.common.io import iter_jsonl, read_json
+from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import part_of
 from helox.data.dedup import empty_corpus_message
 from helox.data.documents import MAX_LISTED_SOURCES, OTHER_SOURCES, Document, Stats
 from helox.data.filters import (
@@ -29,7 +32,6 @@ from helox.data.filters import (
 )
 from helox.data.stdlib import gather_stdlib
 from helox.guide import DataCollector, TextCleaner
-from helox.io import iter_jsonl, read_json
 
 SENTENCES = [
     "Helox cleans a folder of raw text before anything is trained on it.",

@@ -13,21 +13,17 @@ import torch
 import yaml
 from test_workflow import snakemake_command
 
-from helox.cli import main
-from helox.config import (
-    ConfigError,
-    ModelConfig,
-    SFTConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrainingConfig,
-    config_errors,
-)
-from helox.config_check import coerce_values
-from helox.model import create_model_from_config
-from helox.model_folder import save_final
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
+from helox.cli.main import main
+from helox.common.config_files import ConfigError
+from helox.common.schema import coerce_values
+from helox.model.config import ModelConfig
+from helox.model.folder import save_final
+from helox.model.network import create_model_from_config
+from helox.pipeline.config import config_errors
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.train.config import TrainingConfig
+from helox.tune.sft import SFTConfig
 
 
 @pytest.fixture(scope="module")

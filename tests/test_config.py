@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 import yaml
 
-from helox.cli import main
-from helox.config import (
+from helox.cli.main import main
+from helox.common.config_files import section_from_dict
+from helox.pipeline.config import (
     FIXED_KEYS,
     NOT_INHERITED,
     SECTIONS,
-    TrainingConfig,
     completed,
     config_errors,
     format_config,
     resolve_config,
     section_defaults,
-    section_from_dict,
 )
+from helox.train.config import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
@@ -65,7 +65,7 @@ def without(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
 )
 def test_config_yaml_states_no_key_at_its_default(path: tuple[str, ...]) -> None:
     assert resolve_config(without(SHIPPED, path)) != resolve_config(SHIPPED), (
-        f"config.yaml's {'.'.join(path)} repeats its default: leave it to helox/config.py"
+        f"config.yaml's {'.'.join(path)} repeats its default: leave it to helox/pipeline/config.py"
     )
 
 

@@ -23,17 +23,19 @@ import zstandard
 from conftest import STDLIB, stdlib_sources
 from test_workflow import planned_jobs, snakemake_command
 
-from helox.config import CleanConfig, ShardsConfig, TokenizerConfig
-from helox.config_check import corpus_errors, own_output_errors, schema_errors
-from helox.data import readers
-from helox.data.clean import as_sources, clean_part, part_of, raw_listings
+from helox.common.io import JsonlWriter, iter_jsonl
+from helox.common.schema import schema_errors
+from helox.data import skips as reasons
+from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import as_sources, part_of, raw_listings
 from helox.data.documents import Document, Stats
 from helox.data.kinds import detect_kind
-from helox.data.mixture import repeat_factors
 from helox.data.readers import read_documents
-from helox.io import JsonlWriter, iter_jsonl
-from helox.shards import EmptySplitError, assign_split, build_dataset_shards
-from helox.tokenizer import build_tokenizer, train_tokenizer
+from helox.pipeline.checks import corpus_errors, own_output_errors
+from helox.tokens.mixture import repeat_factors
+from helox.tokens.shards import EmptySplitError, ShardsConfig, assign_split, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer, train_tokenizer
 
 
 def stdlib_prose() -> str:
@@ -95,9 +97,9 @@ def test_packed_text_code_and_jsonl_files_are_unpacked(tmp_path: Path) -> None:
         ]
     cut_lines = [doc for doc in docs if doc.origin == "cut.jsonl.xz"]
     assert skips(stats) == {
-        ("cut.txt.gz", None): readers.BAD_GZIP,
-        ("junk.txt.bz2", None): readers.BAD_BZIP2,
-        ("cut.jsonl.xz", len(cut_lines) + 1): readers.BAD_XZ,
+        ("cut.txt.gz", None): reasons.BAD_GZIP,
+        ("junk.txt.bz2", None): reasons.BAD_BZIP2,
+        ("cut.jsonl.xz", len(cut_lines) + 1): reasons.BAD_XZ,
     }
     assert (stats.files.read, stats.files.skipped) == (7, 2)
 
@@ -118,7 +120,7 @@ def test_utf16_jsonl_is_skipped_whole_with_a_way_to_convert_it(tmp_path: Path, c
     with caplog.at_level(logging.WARNING, logger="helox.data.readers"):
         docs, stats = read_all(tmp_path)
     assert docs == []
-    assert skips(stats) == {("wide.jsonl", 1): readers.NOT_UTF8}
+    assert skips(stats) == {("wide.jsonl", 1): reasons.NOT_UTF8}
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 1
     assert "wide.jsonl:1" in messages[0] and "iconv -f UTF-16 -t UTF-8" in messages[0]
@@ -154,7 +156,7 @@ def test_files_of_no_listed_extension_are_summed_up_with_the_keys_to_read_them(
     with caplog.at_level(logging.WARNING, logger="helox.data.readers"):
         docs, stats = read_all(tmp_path)
     assert [doc.source for doc in docs] == ["kept.txt"]
-    assert stats.skipped_by_reason == {readers.UNSUPPORTED: 4}
+    assert stats.skipped_by_reason == {reasons.UNSUPPORTED: 4}
     (message,) = [record.getMessage() for record in caplog.records]
     assert "4 files not read" in message
     assert ".html 2, (none) 1, (none).gz 1" in message
@@ -167,7 +169,7 @@ def test_files_of_no_listed_extension_are_summed_up_with_the_keys_to_read_them(
         "changelog.gz": PROSE,
         "kept.txt": PROSE,
     }
-    assert stats.skipped_by_reason == {readers.UNSUPPORTED: 2}
+    assert stats.skipped_by_reason == {reasons.UNSUPPORTED: 2}
 
 
 def test_extensions_in_the_config_take_one_dot_or_none() -> None:
@@ -184,10 +186,10 @@ def test_many_bad_lines_log_a_few_and_sum_up_the_rest(tmp_path: Path, caplog) ->
     with caplog.at_level(logging.WARNING, logger="helox.data.readers"):
         docs, stats = read_all(tmp_path)
     assert docs == []
-    assert stats.skipped_by_reason == {readers.MISSING_TEXT: 500}
+    assert stats.skipped_by_reason == {reasons.MISSING_TEXT: 500}
     assert len(stats.skipped_entries) == 500
     messages = [record.getMessage() for record in caplog.records]
-    shown = readers.MAX_LOGGED_PER_FILE
+    shown = reasons.MAX_LOGGED_PER_FILE
     assert len(messages) == shown + 1
     assert messages[0] == (
         "export.jsonl:1: skipped: missing text field (no 'text' key; it has 'id', 'content': "
@@ -216,21 +218,21 @@ def test_a_dotted_text_field_reaches_into_nested_records(tmp_path: Path) -> None
         ("nested.jsonl:4", PROSE[3000:6000]),
     ]
     assert skips(stats) == {
-        ("nested.jsonl", 2): readers.TEXT_NOT_STRING,
-        ("nested.jsonl", 3): readers.MISSING_TEXT,
+        ("nested.jsonl", 2): reasons.TEXT_NOT_STRING,
+        ("nested.jsonl", 3): reasons.MISSING_TEXT,
     }
 
 
 def test_a_source_repeated_past_four_epochs_is_named(caplog) -> None:
     natural = {"books": 562_648, "notes": 1_614}
-    with caplog.at_level(logging.WARNING, logger="helox.data.mixture"):
+    with caplog.at_level(logging.WARNING, logger="helox.tokens.mixture"):
         factors = repeat_factors({"books": 1.0, "notes": 1.0}, natural)
     assert factors["notes"] == pytest.approx(0.5 * sum(natural.values()) / 1_614)
     (message,) = [record.getMessage() for record in caplog.records]
     assert message.startswith("corpus source 'notes': weight 1.0 of 2.0 repeats each")
     assert "174.8 times" in message and "corpus.sources" in message
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="helox.data.mixture"):
+    with caplog.at_level(logging.WARNING, logger="helox.tokens.mixture"):
         repeat_factors({"books": 1.0, "notes": 3.0}, {"books": 10_000, "notes": 5_000})
     assert caplog.records == []
 
@@ -253,11 +255,11 @@ def test_a_json_array_of_records_gives_a_document_each(tmp_path: Path, caplog) -
     assert [doc.text for doc in docs[:4]] == [text for _, text in modules]
     assert {doc.origin for doc in docs} == {"modules.json", "packed.json.gz"}
     assert skips(stats) == {
-        ("modules.json", 4): readers.NOT_AN_OBJECT,
-        ("modules.json", 5): readers.MISSING_TEXT,
-        ("package.json", None): readers.NOT_AN_ARRAY,
-        ("numbers.json", None): readers.NOT_AN_ARRAY,
-        ("cut.json", None): readers.MALFORMED_JSON,
+        ("modules.json", 4): reasons.NOT_AN_OBJECT,
+        ("modules.json", 5): reasons.MISSING_TEXT,
+        ("package.json", None): reasons.NOT_AN_ARRAY,
+        ("numbers.json", None): reasons.NOT_AN_ARRAY,
+        ("cut.json", None): reasons.MALFORMED_JSON,
     }
     assert (stats.files.read, stats.files.skipped) == (2, 3)
     messages = "\n".join(record.getMessage() for record in caplog.records)
@@ -339,8 +341,8 @@ def test_a_text_file_too_large_for_any_document_is_skipped_unread(tmp_path: Path
     docs, stats = read_all(tmp_path, config)
     assert [doc.source for doc in docs] == ["short.txt"]
     assert skips(stats) == {
-        ("packed.txt.xz", None): readers.TOO_LARGE,
-        ("whole.txt", None): readers.TOO_LARGE,
+        ("packed.txt.xz", None): reasons.TOO_LARGE,
+        ("whole.txt", None): reasons.TOO_LARGE,
     }
     assert len(PROSE.encode()) > limit
 
@@ -421,7 +423,7 @@ def test_a_json_array_saved_as_jsonl_is_told_to_be_named_json(tmp_path: Path, ca
     with caplog.at_level(logging.WARNING, logger="helox.data.readers"):
         docs, stats = read_all(tmp_path)
     assert [doc.source for doc in docs] == ["records.json:0", "records.json:1", "records.json:2"]
-    assert skips(stats) == {("one_line.jsonl", 1): readers.NOT_AN_OBJECT}
+    assert skips(stats) == {("one_line.jsonl", 1): reasons.NOT_AN_OBJECT}
     (message,) = [record.getMessage() for record in caplog.records]
     assert message == (
         "one_line.jsonl:1: skipped: JSON line is not an object (list; a file holding one "

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helox.config import CleanConfig, ConfigError, DedupConfig, config_errors, section_from_dict
+from helox.common.config_files import ConfigError, section_from_dict
+from helox.common.io import JsonlWriter, iter_jsonl, read_json
 from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
 from helox.data.dedup import (
     EXACT,
     NEAR,
+    DedupConfig,
     EmptyCorpusError,
     cluster_parts,
     filter_part,
@@ -22,7 +25,7 @@ from helox.data.dedup import (
 )
 from helox.data.minhash import MinHasher
 from helox.data.stdlib import stdlib_files, stdlib_root
-from helox.io import JsonlWriter, iter_jsonl, read_json
+from helox.pipeline.config import config_errors
 
 
 def write_part(path: Path, texts: list[str]) -> Path:

@@ -17,11 +17,12 @@ from pathlib import Path
 from test_dedup import dedup
 from test_kinds import real_prose
 
-from helox.config import CleanConfig, DedupConfig
+from helox.common.io import iter_jsonl
 from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
+from helox.data.dedup import DedupConfig
 from helox.data.minhash import shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
-from helox.io import iter_jsonl
 
 PARTS = 2
 

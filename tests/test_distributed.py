@@ -21,15 +21,12 @@ from safetensors import safe_open
 from test_loader import write_shards
 from test_train import MODEL, TRAINING, patterned_documents
 
-from helox.config import DPOConfig, ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
-from helox.dpo import DPOJob, launch_dpo, run_dpo
-from helox.io import read_json
-from helox.model import create_model_from_config
-from helox.model_folder import load_final, save_final
-from helox.pretrain import PretrainJob, launch_pretrain, run_pretrain
-from helox.sft import SFTJob, launch_sft
-from helox.sft_data import SFTBatches, encode_examples, read_instruction_data
-from helox.tokenizer import train_tokenizer
+from helox.common.io import read_json
+from helox.model.config import ModelConfig
+from helox.model.folder import load_final, save_final
+from helox.model.network import create_model_from_config
+from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
+from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import (
     MODEL_FILE,
     SHARDS_DIR,
@@ -38,7 +35,11 @@ from helox.train.checkpoint import (
     step_dirs,
 )
 from helox.train.launch import torchrun_command
-from helox.vocab import load_tokenizer
+from helox.train.pretrain import PretrainJob, launch_pretrain, run_pretrain
+from helox.train.tracking import TrackingConfig
+from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo, run_dpo
+from helox.tune.sft import SFTConfig, SFTJob, launch_sft
+from helox.tune.sft_data import SFTBatches, encode_examples, read_instruction_data
 
 NPROC = 2
 STEPS = 40
@@ -127,7 +128,7 @@ def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curv
         tracking=TrackingConfig(enabled=False),
         threads=NPROC,
     )
-    command = torchrun_command(NPROC, "helox.pretrain", [job.to_json()])
+    command = torchrun_command(NPROC, "helox.train.pretrain", [job.to_json()])
     killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     wait_for(output.parent / "checkpoints" / "step_5" / "COMPLETE", killed)
     kill_tree(killed)

@@ -16,11 +16,19 @@ import pytest
 import torch
 from test_distributed import kill_tree, wait_for
 
-from helox.chat import END
-from helox.config import DPOConfig, ModelConfig, SFTConfig, TokenizerConfig, TrackingConfig
+from helox.common.io import read_json
 from helox.data.stdlib import derive_sft_pairs, gather_stdlib
-from helox.dpo import run_dpo
-from helox.dpo_data import (
+from helox.model.config import ModelConfig
+from helox.model.folder import save_final
+from helox.model.generate import is_chat_model
+from helox.model.network import IGNORE_INDEX, create_model_from_config
+from helox.tokens.chat import END
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
+from helox.train.preference import DPOObjective, dpo_losses
+from helox.train.tracking import TrackingConfig
+from helox.tune.dpo import DPOConfig, run_dpo
+from helox.tune.dpo_data import (
     PreferenceBatches,
     PreferencePair,
     collate_pairs,
@@ -29,14 +37,7 @@ from helox.dpo_data import (
     read_preference_data,
     swap_body,
 )
-from helox.generate import is_chat_model
-from helox.io import read_json
-from helox.model import IGNORE_INDEX, create_model_from_config
-from helox.model_folder import save_final
-from helox.sft import run_sft
-from helox.tokenizer import build_tokenizer
-from helox.train.preference import DPOObjective, dpo_losses
-from helox.vocab import load_tokenizer
+from helox.tune.sft import SFTConfig, run_sft
 
 SEED = 1337
 MODEL = ModelConfig(
@@ -319,8 +320,9 @@ def test_dpo_raises_held_out_preference_accuracy_over_the_reference(
 RUN_DPO = """
 import sys
 from pathlib import Path
-from helox.config import DPOConfig, TrackingConfig
-from helox.dpo import run_dpo
+from helox.tune.dpo import DPOConfig
+from helox.train.tracking import TrackingConfig
+from helox.tune.dpo import run_dpo
 sft, data, out, config = sys.argv[1:5]
 run_dpo(sft, data, out, DPOConfig(**__import__("json").loads(config)), 1337,
         TrackingConfig(enabled=False), threads=1)

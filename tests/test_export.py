@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from helox.chat import render_prompt
-from helox.config import ModelConfig, TokenizerConfig
-from helox.io import read_json
-from helox.model import create_model_from_config
-from helox.model_folder import NOT_LLAMA_KEY, NotLlamaError, llama_config, load_final, save_final
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
+from helox.common.io import read_json
+from helox.model.config import ModelConfig
+from helox.model.folder import NOT_LLAMA_KEY, NotLlamaError, llama_config, load_final, save_final
+from helox.model.network import create_model_from_config
+from helox.tokens.chat import render_prompt
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You write Python."},

@@ -13,8 +13,9 @@ import yaml
 from conftest import stdlib_sources
 from test_workflow import REPO, TINY, snakemake, snakemake_command
 
-from helox.config import CleanConfig, section_from_dict
+from helox.common.config_files import section_from_dict
 from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
 
 PARTS = 2
 TARGETS = [f"results/clean/part-{part}.jsonl.zst" for part in range(PARTS)]

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from test_workflow import REPO, snakemake
 
-from helox.config import config_errors, resolve_config
-from helox.config_check import schema
+from helox.common.schema import schema
+from helox.pipeline.config import config_errors, resolve_config
 
 SCHEMA = schema()
 # The shipped config completed with the defaults, so every key holds a value to break.

@@ -17,10 +17,10 @@ import pytest
 from conftest import stdlib_sources
 from fault_stages import JOBS, MODEL, NO_TRACKING, PRETRAIN, SEED
 
-from helox.config import CleanConfig
 from helox.data.clean import clean_part
-from helox.pretrain import run_pretrain
+from helox.data.clean_config import CleanConfig
 from helox.train.checkpoint import checkpoint_problem
+from helox.train.pretrain import run_pretrain
 
 CLEAN = CleanConfig(parts=1)
 UPSTREAM = list(JOBS)[: list(JOBS).index("manifest") + 1]  # every job before training
@@ -128,7 +128,7 @@ def test_a_full_disk_stops_training_and_keeps_the_previous_checkpoint(
 
 FILE_SIZE_LIMIT = """
 import resource, signal, sys
-from helox.config import CleanConfig
+from helox.data.clean_config import CleanConfig
 from helox.data.clean import clean_part
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

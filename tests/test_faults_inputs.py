@@ -18,9 +18,9 @@ import zstandard
 from conftest import stdlib_sources
 from test_workflow import snakemake
 
-from helox.data import readers
+from helox.common.io import iter_jsonl, read_json
+from helox.data import skips
 from helox.data.documents import Stats
-from helox.io import iter_jsonl, read_json
 
 PARTS = 2
 HUGE_BYTES = 50_000_000
@@ -73,24 +73,24 @@ def build_hostile_corpus(root: Path) -> Expected:
 def add_binary_and_encodings(root: Path, expected: Expected, text: str) -> None:
     noise = random.Random(9).randbytes(4096)
     write(root, "binary/noise.bin", noise)
-    expected.skip("binary/noise.bin", readers.UNSUPPORTED)
+    expected.skip("binary/noise.bin", skips.UNSUPPORTED)
     write(root, "binary/noise.txt", noise + b"\x00")
-    expected.skip("binary/noise.txt", readers.BINARY)
+    expected.skip("binary/noise.txt", skips.BINARY)
     write(root, "binary/noise.py", noise.replace(b"\x00", b"\xff") + b"\xff")
-    expected.skip("binary/noise.py", readers.NOT_UTF8)
+    expected.skip("binary/noise.py", skips.NOT_UTF8)
     write(root, "binary/noise.parquet", noise)
-    expected.skip("binary/noise.parquet", readers.BAD_PARQUET)
+    expected.skip("binary/noise.parquet", skips.BAD_PARQUET)
 
     write(root, "encodings/latin1.txt", "Café crème, résumé naïve.\n".encode("latin-1"))
-    expected.skip("encodings/latin1.txt", readers.NOT_UTF8)
+    expected.skip("encodings/latin1.txt", skips.NOT_UTF8)
     write(root, "encodings/cp1252.rst", "\u201csmart quotes\u201d \u2013 dash\n".encode("cp1252"))
-    expected.skip("encodings/cp1252.rst", readers.NOT_UTF8)
+    expected.skip("encodings/cp1252.rst", skips.NOT_UTF8)
     write(root, "encodings/utf16.md", text.encode("utf-16"))  # its byte order mark tells it
     expected.read("encodings/utf16.md", 1)
     write(root, "encodings/utf16-unmarked.md", text.encode("utf-16-le"))
-    expected.skip("encodings/utf16-unmarked.md", readers.BINARY)
+    expected.skip("encodings/utf16-unmarked.md", skips.BINARY)
     write(root, "encodings/mixed.txt", text.encode() + "Größe\n".encode("latin-1"))
-    expected.skip("encodings/mixed.txt", readers.NOT_UTF8)
+    expected.skip("encodings/mixed.txt", skips.NOT_UTF8)
     write(root, "encodings/bom.txt", text.encode("utf-8-sig"))
     expected.read("encodings/bom.txt", 1)
 
@@ -102,29 +102,29 @@ def add_jsonl(root: Path, expected: Expected, text: str) -> None:
     records = [{"text": f"document {i}: " + "lorem ipsum " * 20} for i in range(30)]
     frames = [zstandard.ZstdCompressor().compress(jsonl(*records[i : i + 10])) for i in (0, 10, 20)]
     write(root, "jsonl/truncated.jsonl.zst", b"".join(frames)[: -len(frames[-1]) // 2])
-    expected.read("jsonl/truncated.jsonl.zst", 20, {21: readers.BAD_ZSTD})
+    expected.read("jsonl/truncated.jsonl.zst", 20, {21: skips.BAD_ZSTD})
     compressed = gzip.compress(jsonl(*records))
     truncated = compressed[: len(compressed) // 2]
     write(root, "jsonl/truncated.jsonl.gz", truncated)
     whole_lines = zlib.decompressobj(wbits=31).decompress(truncated).count(b"\n")
-    expected.read("jsonl/truncated.jsonl.gz", whole_lines, {whole_lines + 1: readers.BAD_GZIP})
+    expected.read("jsonl/truncated.jsonl.gz", whole_lines, {whole_lines + 1: skips.BAD_GZIP})
 
     lines_and_faults = [
         (jsonl({"text": text, "source": "first"}), None),
-        (b'{"text": "an unterminated string\n', readers.MALFORMED_JSON),
-        (b"[1, 2, 3]\n", readers.NOT_AN_OBJECT),
-        (jsonl({"text": 42}), readers.TEXT_NOT_STRING),
-        (jsonl({"content": "no text field"}), readers.MISSING_TEXT),
-        (jsonl({"text": text, "kind": "poetry"}), readers.BAD_KIND),
+        (b'{"text": "an unterminated string\n', skips.MALFORMED_JSON),
+        (b"[1, 2, 3]\n", skips.NOT_AN_OBJECT),
+        (jsonl({"text": 42}), skips.TEXT_NOT_STRING),
+        (jsonl({"content": "no text field"}), skips.MISSING_TEXT),
+        (jsonl({"text": text, "kind": "poetry"}), skips.BAD_KIND),
         (b"\n", None),  # a blank line is no document
-        (b'{"text": "\xff\xfe not UTF-8"}\n', readers.NOT_UTF8),
-        (b'{"text": "\\ud800 a lone surrogate"}\n', readers.NOT_UTF8),
-        (jsonl({"text": None}), readers.TEXT_NOT_STRING),
-        (jsonl("just a string"), readers.NOT_AN_OBJECT),
-        (jsonl({"text": ["a", "list"]}), readers.TEXT_NOT_STRING),
-        (b'{"text": NaN}\n', readers.TEXT_NOT_STRING),
+        (b'{"text": "\xff\xfe not UTF-8"}\n', skips.NOT_UTF8),
+        (b'{"text": "\\ud800 a lone surrogate"}\n', skips.NOT_UTF8),
+        (jsonl({"text": None}), skips.TEXT_NOT_STRING),
+        (jsonl("just a string"), skips.NOT_AN_OBJECT),
+        (jsonl({"text": ["a", "list"]}), skips.TEXT_NOT_STRING),
+        (b'{"text": NaN}\n', skips.TEXT_NOT_STRING),
         (jsonl({"text": text + "\n# the last good line", "kind": "code"}), None),
-        (b'{"text": "no newline at the end, and cut', readers.MALFORMED_JSON),
+        (b'{"text": "no newline at the end, and cut', skips.MALFORMED_JSON),
     ]
     write(root, "jsonl/broken.jsonl", b"".join(line for line, _ in lines_and_faults))
     faults = {number: fault for number, (_, fault) in enumerate(lines_and_faults, 1) if fault}
@@ -137,7 +137,7 @@ def add_jsonl(root: Path, expected: Expected, text: str) -> None:
         jsonl({"text": text, "meta": json.loads('{"m": ' * 200 + "1" + "}" * 200)}),
     ]
     write(root, "jsonl/nested.jsonl", b"".join(nested))
-    expected.read("jsonl/nested.jsonl", 1, {1: readers.TOO_DEEP, 2: readers.TOO_DEEP})
+    expected.read("jsonl/nested.jsonl", 1, {1: skips.TOO_DEEP, 2: skips.TOO_DEEP})
 
 
 def add_empty_and_huge(root: Path, expected: Expected, text: str) -> None:
@@ -157,31 +157,31 @@ def add_links_and_specials(root: Path, expected: Expected, text: str) -> None:
     loops = root / "loops"
     loops.mkdir()
     (loops / "self").symlink_to(".")
-    expected.skip("loops/self", readers.REPEATED_FOLDER, is_file=False)
+    expected.skip("loops/self", skips.REPEATED_FOLDER, is_file=False)
     (loops / "up").symlink_to("..")
-    expected.skip("loops/up", readers.REPEATED_FOLDER, is_file=False)
+    expected.skip("loops/up", skips.REPEATED_FOLDER, is_file=False)
     (loops / "a.txt").symlink_to("b.txt")
     (loops / "b.txt").symlink_to("a.txt")
     (loops / "dangling.md").symlink_to("nowhere.md")
     for name in ("a.txt", "b.txt", "dangling.md"):
-        expected.skip(f"loops/{name}", readers.BROKEN_LINK)
+        expected.skip(f"loops/{name}", skips.BROKEN_LINK)
 
     # Reading /proc/self/mem from its start fails with EIO, even for root, whom chmod 000
     # would not stop: a file that opens and then cannot be read.
     special = root / "special"
     special.mkdir()
     (special / "mem.txt").symlink_to("/proc/self/mem")
-    expected.skip("special/mem.txt", readers.UNREADABLE)
+    expected.skip("special/mem.txt", skips.UNREADABLE)
     (special / "mem.jsonl").symlink_to("/proc/self/mem")
-    expected.read("special/mem.jsonl", 0, {1: readers.UNREADABLE})
+    expected.read("special/mem.jsonl", 0, {1: skips.UNREADABLE})
     os.mkfifo(special / "pipe.txt")
-    expected.skip("special/pipe.txt", readers.SPECIAL_FILE)
+    expected.skip("special/pipe.txt", skips.SPECIAL_FILE)
     write(root, "special/folder.jsonl/inside.md", text.encode())
     expected.read("special/folder.jsonl/inside.md", 1)
     write(root, ".hidden.txt", text.encode())
-    expected.skip(".hidden.txt", readers.HIDDEN)
+    expected.skip(".hidden.txt", skips.HIDDEN)
     write(root, "notes.docx", text.encode())
-    expected.skip("notes.docx", readers.UNSUPPORTED)
+    expected.skip("notes.docx", skips.UNSUPPORTED)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ KILLS = [
     ("tokenizer", 5),
     ("shards_0", 1),
     ("manifest", 1),
-    ("pretrain", 1),
+    ("pretrain", 4),
     ("pretrain", 7),
     ("sft", 2),
 ]

@@ -18,11 +18,11 @@ import torch
 from safetensors import SafetensorError
 from test_workflow import REPO
 
-from helox.config import ModelConfig, TrainingConfig
-from helox.generate import Generator
-from helox.io import read_json, sha256_file, write_json
-from helox.model import create_model_from_config
-from helox.model_folder import load_final, save_final
+from helox.common.io import read_json, sha256_file, write_json
+from helox.model.config import ModelConfig
+from helox.model.folder import load_final, save_final
+from helox.model.generate import Generator
+from helox.model.network import create_model_from_config
 from helox.train.checkpoint import (
     COMPLETE_FILE,
     MODEL_FILE,
@@ -32,6 +32,7 @@ from helox.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from helox.train.config import TrainingConfig
 
 MODEL = ModelConfig(
     vocab_size=64, hidden_size=16, num_layers=1, num_attention_heads=2, max_position_embeddings=16

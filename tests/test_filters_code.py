@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from helox.config import CleanConfig
+from helox.data.clean_config import CleanConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import (
     CodeAlphanumericConfig,

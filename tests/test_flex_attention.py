@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask
 
-from helox.attention import packed_attention_mask, segment_block_mask
-from helox.config import ModelConfig
-from helox.model import create_model_from_config
+from helox.model.attention import packed_attention_mask, segment_block_mask
+from helox.model.config import ModelConfig
+from helox.model.network import create_model_from_config
 
 VOCAB = 60
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 from test_workflow import dry_run_jobs
 
-from helox.config import validate_config
-from helox.config_files import merged_config
-from helox.plan import PRESETS_DIR
+from helox.common.config_files import merged_config
+from helox.pipeline.config import validate_config
+from helox.pipeline.plan import PRESETS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION = REPO / "benchmarks" / "gpu_session.sh"

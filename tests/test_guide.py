@@ -22,8 +22,8 @@ from helox import (
     create_model_from_config,
     save_dataset,
 )
-from helox.cli import main as helox_main
-from helox.io import iter_jsonl, read_json
+from helox.cli.main import main as helox_main
+from helox.common.io import iter_jsonl, read_json
 from helox.train.checkpoint import step_dirs
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

@@ -10,9 +10,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from helox.chat import END, EOS
-from helox.cli import main
-from helox.config import ConfigError, HumanEvalConfig, ModelConfig, TokenizerConfig
+from helox.cli.main import main
+from helox.common.config_files import ConfigError
+from helox.eval.config import HumanEvalConfig
 from helox.eval.humaneval import (
     PROBLEM_COUNT,
     Solver,
@@ -24,9 +24,11 @@ from helox.eval.humaneval import (
     run_humaneval,
     truncate_at_stop,
 )
-from helox.model import create_model_from_config
-from helox.model_folder import save_final
-from helox.tokenizer import build_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.folder import save_final
+from helox.model.network import create_model_from_config
+from helox.tokens.chat import END, EOS
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
 # HumanEval/0, has_close_elements, solved correctly.
 CLOSE_ELEMENTS_BODY = (

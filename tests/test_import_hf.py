@@ -15,25 +15,20 @@ import torch.nn.functional as F
 from test_workflow import planned_jobs, snakemake
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from helox.cli import main
-from helox.config import (
-    ModelConfig,
-    SFTConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrackingConfig,
-    TrainingConfig,
-)
-from helox.data.loader import TokenStream, eval_batches
+from helox.cli.main import main
+from helox.common.io import iter_texts, read_json, sha256_file
 from helox.eval.bpb import evaluate_folder
-from helox.import_hf import NotImportableError, import_llama
-from helox.io import iter_texts, read_json, sha256_file
-from helox.model import IGNORE_INDEX
-from helox.model_folder import load_final
-from helox.pretrain import run_pretrain
-from helox.sft import run_sft
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.folder import load_final
+from helox.model.import_hf import NotImportableError, import_llama
+from helox.model.network import IGNORE_INDEX
+from helox.tokens.loader import TokenStream, eval_batches
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.train.config import TrainingConfig
+from helox.train.pretrain import run_pretrain
+from helox.train.tracking import TrackingConfig
+from helox.tune.sft import SFTConfig, run_sft
 
 VOCAB = 700
 SEQ_LEN = 64

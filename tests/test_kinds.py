@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from helox.config import CleanConfig, SourceConfig
+from helox.common.io import iter_jsonl
 from helox.data.clean import clean_part
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import SourceConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import (
     C4Config,
@@ -23,7 +25,6 @@ from helox.data.filters import (
     build_steps,
 )
 from helox.data.kinds import detect_kind, paragraphs
-from helox.io import iter_jsonl
 
 LICENSES = Path("/usr/share/common-licenses")
 PYTHON_LICENSE = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"

@@ -15,14 +15,15 @@ import sys
 import pytest
 import torch
 
-from helox.config import ModelConfig, NextLineTaskConfig, ShardsConfig, TokenizerConfig
 from helox.eval.choice import read_choice_task, score_choices, summarize
+from helox.eval.config import NextLineTaskConfig
 from helox.eval.next_line import build_next_line_task
-from helox.model import create_model_from_config
-from helox.model_folder import load_final, save_final
-from helox.shards import build_dataset_shards
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
+from helox.model.config import ModelConfig
+from helox.model.folder import load_final, save_final
+from helox.model.network import create_model_from_config
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (extra `eval`)")
 

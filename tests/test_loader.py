@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from helox.data.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
+from helox.tokens.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
 
 EOS = 2
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from helox.config import DedupConfig, resolve_config, section_from_dict
-from helox.data.dedup import cluster_parts, sign_part
+from helox.common.config_files import section_from_dict
+from helox.common.io import JsonlWriter
+from helox.data.dedup import DedupConfig, cluster_parts, sign_part
 from helox.data.minhash import MinHasher, UnionFind, bucket_pairs, shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
-from helox.io import JsonlWriter
+from helox.pipeline.config import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 

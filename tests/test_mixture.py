@@ -13,18 +13,14 @@ import pytest
 from conftest import STDLIB
 from test_workflow import planned_jobs, snakemake_command
 
-from helox.config import (
-    ConfigError,
-    CorpusConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    config_errors,
-)
-from helox.data.mixture import MixtureError, Resampler, repeat_factors
-from helox.io import JsonlWriter, iter_jsonl
-from helox.report import write_mixture
-from helox.shards import SPLITS, build_dataset_shards, read_shard
-from helox.tokenizer import build_tokenizer
+from helox.common.config_files import ConfigError
+from helox.common.io import JsonlWriter, iter_jsonl
+from helox.data.corpus import CorpusConfig
+from helox.pipeline.config import config_errors
+from helox.pipeline.report import write_mixture
+from helox.tokens.mixture import MixtureError, Resampler, repeat_factors
+from helox.tokens.shards import SPLITS, ShardsConfig, build_dataset_shards, read_shard
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
 WEIGHTS = {"code": 1.0, "docs": 3.0}
 

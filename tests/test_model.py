@@ -9,16 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helox.config import ModelConfig
-from helox.model import (
-    GeluMLP,
+from helox.model.config import ModelConfig, intermediate_size
+from helox.model.network import GeluMLP, RMSNorm, SwiGLU, create_model_from_config
+from helox.model.positions import (
     LearnedPositionEmbedding,
-    RMSNorm,
     RotaryEmbedding,
-    SwiGLU,
     apply_rotary,
-    create_model_from_config,
-    intermediate_size,
     rope_inv_freq,
 )
 

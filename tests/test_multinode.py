@@ -17,9 +17,7 @@ from test_distributed import kill_tree, manifest, spm_model, wait_for  # noqa: F
 from test_train import MODEL, TRAINING
 from test_workflow import snakemake
 
-from helox.config import TrackingConfig
-from helox.io import read_json
-from helox.pretrain import PretrainJob, run_pretrain
+from helox.common.io import read_json
 from helox.train.launch import (
     LaunchError,
     Rendezvous,
@@ -29,6 +27,8 @@ from helox.train.launch import (
     srun_command,
     torchrun_command,
 )
+from helox.train.pretrain import PretrainJob, run_pretrain
+from helox.train.tracking import TrackingConfig
 
 NODES = 2
 STEPS = 12
@@ -55,7 +55,7 @@ def loopback_rendezvous() -> Rendezvous:
 
 def start_node(job: PretrainJob, rendezvous: Rendezvous, log: Path) -> subprocess.Popen:
     """One "node": a torchrun with one process, joining `rendezvous`."""
-    command = torchrun_command(1, "helox.pretrain", [job.to_json(), str(log)], rendezvous)
+    command = torchrun_command(1, "helox.train.pretrain", [job.to_json(), str(log)], rendezvous)
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -161,7 +161,7 @@ def test_the_rendezvous_is_the_first_node_of_the_slurm_allocation() -> None:
     rendezvous = slurm_rendezvous("pretrain", config, environ)
     assert rendezvous == Rendezvous(2, "gpu07", 24242, "helox-pretrain-4242", 600)
 
-    command = srun_command(2, 4, torchrun_command(4, "helox.pretrain", ["{}"], rendezvous))
+    command = srun_command(2, 4, torchrun_command(4, "helox.train.pretrain", ["{}"], rendezvous))
     assert command[:7] == [
         "srun",
         "--overlap",
@@ -229,4 +229,4 @@ def test_a_dry_run_of_a_two_node_config_shows_the_jobs_requests(tmp_path: Path) 
 
 def test_the_launch_refuses_several_nodes_outside_slurm(per_node) -> None:
     with pytest.raises(LaunchError, match="pretrain.nodes is 2.*set pretrain.nodes to 1"):
-        launch_processes("pretrain", "helox.pretrain", "{}", per_node, environ={})
+        launch_processes("pretrain", "helox.train.pretrain", "{}", per_node, environ={})

@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from helox.config import NextLineTaskConfig, ShardsConfig, TokenizerConfig
+from helox.common.io import read_json
 from helox.eval.choice import read_choice_task
+from helox.eval.config import NextLineTaskConfig
 from helox.eval.next_line import build_next_line_task, is_informative
-from helox.io import read_json
-from helox.shards import build_dataset_shards, read_shard
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
+from helox.tokens.shards import ShardsConfig, build_dataset_shards, read_shard
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 
 @pytest.fixture(scope="module")

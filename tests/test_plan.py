@@ -13,11 +13,13 @@ import torch
 import yaml
 from test_workflow import dry_run_jobs
 
-from helox.cli import main
-from helox.config import ModelConfig, TrainingConfig, validate_config
-from helox.config_files import merged_config
-from helox.model import create_model_from_config
-from helox.plan import (
+from helox.cli.main import main
+from helox.common.config_files import merged_config
+from helox.model.config import ModelConfig
+from helox.model.network import create_model_from_config
+from helox.model.step_cost import block_parameters
+from helox.pipeline.config import validate_config
+from helox.pipeline.plan import (
     BUSY_MICRO_BATCH_TOKENS,
     DEVICES,
     GIB,
@@ -34,7 +36,7 @@ from helox.plan import (
     preset_overlay,
     shape_for_depth,
 )
-from helox.step_cost import block_parameters
+from helox.train.config import TrainingConfig
 from helox.train.metrics import BF16_PEAK_FLOPS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import torch
 
-from helox.progress import CLEAR_LINE, ProgressBar
+from helox.common.progress import CLEAR_LINE, ProgressBar
 from helox.train.hooks import ProgressHook
-from helox.train.loop import StepResult
+from helox.train.steps import StepResult
 
 
 class Terminal(io.StringIO):
@@ -32,7 +32,7 @@ def test_bar_on_a_terminal_shows_count_rate_eta_and_note():
 def test_bar_elsewhere_logs_plain_lines_now_and_then(caplog):
     stream = io.StringIO()
     bar = ProgressBar("tokenizing", 10, "docs", stream=stream, log_seconds=0.0)
-    with caplog.at_level(logging.INFO, logger="helox.progress"):
+    with caplog.at_level(logging.INFO, logger="helox.common.progress"):
         for _ in range(3):
             bar.update()
         bar.close()

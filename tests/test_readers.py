@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from helox.config import CleanConfig
-from helox.data import packed, readers
-from helox.data.documents import Document, Stats
+from helox.data import packed
+from helox.data.clean_config import CleanConfig
+from helox.data.documents import Document, Labels, Stats
 from helox.data.readers import read_documents
+from helox.data.records import read_jsonl
 
 PROSE = "A paragraph of plain prose, long enough to mean something.\n"
 CODE = "def add(a, b):\n    return a + b\n"
@@ -145,7 +146,7 @@ def test_documents_come_in_sorted_path_order_with_sources_and_kinds(raw_dir: Pat
 
 def test_a_source_labels_its_documents_and_its_kind_holds_but_for_records(raw_dir: Path) -> None:
     stats = Stats()
-    labels = readers.Labels(corpus="books", prefix="books/", kind="prose")
+    labels = Labels(corpus="books", prefix="books/", kind="prose")
     docs = list(read_documents(raw_dir, CleanConfig(), stats, labels=labels))
     by_source = {d.source: d for d in docs}
     assert by_source["books/a.txt"].kind == "prose" and by_source["books/a.txt"].corpus == "books"
@@ -208,7 +209,7 @@ def test_zstd_lines_across_frames_and_tiny_chunks(tmp_path: Path, monkeypatch) -
     compressor = zstandard.ZstdCompressor()
     path = write(tmp_path / "two.jsonl.zst", compressor.compress(data) + compressor.compress(data))
     stats = Stats()
-    docs = list(readers.read_jsonl(path, "two.jsonl.zst", "text", stats))
+    docs = list(read_jsonl(path, "two.jsonl.zst", "text", stats))
     assert [d.text for d in docs] == [f"t{i}" for i in range(300)] * 2
     assert stats.skipped_total == 0
 

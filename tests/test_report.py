@@ -9,7 +9,7 @@ import re
 
 from test_workflow import snakemake
 
-from helox.samples import BASE_PROMPTS, CHAT_PROMPTS
+from helox.pipeline.samples import BASE_PROMPTS, CHAT_PROMPTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TRAINING_FIGURES = ("loss", "bpb", "lr", "throughput")

@@ -11,19 +11,15 @@ import yaml
 from test_distributed import kill_tree, wait_for
 from test_workflow import REPO, TINY, snakemake, snakemake_command
 
-from helox.config import (
-    ModelConfig,
-    ShardsConfig,
-    TokenizerConfig,
-    TrackingConfig,
-    TrainingConfig,
-    resolve_config,
-)
-from helox.config_files import merge_into
-from helox.io import read_json
-from helox.pretrain import run_pretrain
-from helox.shards import build_dataset_shards
-from helox.tokenizer import train_tokenizer
+from helox.common.config_files import merge_into
+from helox.common.io import read_json
+from helox.model.config import ModelConfig
+from helox.pipeline.config import resolve_config
+from helox.tokens.shards import ShardsConfig, build_dataset_shards
+from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
+from helox.train.config import TrainingConfig
+from helox.train.pretrain import run_pretrain
+from helox.train.tracking import TrackingConfig
 
 TARGET = "results/pretrain/final"
 # Upstream outputs are made here directly; the DAG is limited to the rule under test, which

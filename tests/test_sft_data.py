@@ -12,10 +12,12 @@ import pytest
 import torch
 import zstandard
 
-from helox.chat import END, ROLE_IDS, render_chat, render_prompt
-from helox.config import ModelConfig, TokenizerConfig
-from helox.model import create_model_from_config
-from helox.sft_data import (
+from helox.model.config import ModelConfig
+from helox.model.network import create_model_from_config
+from helox.tokens.chat import END, ROLE_IDS, render_chat, render_prompt
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
+from helox.tune.sft_data import (
     IGNORE_INDEX,
     SFTBatches,
     collate,
@@ -24,8 +26,6 @@ from helox.sft_data import (
     padding_fraction,
     read_instruction_data,
 )
-from helox.tokenizer import build_tokenizer
-from helox.vocab import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from helox.config import ShardsConfig, TokenizerConfig
-from helox.io import iter_jsonl
-from helox.shards import (
+from helox.common.io import iter_jsonl
+from helox.tokens.shards import (
     SPLITS,
+    ShardsConfig,
     assign_split,
     build_dataset_shards,
     inputs_of_part,
     read_shard,
     token_dtype,
 )
-from helox.tokenizer import build_tokenizer
-from helox.vocab import SPECIAL_IDS, load_tokenizer
+from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
 
 
 def test_token_dtype_is_the_smallest_that_fits():

@@ -26,10 +26,10 @@ from test_distributed import manifest, spm_model  # noqa: F401
 from test_train import MODEL, TRAINING
 from test_workflow import REPO, planned_jobs, snakemake
 
-from helox.config import TrackingConfig
-from helox.io import read_json
-from helox.pretrain import PretrainJob, run_pretrain
+from helox.common.io import read_json
 from helox.train.launch import scheduler_request
+from helox.train.pretrain import PretrainJob, run_pretrain
+from helox.train.tracking import TrackingConfig
 
 START_SLURM = Path(__file__).parent / "slurm" / "start_slurm.sh"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -272,8 +272,8 @@ def test_a_two_node_training_job_runs_one_torchrun_per_node(
     (tmp_path / "job.json").write_text(job.to_json())
     log = tmp_path / "pretrain.log"
     launch = (
-        "import sys; from helox.logs import setup_logging; "
-        "from helox.pretrain import PretrainJob, launch_pretrain; setup_logging(sys.argv[2]); "
+        "import sys; from helox.common.logs import setup_logging; "
+        "from helox.train.pretrain import PretrainJob, launch_pretrain; setup_logging(sys.argv[2]); "
         "launch_pretrain(PretrainJob.from_json(open(sys.argv[1]).read()), sys.argv[2])"
     )
     (tmp_path / "job.sh").write_text(

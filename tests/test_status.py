@@ -8,7 +8,7 @@ import sys
 
 from test_workflow import snakemake_command
 
-from helox.status import stage_status
+from helox.pipeline.status import stage_status
 
 DATA_STAGES = {"sample_corpus", "clean", "dedup_signatures", "dedup_clusters", "dedup"}
 DOWNSTREAM = {"shards", "manifest", "pretrain", "sft"}

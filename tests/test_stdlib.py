@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helox.config import CleanConfig
+from helox.common.io import read_json
+from helox.data.clean_config import CleanConfig
 from helox.data.documents import Stats
 from helox.data.readers import read_documents
 from helox.data.stdlib import (
@@ -18,7 +19,6 @@ from helox.data.stdlib import (
     gather_stdlib,
     stdlib_root,
 )
-from helox.io import read_json
 
 BUDGET = 300_000
 

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from helox.config import TokenizerConfig
-from helox.io import read_json
-from helox.tokenizer import build_tokenizer, is_held_out, split_long_text, training_sentences
-from helox.vocab import CHAT_MARKERS, SPECIAL_IDS, load_tokenizer
+from helox.common.io import read_json
+from helox.tokens.tokenizer import (
+    TokenizerConfig,
+    build_tokenizer,
+    is_held_out,
+    split_long_text,
+    training_sentences,
+)
+from helox.tokens.vocab import CHAT_MARKERS, SPECIAL_IDS, load_tokenizer
 
 
 def test_split_long_text_keeps_every_byte_and_respects_the_limit():

@@ -11,13 +11,14 @@ import mlflow
 from test_workflow import TINY
 
 import helox
-from helox.config import ModelConfig, SFTConfig, TrackingConfig, TrainingConfig
-from helox.dpo import run_dpo
-from helox.io import sha256_file
-from helox.pretrain import PretrainJob
-from helox.sft import SFTJob
+from helox.common.io import sha256_file
+from helox.model.config import ModelConfig
+from helox.train.config import TrainingConfig
 from helox.train.lineage import git_commit, lineage_tags, stage_job_arguments
-from helox.train.tracking import PARENT_TAG, PIPELINE_TAG, Tracker
+from helox.train.pretrain import PretrainJob
+from helox.train.tracking import PARENT_TAG, PIPELINE_TAG, Tracker, TrackingConfig
+from helox.tune.dpo import run_dpo
+from helox.tune.sft import SFTConfig, SFTJob
 
 REPO = Path(__file__).resolve().parents[1]
 

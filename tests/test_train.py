@@ -16,13 +16,15 @@ from test_loader import EOS, write_shards
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Shard, distribute_tensor
 
-from helox.config import ModelConfig, TokenizerConfig, TrackingConfig, TrainingConfig, config_errors
-from helox.data.loader import PackedBatches, TokenStream, eval_batches
-from helox.io import read_json
-from helox.model import create_model_from_config
-from helox.model_folder import load_final, save_final
-from helox.pretrain import run_pretrain
-from helox.tokenizer import train_tokenizer
+from helox.common.io import read_json
+from helox.model.config import ModelConfig
+from helox.model.device import DeviceManager
+from helox.model.folder import load_final, save_final
+from helox.model.network import create_model_from_config
+from helox.pipeline.config import config_errors
+from helox.tokens.loader import PackedBatches, TokenStream, eval_batches
+from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
+from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
 from helox.train.checkpoint import (
     ConfigMismatchError,
     check_model_config,
@@ -32,7 +34,7 @@ from helox.train.checkpoint import (
     run_fingerprint,
     step_dirs,
 )
-from helox.train.device import DeviceManager
+from helox.train.config import TrainingConfig
 from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
 from helox.train.metrics import peak_flops, token_byte_lengths
 from helox.train.objective import z_loss
@@ -43,9 +45,9 @@ from helox.train.optim import (
     orthogonalise_sharded,
     orthogonalise_shared,
 )
+from helox.train.pretrain import run_pretrain
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
-from helox.train.tracking import Tracker, tracking_uri
-from helox.vocab import SPECIAL_IDS, load_tokenizer
+from helox.train.tracking import Tracker, TrackingConfig, tracking_uri
 
 MODEL = ModelConfig(
     vocab_size=16,

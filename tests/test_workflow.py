@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from helox.chat import render_prompt
-from helox.generate import Generator, SamplingConfig
-from helox.model_folder import load_final
+from helox.model.folder import load_final
+from helox.model.generate import Generator, SamplingConfig
+from helox.tokens.chat import render_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 

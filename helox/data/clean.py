@@ -13,125 +13,17 @@ readers and steps.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-from helox.config import CleanConfig, CorpusConfig, SourceConfig
-from helox.data.documents import Document, Stats
+from helox.common.io import JsonlWriter, write_json
+from helox.common.progress import ProgressBar
+from helox.data.clean_config import CleanConfig
+from helox.data.corpus import RawInput, as_sources, part_of, read_sources, source_file_sizes
+from helox.data.documents import Stats
 from helox.data.filters import apply_steps, build_steps
-from helox.data.readers import Entry, Labels, read_documents, walk
-from helox.io import JsonlWriter, write_json
-from helox.progress import ProgressBar
 
 log = logging.getLogger(__name__)
-
-
-def part_of(relative_path: str, parts: int) -> int:
-    """The part a raw file belongs to: a stable hash of its path relative to the raw folder."""
-    digest = hashlib.blake2b(relative_path.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % parts
-
-
-def file_sizes(raw_dir: str | os.PathLike, select: Callable[[str], bool]) -> dict[str, int]:
-    """The size of every readable file under `raw_dir` that `select` takes, by relative path."""
-    root = Path(raw_dir)
-    if not root.is_dir():
-        return {}
-    return {
-        entry.relative: entry.path.stat().st_size
-        for entry in walk(root)
-        if entry.problem is None and not entry.is_dir and select(entry.relative)
-    }
-
-
-DEFAULT_SOURCE = "raw"
-
-RawInput = str | os.PathLike | Sequence[SourceConfig]
-
-
-def as_sources(raw: RawInput) -> list[SourceConfig]:
-    """The sources of a raw input: a folder is one source named DEFAULT_SOURCE."""
-    if isinstance(raw, str | os.PathLike):
-        return [SourceConfig(name=DEFAULT_SOURCE, path=os.fspath(raw))]
-    return list(raw)
-
-
-def corpus_sources(corpus: Mapping[str, Any], default_dir: str) -> list[SourceConfig]:
-    """The sources a `corpus` section names: its `sources`, else `raw_dir` (or `default_dir`
-    when that is empty) as one source named DEFAULT_SOURCE."""
-    sources = CorpusConfig(**{key: corpus[key] for key in ("sources",) if key in corpus}).sources
-    return sources or [SourceConfig(DEFAULT_SOURCE, corpus.get("raw_dir") or default_dir)]
-
-
-def source_labels(sources: Sequence[SourceConfig]) -> list[Labels]:
-    """Each source's labels; file names get the source's name as a prefix when several mix."""
-    several = len(sources) > 1
-    return [
-        Labels(source.name, f"{source.name}/" if several else "", source.kind) for source in sources
-    ]
-
-
-def read_sources(
-    sources: Sequence[SourceConfig],
-    config: CleanConfig,
-    stats: Stats,
-    select: Callable[[str], bool] | None = None,
-) -> Iterator[Document]:
-    """The documents of every source in turn; `select` sees each file's prefixed name."""
-    for source, labels in zip(sources, source_labels(sources), strict=True):
-        if not Path(source.path).is_dir():
-            raise FileNotFoundError(
-                f"corpus source {source.name!r}: raw folder {source.path} does not exist "
-                "or is not a folder"
-            )
-        chosen = None if select is None else _prefixed(select, labels.prefix)
-        yield from read_documents(source.path, config, stats, select=chosen, labels=labels)
-
-
-def _prefixed(select: Callable[[str], bool], prefix: str) -> Callable[[str], bool]:
-    return lambda relative: select(prefix + relative)
-
-
-def raw_listings(sources: Sequence[SourceConfig], parts: int) -> dict[int, str]:
-    """Per part, a digest of the raw entries it reads: each file's prefixed name, size and
-    modification time, each skipped entry's reason. As a rule parameter it reruns a part
-    when a file of it is added, removed or edited, which the folders' own times miss below
-    their top level."""
-    digests = [hashlib.blake2b(digest_size=16) for _ in range(parts)]
-    for source, labels in zip(sources, source_labels(sources), strict=True):
-        if not Path(source.path).is_dir():
-            continue
-        for entry in walk(Path(source.path)):
-            name = labels.prefix + entry.relative
-            line = f"{name}\0{_entry_state(entry)}\n"
-            digests[part_of(name, parts)].update(line.encode("utf-8"))
-    return {part: digest.hexdigest() for part, digest in enumerate(digests)}
-
-
-def _entry_state(entry: Entry) -> str:
-    """A file's size and modification time, or why the readers skip the entry."""
-    if entry.problem is not None:
-        return entry.problem
-    try:
-        info = entry.path.stat()
-    except OSError as error:
-        return f"unreadable: {error.strerror}"
-    return f"{info.st_size} {info.st_mtime_ns}"
-
-
-def source_file_sizes(
-    sources: Sequence[SourceConfig], select: Callable[[str], bool]
-) -> dict[str, int]:
-    """`file_sizes` of every source, by prefixed name."""
-    sizes = {}
-    for source, labels in zip(sources, source_labels(sources), strict=True):
-        found = file_sizes(source.path, _prefixed(select, labels.prefix))
-        sizes.update({labels.prefix + name: size for name, size in found.items()})
-    return sizes
 
 
 def clean_part(

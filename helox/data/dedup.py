@@ -19,17 +19,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from helox.config import DedupConfig
-from helox.data.clean import DEFAULT_SOURCE
+from helox.common.config_files import ConfigError, build_sections
+from helox.common.io import JsonlWriter, atomic_path, iter_jsonl, read_json, write_json
+from helox.common.progress import ProgressBar
+from helox.data.corpus import DEFAULT_SOURCE
 from helox.data.documents import Stats
-from helox.data.minhash import MinHasher, UnionFind, band_keys, bucket_pairs
-from helox.io import JsonlWriter, atomic_path, iter_jsonl, read_json, write_json
-from helox.progress import ProgressBar
+from helox.data.minhash import MinHasher, UnionFind, band_keys, bucket_pairs, lsh_shape_error
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,34 @@ NEAR = "near_duplicate"
 BATCH_CHARS = 1 << 18
 # Candidate pairs whose signatures are compared at once.
 PAIR_BATCH = 1 << 12
+
+
+@dataclass
+class NearDedupConfig:
+    """MinHash LSH: `bands` groups of `rows` signature values; `num_perm` = bands × rows."""
+
+    enabled: bool = True
+    ngram: int = 5
+    num_perm: int = 128
+    bands: int = 32
+    rows: int = 4
+    threshold: float = 0.7
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        error = lsh_shape_error(self.bands, self.rows, self.num_perm)
+        if error:
+            raise ConfigError(error)
+
+
+@dataclass
+class DedupConfig:
+    lowercase: bool = True  # compare texts casefolded (whitespace is always folded)
+    exact: bool = True  # drop copies of the same normalised text
+    near: NearDedupConfig = field(default_factory=NearDedupConfig)
+
+    def __post_init__(self) -> None:
+        build_sections(self, "dedup")
 
 
 class EmptyCorpusError(RuntimeError):

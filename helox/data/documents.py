@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from helox.data.kinds import KINDS, REFLOWED_KINDS, Kind, paragraphs
+from helox.data.kinds import KINDS, REFLOWED_KINDS, Kind, detect_kind, paragraphs
 
-__all__ = ["KINDS", "Document", "Kind", "Stats", "TextView"]
+__all__ = ["KINDS", "Document", "Kind", "Labels", "Stats", "TextView"]
 
 # Skipped entries listed by name in a stats file; the counts by reason stay complete beyond it.
 MAX_LISTED_SKIPS = 1000
@@ -317,3 +317,19 @@ class Stats:
             skipped_entries=[dict(entry) for entry in skipped.get("entries", [])],
             skipped_omitted=skipped.get("entries_omitted", 0),
         )
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a source gives each of its documents: its name, a prefix for the file names
+    (the name and a slash when several sources mix), and its declared kind ("" detects)."""
+
+    corpus: str = ""
+    prefix: str = ""
+    kind: str = ""
+
+    def document(self, text: str, source: str, relative: str, kind: str = "") -> Document:
+        """A document of this source; `kind` is its record's own, else the source's, else
+        code for a code file (passed in as "code"), else detected."""
+        chosen = kind or self.kind or detect_kind(text)
+        return Document(text, self.prefix + source, chosen, self.prefix + relative, self.corpus)

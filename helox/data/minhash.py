@@ -217,3 +217,13 @@ class UnionFind:
             apart = left != right
             left, right = left[apart], right[apart]
             np.minimum.at(self.parent, np.maximum(left, right), np.minimum(left, right))
+
+
+def lsh_shape_error(bands: int, rows: int, num_perm: int) -> str | None:
+    """Why the LSH bands do not tile the signature, or None when they do."""
+    if bands * rows == num_perm:
+        return None
+    return (
+        f"config keys dedup.near.bands × dedup.near.rows = {bands} × {rows} = {bands * rows}, "
+        f"must equal dedup.near.num_perm = {num_perm}"
+    )

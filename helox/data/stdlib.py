@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helox.io import JsonlWriter, atomic_path, write_json
+from helox.common.io import JsonlWriter, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

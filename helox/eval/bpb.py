@@ -6,11 +6,11 @@ import os
 from itertools import islice
 from pathlib import Path
 
-from helox.data.loader import TokenStream, eval_batches
-from helox.io import read_json
-from helox.model_folder import METRICS_FILE, TOKENIZER_FILE, load_final
-from helox.shards import manifest_of_tokenizer
-from helox.train.device import DeviceManager
+from helox.common.io import read_json
+from helox.model.device import DeviceManager
+from helox.model.folder import METRICS_FILE, TOKENIZER_FILE, load_final
+from helox.tokens.loader import TokenStream, eval_batches
+from helox.tokens.shards import manifest_of_tokenizer
 from helox.train.evaluate import score_batches
 from helox.train.metrics import token_byte_lengths
 

@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from helox.io import read_json
-from helox.report import html_table, write_html
+from helox.common.html import html_table, write_html
+from helox.common.io import read_json
 
 Row = list[Any]
 

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from helox.attention import KVCache
-from helox.model import IGNORE_INDEX, HeloxLM
-from helox.model_folder import load_final
-from helox.train.device import DeviceManager
-from helox.vocab import EOS, PAD, SPECIAL_IDS, load_tokenizer
+from helox.model.attention import KVCache
+from helox.model.device import DeviceManager
+from helox.model.folder import load_final
+from helox.model.network import IGNORE_INDEX, HeloxLM
+from helox.tokens.vocab import EOS, PAD, SPECIAL_IDS, load_tokenizer
 
 SHOT_SEPARATOR = "\n\n"
 

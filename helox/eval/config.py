@@ -1,11 +1,11 @@
 """The settings of the evaluate stage's tasks: HumanEval, the built-in next-line task and the
-user's own multiple-choice tasks (helox.config's EvalConfig composes them)."""
+user's own multiple-choice tasks, composed by EvalConfig, the eval section."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from helox.config_files import ConfigError
+from helox.common.config_files import ConfigError, build_sections
 
 
 @dataclass
@@ -47,3 +47,17 @@ class NextLineTaskConfig:
 class ChoiceTaskConfig:
     name: str
     path: str
+
+
+@dataclass
+class EvalConfig:
+    device: str = "auto"
+    batch_size: int = 8
+    bpb_max_batches: int | None = None  # None = whole val and test splits
+    shots: int = 3  # solved examples placed before each multiple-choice question
+    humaneval: HumanEvalConfig = field(default_factory=HumanEvalConfig)
+    next_line: NextLineTaskConfig = field(default_factory=NextLineTaskConfig)
+    tasks: list[ChoiceTaskConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        build_sections(self, "eval")

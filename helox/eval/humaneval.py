@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from helox.chat import END, EOS, render_prompt
 from helox.eval.config import HumanEvalConfig
 from helox.eval.sandbox import RunResult, SandboxLimits, run_programs
-from helox.generate import Generator, is_chat_model
+from helox.model.generate import Generator, is_chat_model
+from helox.tokens.chat import END, EOS, render_prompt
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from helox.common.io import JsonlWriter
 from helox.eval.config import NextLineTaskConfig
-from helox.io import JsonlWriter
-from helox.shards import manifest_of_tokenizer, read_shard
-from helox.vocab import EOS, SPECIAL_IDS, load_tokenizer
+from helox.tokens.shards import manifest_of_tokenizer, read_shard
+from helox.tokens.vocab import EOS, SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
 

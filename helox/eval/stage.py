@@ -15,15 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helox.config import EvalConfig, TrackingConfig
-from helox.data.loader import unigram_baseline
+from helox.common.io import write_json
 from helox.eval.bpb import evaluate_folder
 from helox.eval.choice import run_choice_task
+from helox.eval.config import EvalConfig
 from helox.eval.humaneval import run_humaneval
-from helox.io import write_json
-from helox.train.device import DeviceManager
+from helox.model.device import DeviceManager
+from helox.tokens.loader import unigram_baseline
 from helox.train.metrics import bits_per_byte
-from helox.train.tracking import log_to_final_run
+from helox.train.tracking import TrackingConfig, log_to_final_run
 
 log = logging.getLogger(__name__)
 

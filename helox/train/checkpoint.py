@@ -1,4 +1,4 @@
-"""Step checkpoints for exact resume (the `final/` model folder is helox.model_folder).
+"""Step checkpoints for exact resume (the `final/` model folder is helox.model.folder).
 
 A step checkpoint `<checkpoint_dir>/step_N/` holds `model.safetensors`,
 `optimizer.safetensors` (the optimizer's state tensors, keyed by parameter name),
@@ -32,17 +32,17 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from helox.config import ModelConfig, TrainingConfig
-from helox.io import atomic_path, fsync_dir, fsync_file, read_json, sha256_file, write_json
-from helox.model import HeloxLM
-from helox.train.launch import DistributedEnv
+from helox.common.distributed import DistributedEnv
+from helox.common.io import atomic_path, fsync_dir, fsync_file, read_json, sha256_file, write_json
+from helox.model.config import ModelConfig
+from helox.model.network import HeloxLM
+from helox.model.tensors import load_model_tensors, model_tensors
+from helox.train.config import TrainingConfig
 from helox.train.tensors import (
     SHARDS_DIR,
     capture_rng_state,
-    load_model_tensors,
     load_optimizer_tensors,
     load_shards,
-    model_tensors,
     optimizer_tensors,
     restore_rng_state,
     write_shards,

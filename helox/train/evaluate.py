@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from helox.model import IGNORE_INDEX, HeloxLM
+from helox.model.network import IGNORE_INDEX, HeloxLM
 from helox.train.metrics import bits_per_byte
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict[str, Tensor]]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from helox.progress import ProgressBar
+from helox.common.progress import ProgressBar
 
 if TYPE_CHECKING:
-    from helox.train.loop import StepResult, Trainer
+    from helox.train.loop import Trainer
+    from helox.train.steps import StepResult
 
 
 class ProgressHook:

@@ -21,38 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from helox.config import TrainingConfig, section_from_dict
-from helox.io import read_json
-from helox.logs import FORMAT, setup_logging
+from helox.common.config_files import section_from_dict
+from helox.common.distributed import DistributedEnv
+from helox.common.io import read_json
+from helox.common.logs import FORMAT, setup_logging
+from helox.train.config import TrainingConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DistributedEnv:
-    """This process's place in a torchrun launch; a single process is rank 0 of 1."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @classmethod
-    def from_environ(cls) -> DistributedEnv:
-        return cls(
-            rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
 
 
 Job = TypeVar("Job")
@@ -257,11 +232,11 @@ def launch_stage(
     log_path: str | os.PathLike | None = None,
 ) -> dict:
     """`run(**job)` here, or with `config.nproc` or `config.nodes` above 1 in that many
-    processes of `helox.<stage>` (`launch_processes`), whose rank 0 appends to `log_path`;
-    the metrics the stage wrote to `job.output_dir/metrics.json`."""
+    processes of the module that defines `run` (`launch_processes`), whose rank 0 appends to
+    `log_path`; the metrics the stage wrote to `job.output_dir/metrics.json`."""
     if config.nproc == 1 and config.nodes == 1:
         return run(**vars(job))
-    launch_processes(stage, f"helox.{stage}", job_to_json(job), config, log_path)
+    launch_processes(stage, run.__module__, job_to_json(job), config, log_path)
     return read_json(Path(job.output_dir) / "metrics.json")
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import helox
-from helox.config import TrackingConfig, section_from_dict
-from helox.io import read_json
+from helox.common.config_files import section_from_dict
+from helox.common.io import read_json
 from helox.train.checkpoint import step_dirs
-from helox.train.tracking import FINAL_DIR_TAG
+from helox.train.tracking import FINAL_DIR_TAG, TrackingConfig
 
 UNKNOWN = "unknown"
 

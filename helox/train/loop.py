@@ -17,7 +17,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Protocol
@@ -27,8 +26,8 @@ import torch
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
-from helox.config import TrainingConfig
-from helox.model import HeloxLM
+from helox.model.device import DeviceManager
+from helox.model.network import HeloxLM
 from helox.train.checkpoint import (
     ConfigMismatchError,
     check_layout,
@@ -39,13 +38,14 @@ from helox.train.checkpoint import (
     remove_checkpoints,
     save_checkpoint,
 )
-from helox.train.device import DeviceManager
+from helox.train.config import TrainingConfig
 from helox.train.evaluate import Batch, to_device
 from helox.train.float8 import float8_projections
 from helox.train.metrics import peak_flops
 from helox.train.objective import NextTokenObjective, Objective
 from helox.train.optim import build_optimizer, step_unless
 from helox.train.schedule import make_schedule
+from helox.train.steps import Progress, StepResult, format_seconds
 from helox.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -73,49 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class Progress:
-    """Everything about the run so far that a resumed run must continue from."""
-
-    step: int = 0
-    tokens_seen: int = 0
-    skipped_steps: int = 0
-    train_seconds: float = 0.0
-    elapsed_seconds: float = 0.0
-    # [step, loss] of every step; what each log line and each evaluation measured.
-    loss_history: list[list[float]] = field(default_factory=list)
-    log_history: list[dict[str, float]] = field(default_factory=list)
-    eval_history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass
-class StepResult:
-    """One optimizer step. Its loss, gradient norm and skip flag stay on the device as
-    `readings` until read, so the host can queue the next step meanwhile."""
-
-    step: int
-    lr: float
-    readings: Tensor  # [loss, grad_norm, 1.0 if the update was skipped else 0.0]
-    values: list[float] | None = None
-
-    def read(self) -> list[float]:
-        if self.values is None:
-            self.values = self.readings.tolist()
-        return self.values
-
-    @property
-    def loss(self) -> float:
-        return self.read()[0]
-
-    @property
-    def grad_norm(self) -> float:
-        return self.read()[1]
-
-    @property
-    def skipped(self) -> bool:
-        return bool(self.read()[2])
 
 
 Hook = Callable[["Trainer", StepResult], None]
@@ -476,9 +433,3 @@ class Trainer:
             "log_history": self.progress.log_history,
             "eval_history": self.progress.eval_history,
         }
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"

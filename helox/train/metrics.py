@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from helox.vocab import load_tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 # Dense bf16 peak FLOP/s per GPU from the vendors' data sheets, first match by name wins.
 BF16_PEAK_FLOPS: tuple[tuple[str, float], ...] = (

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from helox.model import IGNORE_INDEX
+from helox.model.network import IGNORE_INDEX
 from helox.train.evaluate import Batch, score_batches
 
 

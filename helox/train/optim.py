@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.tensor import DTensor, Shard
 
-from helox.config import TrainingConfig
+from helox.train.config import TrainingConfig
 
 HIDDEN_MATRIX_PARENTS = (".self_attn.", ".mlp.")
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch's and Keller Jordan's coefficients

@@ -5,7 +5,7 @@ r_w = log π(y_w|x) − log π_ref(y_w|x) and r_l likewise give the loss
 −log σ(β (r_w − r_l)); with label smoothing ε (conservative DPO, the labels flipped with
 probability ε) it is −(1−ε) log σ(β Δ) − ε log σ(−β Δ). Log-probabilities sum over the
 response tokens only (the labels that are not IGNORE_INDEX). Batches come from
-helox.dpo_data: sequences chosen₀, rejected₀, chosen₁, ... with `sequence_ids` saying which
+helox.tune.dpo_data: sequences chosen₀, rejected₀, chosen₁, ... with `sequence_ids` saying which
 sequence each slot holds and `reference_logps` their log-probabilities under π_ref.
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from helox.model import IGNORE_INDEX
+from helox.model.network import IGNORE_INDEX
 from helox.train.evaluate import Batch, to_device
 from helox.train.metrics import bits_per_byte
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from helox.config import TrainingConfig
+from helox.train.config import TrainingConfig
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ from typing import Any
 
 from torch import Tensor
 
-from helox.config import TrackingConfig, TrainingConfig
-from helox.model import HeloxLM
-from helox.model_folder import save_final
-from helox.train.device import DeviceManager
+from helox.model.device import DeviceManager
+from helox.model.folder import save_final
+from helox.model.network import HeloxLM
+from helox.train.config import TrainingConfig
 from helox.train.hooks import ProgressHook
 from helox.train.lineage import lineage_tags, output_tags, pipeline_key
 from helox.train.loop import BatchSource, Trainer, ValBatchesFn
 from helox.train.objective import Objective
-from helox.train.tracking import Tracker
+from helox.train.tracking import Tracker, TrackingConfig
 
 
 @dataclass

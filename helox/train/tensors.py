@@ -23,38 +23,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from helox.model import HeloxLM
-from helox.train.launch import DistributedEnv
+from helox.common.distributed import DistributedEnv
+from helox.model.network import HeloxLM
+from helox.model.tensors import GATHER, SCATTER
 
 SHARDS_DIR = "shards"  # a sharded checkpoint's torch.distributed.checkpoint files
-GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
-SCATTER = StateDictOptions(full_state_dict=True, strict=False)
-
-
-def model_tensors(model: HeloxLM) -> dict[str, Tensor]:
-    """Whole tensors on CPU, without a tied `lm_head.weight`; every process must call it,
-    and under FSDP only rank 0 gets them (the others get an empty dict)."""
-    tensors = {
-        name: tensor.contiguous()
-        for name, tensor in get_model_state_dict(model, options=GATHER).items()
-    }
-    if model.config.tie_word_embeddings:
-        tensors.pop("lm_head.weight", None)
-    return tensors
-
-
-def load_model_tensors(model: HeloxLM, path: Path) -> None:
-    """Load whole tensors from `path` into `model`, sharding them under FSDP."""
-    tensors = load_file(path)
-    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(tensors) - tied, set(tensors) - expected
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: tensors do not fit the model (missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)})"
-        )
-    set_model_state_dict(model, tensors, options=SCATTER)
 
 
 def optimizer_tensors(model: HeloxLM, optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:

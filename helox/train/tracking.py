@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from helox.config import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +17,13 @@ PIPELINE_TAG = "helox.pipeline"
 FINAL_DIR_TAG = "helox.final_dir"
 PARAMS_PER_CALL = 100
 MAX_PARAM_CHARS = 6000
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = ""  # "" = sqlite:///results/mlflow.db
+    experiment: str = "helox"
 
 
 def tracking_uri(config: TrackingConfig) -> str:

@@ -4,7 +4,7 @@
 
 import functools
 
-from helox.data.clean import raw_listings
+from helox.data.corpus import raw_listings
 
 # Per part, a digest of the names, sizes and times of the raw files it reads: an added,
 # removed or edited file reruns its part (a folder's own time misses changes below its top

@@ -1,16 +1,17 @@
 # Shared by every rule: config validation and completion, the scatter width, the sources.
 
-from helox.config import coerce_values, resolve_config, validate_config
+from helox.common.schema import coerce_values
+from helox.pipeline.config import resolve_config, validate_config
 
 # `--config 'pretrain={total_steps: 5}'` gives nested values as text: read them as numbers;
 # a section whose keys are all commented out is empty, not null.
 coerce_values(config)
 validate_config(config)
-# Every key the config files leave out takes its default from helox.config (`helox config`
-# prints them all); sft: and dpo: take pretrain:'s training keys first.
+# Every key the config files leave out takes its section's default (`helox config` prints them
+# all); sft: and dpo: take pretrain:'s training keys first.
 config.update(resolve_config(config))
 
-from helox.data.clean import corpus_sources
+from helox.data.corpus import corpus_sources
 from helox.train.launch import scheduler_request
 
 PARTS = list(range(config["clean"]["parts"]))

@@ -3,7 +3,7 @@
 # tokens of each source per split are counted first, and the train split mixed by weight:
 # the counts do not depend on the weights, so a weight edit reruns the shards onward only.
 
-from helox.shards import SPLITS, inputs_of_part
+from helox.tokens.shards import SPLITS, inputs_of_part
 
 SHARD_PARTS = list(range(config["shards"]["parts"]))
 

@@ -35,8 +35,8 @@ from helox.data.filters.paragraphs import ParagraphQualityConfig, ParagraphQuali
 from helox.data.filters.pii import PiiConfig, PiiRedactor
 from helox.data.filters.web import C4Config, C4Filter, FineWebConfig, FineWebFilter
 
-if TYPE_CHECKING:  # helox.config composes CleanConfig from this package's filter configs
-    from helox.config import CleanConfig
+if TYPE_CHECKING:  # CleanConfig composes this package's filter configs
+    from helox.data.clean_config import CleanConfig
 
 __all__ = [
     "C4Config",

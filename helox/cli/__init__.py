@@ -1,0 +1,1 @@
+"""The `helox` command line (helox.cli.main), one module per group of commands."""

@@ -1,0 +1,7 @@
+"""`python -m helox.cli`, as the `helox` command."""
+
+import sys
+
+from helox.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""`helox sft`, `helox dpo` and `helox import-hf`: run a training stage outside Snakemake, or
+bring a Hugging Face model in."""
+
+from __future__ import annotations
+
+import argparse
+
+from helox.cli.types import (
+    existing_file,
+    hf_folder,
+    model_folder,
+)
+
+
+def stage_section(config_path: str | None, stage: str) -> dict:
+    """Section `stage` of the config file at `config_path`, checked and completed (sft and
+    dpo from pretrain first), or {} for the stage's defaults."""
+    from helox.pipeline.config import load_config, resolve_config
+
+    return resolve_config(load_config([config_path]))[stage] if config_path else {}
+
+
+def add_fine_tuning_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
+    """What `helox sft` and `helox dpo` both take: output, config, seed and tracking."""
+    parser.add_argument("--output-dir", default=f"results/{stage}/final")
+    parser.add_argument(
+        "--config",
+        type=existing_file,
+        help=f"a config.yaml: `{stage}`, then `pretrain` for the rest",
+    )
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--no-tracking", action="store_true")
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from helox.common.config_files import section_from_dict
+    from helox.train.tracking import TrackingConfig
+    from helox.tune.sft import SFTConfig, SFTJob, launch_sft
+
+    config = section_from_dict(SFTConfig, stage_section(args.config, "sft"), "sft")
+    job = SFTJob(
+        pretrained_dir=args.pretrained_model,
+        data_path=args.instruction_data,
+        output_dir=args.output_dir,
+        config=config,
+        seed=args.seed,
+        tracking=TrackingConfig(enabled=not args.no_tracking),
+        tokenizer_path=args.tokenizer_model,
+    )
+    launch_sft(job)
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from helox.common.config_files import section_from_dict
+    from helox.train.tracking import TrackingConfig
+    from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo
+
+    config = section_from_dict(DPOConfig, stage_section(args.config, "dpo"), "dpo")
+    job = DPOJob(
+        sft_dir=args.sft_model,
+        data_path=args.preference_data,
+        output_dir=args.output_dir,
+        config=config,
+        seed=args.seed,
+        tracking=TrackingConfig(enabled=not args.no_tracking),
+    )
+    launch_dpo(job)
+    return 0
+
+
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from helox.model.import_hf import import_llama
+
+    print(import_llama(args.source, args.destination))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    sft = commands.add_parser("sft", help="fine-tune a pretrained folder on instruction data")
+    sft.add_argument(
+        "--pretrained-model", required=True, type=model_folder, help="a pretrain final/ folder"
+    )
+    sft.add_argument(
+        "--instruction-data",
+        required=True,
+        type=existing_file,
+        help="instruction records: chat, ShareGPT, Alpaca or Dolly, as JSON lines, a JSON "
+        "array or Parquet (README: SFT)",
+    )
+    sft.add_argument("--tokenizer-model", type=existing_file, help="defaults to the folder's own")
+    add_fine_tuning_arguments(sft, "sft")
+    sft.set_defaults(func=cmd_sft)
+
+    dpo = commands.add_parser("dpo", help="preference-tune an SFT folder (DPO)")
+    dpo.add_argument(
+        "--sft-model", required=True, type=model_folder, help="an SFT final/ folder, the reference"
+    )
+    dpo.add_argument(
+        "--preference-data",
+        required=True,
+        type=existing_file,
+        help='preference records: {"prompt", "chosen", "rejected"}, TRL or UltraFeedback '
+        "message lists or Anthropic HH transcripts (README: DPO)",
+    )
+    add_fine_tuning_arguments(dpo, "dpo")
+    dpo.set_defaults(func=cmd_dpo)
+
+    import_hf = commands.add_parser(
+        "import-hf", help="a Hugging Face LlamaForCausalLM folder → a Helox final/ folder"
+    )
+    import_hf.add_argument(
+        "source",
+        type=hf_folder,
+        help="a folder with config.json, *.safetensors and a SentencePiece tokenizer.model",
+    )
+    import_hf.add_argument("destination", help="the final/ folder to write")
+    import_hf.set_defaults(func=cmd_import_hf)

@@ -1,0 +1,69 @@
+"""The model section: the network's shape and switches, and the sizes derived from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from helox.common.config_files import section_from_file
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int | None = None  # None = the tokenizer's vocabulary
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None  # None = as many as attention heads
+    intermediate_size: int | None = None  # None = 8/3 (SwiGLU) or 4 (GELU) × hidden, to 64
+    max_position_embeddings: int = 512
+    use_rms_norm: bool = True
+    use_swiglu: bool = True
+    use_rope_embeddings: bool = True
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys (not in Llama)
+    logit_softcap: float | None = None  # cap·tanh(logits/cap), as Gemma 2; None = off
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelConfig:
+        return section_from_file(cls, path, "model")
+
+
+def kv_heads(config: ModelConfig) -> int:
+    return config.num_key_value_heads or config.num_attention_heads
+
+
+def head_dim(config: ModelConfig) -> int:
+    return config.hidden_size // config.num_attention_heads
+
+
+def intermediate_size(config: ModelConfig) -> int:
+    """The MLP width: as set, else 8/3 hidden rounded up to 64 (SwiGLU) or 4 hidden (GELU)."""
+    if config.intermediate_size:
+        return config.intermediate_size
+    if config.use_swiglu:
+        return 64 * math.ceil(int(8 * config.hidden_size / 3) / 64)
+    return 4 * config.hidden_size
+
+
+def check_config(config: ModelConfig) -> None:
+    """Raise ValueError for a shape the model cannot be built with."""
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"model.hidden_size {config.hidden_size} is not divisible by "
+            f"model.num_attention_heads {config.num_attention_heads}"
+        )
+    if config.num_attention_heads % kv_heads(config):
+        raise ValueError(
+            f"model.num_attention_heads {config.num_attention_heads} is not divisible by "
+            f"model.num_key_value_heads {kv_heads(config)}"
+        )
+    if config.use_rope_embeddings and head_dim(config) % 2:
+        raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim(config)}")
+    if not config.vocab_size:
+        raise ValueError("model.vocab_size is not set; take it from the tokenizer's manifest")

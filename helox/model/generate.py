@@ -1,0 +1,88 @@
+"""Sampling text from a model folder, raw or through the chat template."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from helox.common.io import read_json
+from helox.model.device import DeviceManager
+from helox.model.folder import CHAT_STAGES, load_final
+from helox.tokens.chat import END, EOS, render_prompt
+from helox.tokens.vocab import load_tokenizer
+
+# Tokens kept free for the answer when old turns must leave a long conversation.
+ANSWER_ROOM = 32
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 128
+    temperature: float = 0.8
+    top_k: int | None = 50
+    top_p: float | None = None
+    seed: int = 0
+
+
+def is_chat_model(folder: str | os.PathLike) -> bool:
+    """True for a folder written by SFT or DPO, whose model expects the chat template."""
+    metrics_path = Path(folder) / "metrics.json"
+    return metrics_path.is_file() and read_json(metrics_path).get("stage") in CHAT_STAGES
+
+
+class Generator:
+    """A loaded model folder that turns prompts into text."""
+
+    def __init__(self, folder: str | os.PathLike, device: str = "auto"):
+        self.device = DeviceManager(device).device
+        self.model, self.config = load_final(folder, self.device)
+        self.model.eval()
+        self.processor = load_tokenizer(Path(folder) / "tokenizer.model")
+
+    def _sample(self, prompt_ids: list[int], sampling: SamplingConfig, stop_id: int) -> list[int]:
+        room = self.config.max_position_embeddings - len(prompt_ids)
+        if room <= 0:
+            raise ValueError(
+                f"the prompt is {len(prompt_ids)} tokens; the model sees at most "
+                f"{self.config.max_position_embeddings} (model.max_position_embeddings), "
+                "with room for one new token: shorten the prompt"
+            )
+        generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        output = self.model.generate(
+            ids,
+            max_new_tokens=min(sampling.max_new_tokens, room),
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            eos_id=stop_id,
+            generator=generator,
+        )
+        new_ids = output[0, len(prompt_ids) :].tolist()
+        return new_ids[: new_ids.index(stop_id)] if stop_id in new_ids else new_ids
+
+    def complete(self, prompt: str, sampling: SamplingConfig) -> str:
+        """Continue raw text; returns the prompt followed by the continuation. An empty prompt
+        starts a new document: after the end-of-text token that ends each one in training."""
+        new_ids = self._sample(self.processor.encode(prompt) or [EOS], sampling, EOS)
+        return prompt + self.processor.decode(new_ids)
+
+    def reply(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
+        """The assistant's next turn in a conversation, rendered with the chat template.
+
+        When the conversation no longer fits the model's positions with room for the answer,
+        its oldest turns after any system message are left out, as a chat window does.
+        """
+        room = min(sampling.max_new_tokens, ANSWER_ROOM)
+        kept = list(messages)
+        prompt = render_prompt(kept, self.processor)
+        while len(prompt) + room > self.config.max_position_embeddings:
+            first = 1 if kept[0]["role"] == "system" else 0
+            if len(kept) - first <= 1:
+                break
+            del kept[first]
+            prompt = render_prompt(kept, self.processor)
+        return self.processor.decode(self._sample(prompt, sampling, END))

@@ -1,0 +1,176 @@
+"""Memory-mapped token shards → packed (input_ids, labels) batches, with exact resume.
+
+A split is the concatenation of its documents (each ending in eos) in manifest order.
+Window i covers tokens [i*seq_len, (i+1)*seq_len + 1): inputs are its first seq_len
+tokens, labels its last seq_len. Training visits windows in a permutation fixed by
+(seed, epoch); evaluation visits them in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from helox.common.io import read_json
+
+TOKENS_COLUMN = "tokens"
+BINCOUNT_CHUNK = 1 << 24
+
+
+class TokenStream:
+    """All tokens of one split as zero-copy NumPy views of the memory-mapped Arrow files."""
+
+    def __init__(self, manifest_path: str | os.PathLike, split: str):
+        self.manifest_path = Path(manifest_path)
+        self.split = split
+        manifest = read_json(self.manifest_path)
+        splits = manifest.get("splits", {})
+        if split not in splits:
+            raise ValueError(f"{self.manifest_path}: no split {split!r} (has {sorted(splits)})")
+        self.vocab_size: int = manifest["vocab_size"]
+        self._tables = []
+        self.pieces: list[np.ndarray] = []
+        for name in splits[split]["files"]:
+            table = pa.ipc.open_file(
+                pa.memory_map(str(self.manifest_path.parent / name))
+            ).read_all()
+            self._tables.append(table)
+            for chunk in table.column(TOKENS_COLUMN).chunks:
+                offsets = chunk.offsets
+                start, end = offsets[0].as_py(), offsets[-1].as_py()
+                if end > start:
+                    values = chunk.values.slice(start, end - start)
+                    self.pieces.append(values.to_numpy(zero_copy_only=True))
+        sizes = [len(p) for p in self.pieces]
+        self.starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+        self.num_tokens = int(self.starts[-1])
+
+    def read(self, start: int, out: np.ndarray) -> None:
+        """Fill `out` with the tokens at [start, start + len(out)), across pieces as needed."""
+        piece = int(np.searchsorted(self.starts, start, side="right")) - 1
+        filled = 0
+        while filled < len(out):
+            offset = start + filled - int(self.starts[piece])
+            part = self.pieces[piece][offset : offset + len(out) - filled]
+            out[filled : filled + len(part)] = part
+            filled += len(part)
+            piece += 1
+
+    def num_windows(self, seq_len: int) -> int:
+        """Windows of seq_len + 1 tokens starting every seq_len tokens; error if none fit."""
+        count = (self.num_tokens - 1) // seq_len
+        if count < 1:
+            raise ValueError(
+                f"split {self.split!r} of {self.manifest_path} has {self.num_tokens} tokens, "
+                f"fewer than one window of seq_len + 1 = {seq_len + 1}"
+            )
+        return count
+
+    def batch(self, window_ids: np.ndarray, seq_len: int) -> tuple[Tensor, Tensor]:
+        rows = np.empty((len(window_ids), seq_len + 1), dtype=np.int64)
+        for row, window in zip(rows, window_ids, strict=True):
+            self.read(int(window) * seq_len, row)
+        windows = torch.from_numpy(rows)
+        return windows[:, :-1], windows[:, 1:]
+
+    def bincount(self, minlength: int) -> np.ndarray:
+        """Occurrences of each token id, read in bounded chunks."""
+        counts = np.zeros(minlength, dtype=np.int64)
+        for piece in self.pieces:
+            for start in range(0, len(piece), BINCOUNT_CHUNK):
+                chunk = np.bincount(piece[start : start + BINCOUNT_CHUNK], minlength=minlength)
+                if len(chunk) > minlength:
+                    raise ValueError(
+                        f"split {self.split!r} of {self.manifest_path} holds token id "
+                        f"{len(chunk) - 1} >= vocab_size {minlength}"
+                    )
+                counts += chunk
+        return counts
+
+
+class PackedBatches:
+    """Endless shuffled training batches over epochs; `state()`/`load_state()` resume exactly.
+
+    With `world_size` > 1 every rank walks the same order and takes its own slice of each
+    global batch, so all ranks share one state.
+    """
+
+    def __init__(
+        self,
+        stream: TokenStream,
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.stream = stream
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_windows = stream.num_windows(seq_len)
+        self.epoch = 0
+        self.index = 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._permutation(self.epoch)
+
+    def _take(self, count: int) -> np.ndarray:
+        """The next `count` window ids, moving into the next epoch's order when one runs out."""
+        taken = []
+        while count:
+            if self.index == self.num_windows:
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            part = self._order[self.index : self.index + count]
+            taken.append(part)
+            self.index += len(part)
+            count -= len(part)
+        return np.concatenate(taken)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        global_batch = self._take(self.batch_size * self.world_size)
+        mine = global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return self.stream.batch(mine, self.seq_len)
+
+
+def eval_batches(
+    stream: TokenStream, seq_len: int, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every window of `stream` in order, `batch_size` at a time (the last batch may be short)."""
+    window_ids = np.arange(stream.num_windows(seq_len))
+    for start in range(0, len(window_ids), batch_size):
+        yield stream.batch(window_ids[start : start + batch_size], seq_len)
+
+
+def unigram_baseline(
+    manifest_path: str | os.PathLike, train_split: str = "train", eval_split: str = "val"
+) -> float:
+    """Cross-entropy (nats/token) of `eval_split` under add-one-smoothed train unigram counts."""
+    train = TokenStream(manifest_path, train_split)
+    evaluated = TokenStream(manifest_path, eval_split)
+    if evaluated.num_tokens == 0:
+        raise ValueError(f"split {eval_split!r} of {manifest_path} is empty")
+    counts = train.bincount(train.vocab_size)
+    log_probs = np.log(counts + 1.0) - np.log(counts.sum() + train.vocab_size)
+    eval_counts = evaluated.bincount(train.vocab_size)
+    return float(-(eval_counts * log_probs).sum() / eval_counts.sum())

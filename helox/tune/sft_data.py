@@ -1,0 +1,360 @@
+"""Instruction data for SFT: reading records (in the formats of helox.tune.formats, from
+JSON lines, a JSON array or Parquet), rendering, splitting, batching.
+
+DPO reads, renders and packs its preference pairs with the same functions (helox.tune.dpo_data).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Generic, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sentencepiece as spm
+import torch
+from torch import Tensor
+
+from helox.data.packed import CorruptStreamError, open_unpacked
+from helox.tokens.chat import RenderedChat, render_chat
+from helox.tokens.vocab import SPECIAL_IDS
+from helox.tune.formats import parse_example
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+SKIPS_SHOWN = 20  # skipped records logged and kept one by one; the rest are only counted
+T = TypeVar("T")
+
+
+@dataclass
+class JsonlExamples(Generic[T]):
+    """Examples read from a file, with every skipped record counted by reason and the first
+    SKIPS_SHOWN of them, with file and line, logged and kept."""
+
+    items: list[T] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    skipped_examples: list[str] = field(default_factory=list)
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.skipped_examples) < SKIPS_SHOWN:
+            self.skipped_examples.append(f"{where}: {reason}")
+            log.warning("skipping %s: %s", where, reason)
+
+
+def file_records(path: str | os.PathLike, data: JsonlExamples) -> Iterator[tuple[str, object]]:
+    """(where, record) for each record of a JSON-lines file, of a file that is one JSON
+    array, plain or packed (.gz, .bz2, .xz, .zst), or of a Parquet file (as the Hugging Face Hub
+    serves datasets); JSON lines that do not decode or parse are skipped into `data` with
+    their file and line. A compressed file cut short is refused whole."""
+    if str(path).endswith(".parquet"):
+        yield from parquet_records(path)
+        return
+    try:
+        with open_unpacked(path) as stream:
+            if stream.peek(1 << 16).removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"["):
+                content = stream.read()
+                records = json_array(path, content)
+                if records is not None:
+                    yield from ((f"{path}[{i}]", record) for i, record in enumerate(records))
+                    return
+                stream = io.BytesIO(content)
+            yield from json_lines(path, stream, data)
+    except CorruptStreamError as error:
+        raise ValueError(f"{path}: cannot decompress it to the end ({error})") from error
+
+
+def parquet_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
+    """(where, row) for each row of a Parquet file, nested columns as lists and objects."""
+    try:
+        rows = pq.ParquetFile(path)
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{path}: not a Parquet file ({error})") from None
+    index = 0
+    for batch in rows.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            yield f"{path}[{index}]", record
+            index += 1
+
+
+def json_array(path: str | os.PathLike, content: bytes) -> list | None:
+    """The records of `content` as one JSON array, or None when it is JSON lines instead
+    (a first line that is a whole JSON value, and more lines after it)."""
+    first, _, rest = content.removeprefix(codecs.BOM_UTF8).lstrip().partition(b"\n")
+    if rest.strip():
+        try:
+            json.loads(first)
+            return None
+        except (ValueError, RecursionError):
+            pass
+    try:
+        return json.loads(content.decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: invalid UTF-8 at byte {error.start} of a JSON array") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}:{error.lineno}:{error.colno}: malformed JSON array ({error.msg})"
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON array nested too deeply") from None
+
+
+def json_lines(
+    path: str | os.PathLike, stream: IO[bytes], data: JsonlExamples
+) -> Iterator[tuple[str, object]]:
+    """(where, record) for each JSON line of `stream`, skipping into `data` what does not parse."""
+    for number, raw in enumerate(stream, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            data.skip(where, f"invalid UTF-8 ({error.reason})")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as error:
+            data.skip(where, f"malformed JSON ({error.msg})")
+        except RecursionError:
+            data.skip(where, "JSON nested too deeply")
+
+
+def read_jsonl_examples(
+    path: str | os.PathLike, parse: Callable[[object], T], what: str
+) -> JsonlExamples[T]:
+    """Parse each record of `path` (see `file_records`) with `parse` (ValueError: skip it,
+    saying why, with file and line); refuse a file in which no record is usable. `what`
+    names the examples."""
+    data: JsonlExamples[T] = JsonlExamples()
+    for where, record in file_records(path, data):
+        try:
+            data.items.append(parse(record))
+        except ValueError as error:
+            data.skip(where, str(error))
+    if (unshown := sum(data.skipped.values()) - SKIPS_SHOWN) > 0:
+        log.warning("%s: %d more records skipped (not logged one by one)", path, unshown)
+    if not data.items:
+        first = f"; first: {data.skipped_examples[0]}" if data.skipped_examples else ""
+        raise ValueError(
+            f"{path}: no usable {what}; skipped: {dict(data.skipped) or 'none'}{first}"
+        )
+    return data
+
+
+def read_instruction_data(path: str | os.PathLike) -> JsonlExamples[list[dict[str, str]]]:
+    """Read instruction records in any format of helox.tune.formats (chat, ShareGPT,
+    prompt-completion, Alpaca, Dolly) from any file that `file_records` reads."""
+    return read_jsonl_examples(path, parse_example, "instruction examples")
+
+
+def is_validation(conversation: list[dict[str, str]], seed: int, fraction: float) -> bool:
+    """A seeded hash of the conversation decides whether it is held out."""
+    text = json.dumps(conversation, sort_keys=True).encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(text, digest_size=8, key=seed.to_bytes(8, "little")).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+def held_out_flags(
+    conversations: list[list[dict[str, str]]], seed: int, fraction: float
+) -> list[bool]:
+    """Which conversations are held out: by `is_validation`, or, when that holds out none or
+    all of them (tiny data), every round(1 / fraction)-th one."""
+    held_out = [is_validation(c, seed, fraction) for c in conversations]
+    if all(held_out) or not any(held_out):
+        held_out = [i % max(2, round(1 / fraction)) == 0 for i in range(len(held_out))]
+    return held_out
+
+
+def cut_to(chat: RenderedChat, seq_len: int) -> RenderedChat:
+    """The first seq_len + 1 tokens of `chat` (seq_len inputs, each with its next token)."""
+    return RenderedChat(chat.ids[: seq_len + 1], chat.trained[: seq_len + 1])
+
+
+def warn_cut(cut: int, total: int, seq_len: int, dropped: int) -> None:
+    """Say how many rendered sequences were longer than seq_len, and how many were dropped."""
+    if cut:
+        log.warning(
+            "%d of %d conversations are longer than seq_len (%d tokens) and lose their end; "
+            "%d of them lost every response token and are left out",
+            cut,
+            total,
+            seq_len,
+            dropped,
+        )
+
+
+def encode_examples(
+    conversations: list[list[dict[str, str]]],
+    processor: spm.SentencePieceProcessor,
+    seq_len: int,
+    skipped: Counter | None = None,
+) -> list[RenderedChat]:
+    """Render conversations, cut to seq_len + 1 tokens, and drop those the cut left with
+    nothing to learn, counting them in `skipped` when given."""
+    rendered, cut = [], 0
+    for conversation in conversations:
+        chat = render_chat(conversation, processor)
+        cut += len(chat.ids) > seq_len + 1
+        chat = cut_to(chat, seq_len)
+        if any(chat.trained[1:]):
+            rendered.append(chat)
+        elif skipped is not None:
+            skipped[f"no response token within seq_len ({seq_len} tokens)"] += 1
+    warn_cut(cut, len(conversations), seq_len, len(conversations) - len(rendered))
+    return rendered
+
+
+def collate(examples: list[RenderedChat]) -> tuple[Tensor, Tensor]:
+    """Pad to the batch's longest example; labels are next tokens where trained, else ignored."""
+    width = max(len(e.ids) for e in examples) - 1
+    inputs = np.full((len(examples), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
+    labels = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
+    for row, example in enumerate(examples):
+        ids = np.asarray(example.ids, dtype=np.int64)
+        trained = np.asarray(example.trained[1:], dtype=bool)
+        inputs[row, : len(ids) - 1] = ids[:-1]
+        labels[row, : len(ids) - 1] = np.where(trained, ids[1:], IGNORE_INDEX)
+    return torch.from_numpy(inputs), torch.from_numpy(labels)
+
+
+def collate_packed(rows: list[list[RenderedChat]], width: int) -> tuple[Tensor, Tensor, dict]:
+    """Lay each row's examples end to end in `width` slots; positions restart per example and
+    `segment_ids` number the examples (-1 on padding), so attention stays inside one."""
+    inputs = np.full((len(rows), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
+    labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
+    positions = np.zeros((len(rows), width), dtype=np.int64)
+    segments = np.full((len(rows), width), -1, dtype=np.int64)
+    for row, examples in enumerate(rows):
+        offset = 0
+        for segment, example in enumerate(examples):
+            ids = np.asarray(example.ids, dtype=np.int64)
+            trained = np.asarray(example.trained[1:], dtype=bool)
+            span = slice(offset, offset + len(ids) - 1)
+            inputs[row, span] = ids[:-1]
+            labels[row, span] = np.where(trained, ids[1:], IGNORE_INDEX)
+            positions[row, span] = np.arange(len(ids) - 1)
+            segments[row, span] = segment
+            offset += len(ids) - 1
+    extra = {
+        "position_ids": torch.from_numpy(positions),
+        "segment_ids": torch.from_numpy(segments),
+    }
+    return torch.from_numpy(inputs), torch.from_numpy(labels), extra
+
+
+def first_fit_rows(lengths: list[int], width: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into rows of at most `width`: each goes into the first row
+    with room, in the order given, so a shuffled order gives shuffled, nearly full rows."""
+    room = np.zeros(len(lengths), dtype=np.int64)
+    rows: list[list[int]] = []
+    for index, length in enumerate(lengths):
+        fits = np.flatnonzero(room[: len(rows)] >= length)
+        row = int(fits[0]) if len(fits) else len(rows)
+        if row == len(rows):
+            rows.append([])
+            room[row] = width
+        rows[row].append(index)
+        room[row] -= length
+    return rows
+
+
+class SFTBatches:
+    """Endless batches in an order fixed by (seed, epoch); position restorable.
+
+    Each epoch shuffles the examples. Without `pack_width` a batch is `batch_size` examples
+    padded to the longest; with it, the shuffled examples are first-fit into rows of
+    `pack_width` slots, and a batch is `batch_size` such rows. Under torchrun a global batch
+    is `world_size` × `batch_size` rows, of which process `rank` takes its own run of rows;
+    every process keeps the same position.
+    """
+
+    def __init__(
+        self,
+        examples: list[RenderedChat],
+        batch_size: int,
+        seed: int,
+        pack_width: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if not examples:
+            raise ValueError("no SFT examples to train on")
+        longest = max(len(e.ids) - 1 for e in examples)
+        if pack_width is not None and longest > pack_width:
+            raise ValueError(f"an example of {longest} tokens does not fit a row of {pack_width}")
+        self.examples = examples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pack_width = pack_width
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.index = 0
+        self._rows_of: tuple[int, list[list[int]]] | None = None
+
+    def rows(self) -> list[list[int]]:
+        """This epoch's rows, as example indices."""
+        if self._rows_of is None or self._rows_of[0] != self.epoch:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+            if self.pack_width is None:
+                rows = [[int(i)] for i in order]
+            else:
+                lengths = [len(self.examples[i].ids) - 1 for i in order]
+                rows = [
+                    [int(order[i]) for i in row] for row in first_fit_rows(lengths, self.pack_width)
+                ]
+            self._rows_of = (self.epoch, rows)
+        return self._rows_of[1]
+
+    def _next_row(self) -> list[RenderedChat]:
+        if self.index >= len(self.rows()):
+            self.epoch += 1
+            self.index = 0
+        row = self.rows()[self.index]
+        self.index += 1
+        return [self.examples[i] for i in row]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict]:
+        global_rows = [self._next_row() for _ in range(self.batch_size * self.world_size)]
+        rows = global_rows[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        if self.pack_width is None:
+            return collate([row[0] for row in rows])
+        return collate_packed(rows, self.pack_width)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.index = int(state["index"])
+
+
+def padding_fraction(batches: SFTBatches) -> float:
+    """The share of slots that hold padding in the first epoch of `batches`."""
+    used = [sum(len(batches.examples[i].ids) - 1 for i in row) for row in batches.rows()]
+    if batches.pack_width is not None:
+        slots = len(used) * batches.pack_width
+    else:
+        groups = [used[i : i + batches.batch_size] for i in range(0, len(used), batches.batch_size)]
+        slots = sum(len(group) * max(group) for group in groups)
+    return 1 - sum(used) / slots
+
+
+def eval_batches(examples: list[RenderedChat], batch_size: int, max_batches: int):
+    """The held-out examples in file order, as at most `max_batches` batches."""
+    for start in range(0, min(len(examples), batch_size * max_batches), batch_size):
+        yield collate(examples[start : start + batch_size])
