@@ -273,7 +273,8 @@ def test_a_two_node_training_job_runs_one_torchrun_per_node(
     log = tmp_path / "pretrain.log"
     launch = (
         "import sys; from helox.common.logs import setup_logging; "
-        "from helox.train.pretrain import PretrainJob, launch_pretrain; setup_logging(sys.argv[2]); "
+        "from helox.train.pretrain import PretrainJob, launch_pretrain; "
+        "setup_logging(sys.argv[2]); "
         "launch_pretrain(PretrainJob.from_json(open(sys.argv[1]).read()), sys.argv[2])"
     )
     (tmp_path / "job.sh").write_text(
