@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from clean_throughput import PROSE_ROOTS, PROSE_SUFFIXES
@@ -31,27 +32,14 @@ from helox.data.dedup import DedupConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import apply_steps, build_steps
 from helox.data.kinds import detect_kind
-from helox.pipeline.config import (
-    C4Config,
-    FineWebConfig,
-    GopherQualityConfig,
-    GopherRepetitionConfig,
-    ParagraphQualityConfig,
-)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_dedup import dedup  # noqa: E402
 from test_dedup_recall import distinct, near_copy  # noqa: E402
-from test_kinds import PYTHON_LICENSE  # noqa: E402
+from test_kinds import PYTHON_LICENSE, WEB_RULES_EVERYWHERE  # noqa: E402
 
-WEB_RULES_EVERYWHERE = CleanConfig(
-    gopher_repetition=GopherRepetitionConfig(kinds=["web"]),
-    gopher_quality=GopherQualityConfig(kinds=["web"]),
-    c4=C4Config(kinds=["web"]),
-    fineweb=FineWebConfig(kinds=["web"]),
-    paragraph_quality=ParagraphQualityConfig(enabled=False),
-    max_text_length=1_000_000,  # the limit before kinds
-)
+# The clean stage before kinds, its length limit included.
+WEB_RULES_BEFORE_KINDS = replace(WEB_RULES_EVERYWHERE, max_text_length=1_000_000)
 
 
 def roots() -> dict[str, list[tuple[str, str]]]:
@@ -100,7 +88,7 @@ def recall(workdir: Path) -> dict[str, tuple[int, int, int, int]]:
         pairs.append((f"{name}.txt", f"{name}.copy.txt"))
     results = {}
     for label, kind, config in (
-        ("web rules on everything", "web", WEB_RULES_EVERYWHERE),
+        ("web rules on everything", "web", WEB_RULES_BEFORE_KINDS),
         ("by kind (default)", "", CleanConfig()),
     ):
         out = workdir / label.split()[0]
@@ -123,7 +111,7 @@ def main() -> None:
     totals = Counter()
     for root, texts in roots().items():
         size = sum(len(text) for _, text in texts)
-        before = kept(texts, WEB_RULES_EVERYWHERE, by_kind=False)
+        before = kept(texts, WEB_RULES_BEFORE_KINDS, by_kind=False)
         after = kept(texts, CleanConfig(), by_kind=True)
         kinds = Counter(detect_kind(text) for _, text in texts)
         totals.update(docs=len(texts), chars=size, before=before[1], after=after[1])

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,12 @@ class NearDedupConfig:
     """MinHash LSH: `bands` groups of `rows` signature values; `num_perm` = bands × rows."""
 
     enabled: bool = True
-    ngram: int = 5
+    ngram: int = 5  # words a shingle
     num_perm: int = 128
     bands: int = 32
     rows: int = 4
-    threshold: float = 0.7
-    seed: int = 1
+    threshold: float = 0.7  # share of equal signature values that makes two documents copies
+    seed: int = 1  # of the random permutations
 
     def __post_init__(self) -> None:
         error = lsh_shape_error(self.bands, self.rows, self.num_perm)
@@ -259,6 +260,60 @@ def _gather(paths: list[str | os.PathLike]) -> tuple[dict[str, np.ndarray], np.n
     return gathered, np.array(counts, dtype=np.int64)
 
 
+@dataclass
+class _GroupFlow:
+    """Documents and bytes of each group of documents (a source, a part), arrays indexed by
+    group: all that came in, and the exact and the near copies removed."""
+
+    docs_in: np.ndarray
+    bytes_in: np.ndarray
+    exact_docs: np.ndarray
+    exact_bytes: np.ndarray
+    near_docs: np.ndarray
+    near_bytes: np.ndarray
+
+    @classmethod
+    def count(
+        cls,
+        group_of: np.ndarray,
+        groups: int,
+        sizes: np.ndarray,
+        removed: np.ndarray,
+        near: np.ndarray,
+    ) -> _GroupFlow:
+        """Count the documents, each in its group (`group_of`, one of `groups`) with its size:
+        all of them, and the `removed` ones as exact copies or, where `near`, near copies."""
+
+        def tally(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            selected_groups = group_of[selected]
+            docs = np.bincount(selected_groups, minlength=groups)
+            return docs, np.bincount(selected_groups, weights=sizes[selected], minlength=groups)
+
+        docs_in, bytes_in = tally(np.arange(len(group_of)))
+        exact_docs, exact_bytes = tally(removed[~near])
+        near_docs, near_bytes = tally(removed[near])
+        return cls(docs_in, bytes_in, exact_docs, exact_bytes, near_docs, near_bytes)
+
+    @cached_property
+    def docs_out(self) -> np.ndarray:
+        return self.docs_in - self.exact_docs - self.near_docs
+
+    @cached_property
+    def bytes_out(self) -> np.ndarray:
+        return self.bytes_in - self.exact_bytes - self.near_bytes
+
+    def row(self, group: int) -> dict[str, int]:
+        """One group's counts, as the stats list them."""
+        return {
+            "documents_in": int(self.docs_in[group]),
+            "bytes_in": int(self.bytes_in[group]),
+            "documents_out": int(self.docs_out[group]),
+            "bytes_out": int(self.bytes_out[group]),
+            "exact_duplicates": int(self.exact_docs[group]),
+            "near_duplicates": int(self.near_docs[group]),
+        }
+
+
 def _corpus_stats(
     records: dict[str, np.ndarray], sizes: np.ndarray, removed: np.ndarray, near: np.ndarray
 ) -> dict[str, dict[str, int]]:
@@ -269,27 +324,9 @@ def _corpus_stats(
     """
     if "corpus" not in records:
         return {}
-    names, corpus = records["corpus_names"], records["corpus"]
-    count = len(names)
-
-    def tally(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        docs = np.bincount(corpus[selected], minlength=count)
-        return docs, np.bincount(corpus[selected], weights=sizes[selected], minlength=count)
-
-    docs_in, bytes_in = tally(np.arange(len(corpus)))
-    exact_docs, exact_bytes = tally(removed[~near])
-    near_docs, near_bytes = tally(removed[near])
-    return {
-        str(name): {
-            "documents_in": int(docs_in[i]),
-            "bytes_in": int(bytes_in[i]),
-            "documents_out": int(docs_in[i] - exact_docs[i] - near_docs[i]),
-            "bytes_out": int(bytes_in[i] - exact_bytes[i] - near_bytes[i]),
-            "exact_duplicates": int(exact_docs[i]),
-            "near_duplicates": int(near_docs[i]),
-        }
-        for i, name in enumerate(names)
-    }
+    names = records["corpus_names"]
+    flow = _GroupFlow.count(records["corpus"], len(names), sizes, removed, near)
+    return {str(name): flow.row(i) for i, name in enumerate(names)}
 
 
 def _check_width(signature: np.ndarray, config: DedupConfig, paths: list) -> None:
@@ -347,28 +384,18 @@ def _stats(
     signature_paths: list,
 ) -> dict[str, Any]:
     """Document and byte counts (in total and per part), removals by reason, cluster sizes."""
-    parts = len(signature_paths)
-
-    def per_part(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        docs = np.bincount(part[selected], minlength=parts)
-        return docs, np.bincount(part[selected], weights=sizes[selected], minlength=parts)
-
-    docs_in, bytes_in = per_part(np.arange(len(part)))
-    exact_docs, exact_bytes = per_part(removed[~near])
-    near_docs, near_bytes = per_part(removed[near])
-    docs_out = docs_in - exact_docs - near_docs
-    bytes_out = bytes_in - exact_bytes - near_bytes
+    flow = _GroupFlow.count(part, len(signature_paths), sizes, removed, near)
     sizes_of_clusters = np.bincount(roots)
     sizes_of_clusters = sizes_of_clusters[sizes_of_clusters > 1]
     histogram = np.unique(sizes_of_clusters, return_counts=True)
     return {
-        "documents_in": int(docs_in.sum()),
-        "bytes_in": int(bytes_in.sum()),
-        "documents_out": int(docs_out.sum()),
-        "bytes_out": int(bytes_out.sum()),
+        "documents_in": int(flow.docs_in.sum()),
+        "bytes_in": int(flow.bytes_in.sum()),
+        "documents_out": int(flow.docs_out.sum()),
+        "bytes_out": int(flow.bytes_out.sum()),
         "removed": {
-            EXACT: {"documents": int(exact_docs.sum()), "bytes": int(exact_bytes.sum())},
-            NEAR: {"documents": int(near_docs.sum()), "bytes": int(near_bytes.sum())},
+            EXACT: {"documents": int(flow.exact_docs.sum()), "bytes": int(flow.exact_bytes.sum())},
+            NEAR: {"documents": int(flow.near_docs.sum()), "bytes": int(flow.near_bytes.sum())},
         },
         "clusters": {
             "count": len(sizes_of_clusters),
@@ -378,16 +405,7 @@ def _stats(
         },
         "lsh": lsh,
         "parts": [
-            {
-                "part": index,
-                "signatures": str(path),
-                "documents_in": int(docs_in[index]),
-                "bytes_in": int(bytes_in[index]),
-                "documents_out": int(docs_out[index]),
-                "bytes_out": int(bytes_out[index]),
-                "exact_duplicates": int(exact_docs[index]),
-                "near_duplicates": int(near_docs[index]),
-            }
+            {"part": index, "signatures": str(path), **flow.row(index)}
             for index, path in enumerate(signature_paths)
         ],
     }

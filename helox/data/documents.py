@@ -31,9 +31,9 @@ outside the document counts.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from helox.data.kinds import KINDS, REFLOWED_KINDS, Kind, detect_kind, paragraphs
 
@@ -99,30 +99,39 @@ class Document:
         return {"text": self.text, "source": self.source, "kind": self.kind, "corpus": self.corpus}
 
 
+class Summable:
+    """A dataclass of counts that adds in another of its class, field by field."""
+
+    def add(self, other: Self) -> None:
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+SummableT = TypeVar("SummableT", bound=Summable)
+
+
+def _add_rows(
+    total: dict[str, SummableT], rows: dict[str, SummableT], empty: type[SummableT]
+) -> None:
+    """Add each of `rows` into `total`'s row of the same name, an `empty()` one at first."""
+    for name, row in rows.items():
+        total.setdefault(name, empty()).add(row)
+
+
 @dataclass
-class Counts:
+class Counts(Summable):
     documents: int = 0
     bytes: int = 0
 
-    def add(self, other: Counts) -> None:
-        self.documents += other.documents
-        self.bytes += other.bytes
-
 
 @dataclass
-class Flow:
+class Flow(Summable):
     """Documents and bytes entering and leaving a stage, a step or a file."""
 
     documents_in: int = 0
-    bytes_in: int = 0
+    bytes_in: int = 0  # UTF-8 bytes of the documents' text, not of the files holding them
     documents_out: int = 0
     bytes_out: int = 0
-
-    def add(self, other: Flow) -> None:
-        self.documents_in += other.documents_in
-        self.bytes_in += other.bytes_in
-        self.documents_out += other.documents_out
-        self.bytes_out += other.bytes_out
 
     def count_in(self, size: int) -> None:
         self.documents_in += 1
@@ -142,15 +151,10 @@ class Flow:
 
 
 @dataclass
-class FileCounts:
+class FileCounts(Summable):
     seen: int = 0
     read: int = 0
     skipped: int = 0
-
-    def add(self, other: FileCounts) -> None:
-        self.seen += other.seen
-        self.read += other.read
-        self.skipped += other.skipped
 
 
 @dataclass
@@ -178,22 +182,21 @@ class Stats:
             self.filters.setdefault(name, Flow())
 
     def count_in(self, doc: Document) -> None:
-        size = doc.num_bytes
-        self.flow.count_in(size)
-        self.kinds.setdefault(doc.kind, Flow()).count_in(size)
-        if doc.corpus:
-            self.corpus.setdefault(doc.corpus, Flow()).count_in(size)
-        if doc.origin:
-            self._source(doc.origin).count_in(size)
+        for flow in self._flows_of(doc):
+            flow.count_in(doc.num_bytes)
 
     def count_out(self, doc: Document) -> None:
-        size = doc.num_bytes
-        self.flow.count_out(size)
-        self.kinds.setdefault(doc.kind, Flow()).count_out(size)
+        for flow in self._flows_of(doc):
+            flow.count_out(doc.num_bytes)
+
+    def _flows_of(self, doc: Document) -> list[Flow]:
+        """The flows `doc` counts in: the stage's, its kind's, its corpus source's, its file's."""
+        flows = [self.flow, self.kinds.setdefault(doc.kind, Flow())]
         if doc.corpus:
-            self.corpus.setdefault(doc.corpus, Flow()).count_out(size)
+            flows.append(self.corpus.setdefault(doc.corpus, Flow()))
         if doc.origin:
-            self._source(doc.origin).count_out(size)
+            flows.append(self._source(doc.origin))
+        return flows
 
     def count_removed(self, step: str, doc: Document, rule: str = "") -> None:
         self.removed.setdefault(step, Counts()).add(Counts(1, doc.num_bytes))
@@ -243,20 +246,15 @@ class Stats:
         total = Stats()
         for part in (self, other):
             total.flow.add(part.flow)
-            for name, counts in part.removed.items():
-                total.removed.setdefault(name, Counts()).add(counts)
-            for name, counts in part.modified.items():
-                total.modified.setdefault(name, Counts()).add(counts)
-            for name, flow in part.filters.items():
-                total.step_flow(name).add(flow)
+            _add_rows(total.removed, part.removed, Counts)
+            _add_rows(total.modified, part.modified, Counts)
+            _add_rows(total.filters, part.filters, Flow)
             for name, rules in part.rules.items():
                 total.rules.setdefault(name, Counter()).update(rules)
             for name, events in part.counters.items():
                 total.tally(name).update(events)
-            for kind, flow in part.kinds.items():
-                total.kinds.setdefault(kind, Flow()).add(flow)
-            for name, flow in part.corpus.items():
-                total.corpus.setdefault(name, Flow()).add(flow)
+            _add_rows(total.kinds, part.kinds, Flow)
+            _add_rows(total.corpus, part.corpus, Flow)
             for origin, flow in part.sources.items():
                 total._source(origin).add(flow)
             total.files.add(part.files)

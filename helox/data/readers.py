@@ -76,7 +76,7 @@ def read_documents(
             )
         elif suffix == ".json":
             yield from read_json_array(
-                entry.path, entry.relative, config.jsonl_text_field, stats, labels, packing
+                entry.path, entry.relative, config.jsonl_text_field, stats, labels
             )
         elif suffix == ".parquet" and not packing:
             yield from read_parquet(
@@ -84,9 +84,7 @@ def read_documents(
             )
         elif suffix in text_extensions or suffix in code_extensions:
             kind = "" if suffix in text_extensions else "code"
-            doc = read_text_file(
-                entry.path, entry.relative, kind, stats, labels, packing, max_bytes
-            )
+            doc = read_text_file(entry.path, entry.relative, kind, stats, labels, max_bytes)
             if doc is not None:
                 yield doc
         else:

@@ -40,17 +40,12 @@ class WrongEncodingError(ValueError):
 
 
 def read_json_array(
-    path: Path,
-    relative: str,
-    text_field: str,
-    stats: Stats,
-    labels: Labels = Labels(),
-    packing: str = "",
+    path: Path, relative: str, text_field: str, stats: Stats, labels: Labels = Labels()
 ) -> Iterator[Document]:
     """Yield a document per record of a `.json` file that holds an array of them (source
     `path:index`, from 0), read whole; its records are judged as JSONL lines are."""
     where = labels.prefix + relative
-    data = file_bytes(path, packing, stats, where)
+    data = file_bytes(path, stats, where)
     if data is None:
         return
     try:

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from helox.data.documents import Document, Labels, Stats
 from helox.data.html_text import HTML_EXTENSIONS, html_text
-from helox.data.packed import CorruptStreamError, decompressed, file_extension
+from helox.data.packed import CorruptStreamError, decompressed, file_extension, split_packing
 from helox.data.skips import BAD_STREAM, BINARY, NOT_UTF8, TOO_LARGE, UNREADABLE, skip
 
 # Byte order marks of the encodings other than UTF-8 a text file may use (UTF-32 first:
@@ -32,14 +32,13 @@ def read_text_file(
     kind: str,
     stats: Stats,
     labels: Labels = Labels(),
-    packing: str = "",
     max_bytes: int | None = None,
 ) -> Document | None:
-    """Read one whole text or code file (unpacked first when `packing` names a compression
+    """Read one whole text or code file (unpacked first when its name has a compression
     ending), or count why it was skipped and return None; a file of over `max_bytes`
     (unpacked) is skipped unread."""
     where = labels.prefix + relative
-    data = file_bytes(path, packing, stats, where, max_bytes)
+    data = file_bytes(path, stats, where, max_bytes)
     if data is None:
         return None
     encoding = marked_encoding(data)
@@ -83,11 +82,10 @@ def marked_encoding(data: bytes) -> str | None:
     return None
 
 
-def file_bytes(
-    path: Path, packing: str, stats: Stats, where: str, max_bytes: int | None = None
-) -> bytes | None:
-    """A whole file's bytes, unpacked when `packing` names a compression ending; None,
-    counted as a skipped file, when it cannot be read or unpacked or exceeds `max_bytes`."""
+def file_bytes(path: Path, stats: Stats, where: str, max_bytes: int | None = None) -> bytes | None:
+    """A whole file's bytes, unpacked when its name has a compression ending; None, counted
+    as a skipped file, when it cannot be read or unpacked or exceeds `max_bytes`."""
+    packing = split_packing(path.name.lower())[1]
     try:
         if packing:
             with open(path, "rb") as handle:

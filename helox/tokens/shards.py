@@ -44,10 +44,12 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 ENCODE_BATCH_BYTES = 1 << 20
 
+StrPath = str | os.PathLike  # a file or folder, as a string or a path
+
 
 @dataclass
 class ShardsConfig:
-    parts: int = 4
+    parts: int = 4  # scatter: one shards job per part, each tokenizing whole dedup parts
     train_split: float = 0.98
     val_split: float = 0.01
     test_split: float = 0.01
@@ -92,7 +94,7 @@ def batched(records: Iterator[dict], max_bytes: int) -> Iterator[list[dict]]:
 class ShardWriter:
     """Stream documents of token ids into one Arrow IPC file, atomically."""
 
-    def __init__(self, path: str | os.PathLike, dtype: np.dtype):
+    def __init__(self, path: StrPath, dtype: np.dtype):
         self.path = Path(path)
         self.dtype = dtype
         self.schema = pa.schema([("tokens", pa.list_(pa.from_numpy_dtype(dtype)))])
@@ -154,7 +156,7 @@ class SourceTally:
 
 
 def encoded_batches(
-    input_paths: list[str | os.PathLike], processor, threads: int, on_read=None
+    input_paths: list[StrPath], processor, threads: int, on_read=None
 ) -> Iterator[list[tuple[dict, list[int]]]]:
     """(record, token ids) of every document of the inputs, a batch of about a MB at a time."""
     records = (record for path in input_paths for record in iter_jsonl(path, on_read))
@@ -164,9 +166,9 @@ def encoded_batches(
 
 
 def count_part(
-    input_paths: list[str | os.PathLike],
-    tokenizer_path: str | os.PathLike,
-    output: str | os.PathLike,
+    input_paths: list[StrPath],
+    tokenizer_path: StrPath,
+    output: StrPath,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
@@ -184,9 +186,7 @@ def count_part(
     return counts
 
 
-def mixture_factors(
-    count_paths: list[str | os.PathLike], weights: Mapping[str, float]
-) -> dict[str, float]:
+def mixture_factors(count_paths: list[StrPath], weights: Mapping[str, float]) -> dict[str, float]:
     """The repeat factor of every source, from the counts of all parts and the weights."""
     natural: dict[str, int] = {}
     for path in count_paths:
@@ -196,10 +196,10 @@ def mixture_factors(
 
 
 def tokenize_part(
-    input_paths: list[str | os.PathLike],
-    tokenizer_path: str | os.PathLike,
-    output_paths: dict[str, str | os.PathLike],
-    stats_path: str | os.PathLike,
+    input_paths: list[StrPath],
+    tokenizer_path: StrPath,
+    output_paths: dict[str, StrPath],
+    stats_path: StrPath,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
@@ -265,11 +265,11 @@ def inputs_of_part(input_paths: list, part: int, parts: int) -> list:
 
 
 def write_manifest(
-    shards_dir: str | os.PathLike,
-    part_stats_paths: list[str | os.PathLike],
-    shard_paths: dict[str, list[str | os.PathLike]],
-    tokenizer_path: str | os.PathLike,
-    manifest_path: str | os.PathLike,
+    shards_dir: StrPath,
+    part_stats_paths: list[StrPath],
+    shard_paths: dict[str, list[StrPath]],
+    tokenizer_path: StrPath,
+    manifest_path: StrPath,
     weights: Mapping[str, float] | None = None,
 ) -> dict:
     """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
@@ -355,9 +355,9 @@ def source_rows(
 
 
 def build_dataset_shards(
-    input_paths: list[str | os.PathLike],
-    tokenizer_path: str | os.PathLike,
-    shards_dir: str | os.PathLike,
+    input_paths: list[StrPath],
+    tokenizer_path: StrPath,
+    shards_dir: StrPath,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
@@ -399,7 +399,7 @@ def build_dataset_shards(
 
 
 def manifest_of_tokenizer(
-    manifest_path: str | os.PathLike, tokenizer_path: str | os.PathLike, consequence: str
+    manifest_path: StrPath, tokenizer_path: StrPath, consequence: str
 ) -> dict:
     """The manifest, once its shards are known to be tokenized with `tokenizer_path`; else a
     ValueError that says what reading them with another tokenizer would mean."""
@@ -412,7 +412,7 @@ def manifest_of_tokenizer(
     return manifest
 
 
-def read_shard(path: str | os.PathLike) -> pa.Table:
+def read_shard(path: StrPath) -> pa.Table:
     """Memory-map one shard file (no copy of its tokens into RAM)."""
     with pa.memory_map(str(path)) as source:
         return pa.ipc.open_file(source).read_all()

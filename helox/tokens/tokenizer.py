@@ -170,8 +170,8 @@ class KindEval:
     documents: int = 0
     bytes: int = 0
     tokens: int = 0
-    byte_fallback_tokens: int = 0
-    roundtrip_failures: int = 0
+    byte_fallback_tokens: int = 0  # byte pieces (<0x41>), spelling what the vocabulary lacks
+    roundtrip_failures: int = 0  # documents that do not decode back to their text
 
     def summary(self) -> dict:
         return {

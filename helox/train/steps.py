@@ -14,9 +14,9 @@ class Progress:
 
     step: int = 0
     tokens_seen: int = 0
-    skipped_steps: int = 0
-    train_seconds: float = 0.0
-    elapsed_seconds: float = 0.0
+    skipped_steps: int = 0  # updates dropped for a non-finite loss or gradient norm
+    train_seconds: float = 0.0  # in training steps, evaluations and checkpoints aside
+    elapsed_seconds: float = 0.0  # wall clock, over every session of the run
     # [step, loss] of every step; what each log line and each evaluation measured.
     loss_history: list[list[float]] = field(default_factory=list)
     log_history: list[dict[str, float]] = field(default_factory=list)

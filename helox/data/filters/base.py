@@ -10,9 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from helox.data.documents import KINDS, Document, Stats
+
+SectionT = TypeVar("SectionT")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class Step(ABC):
 
     def drop(self, rule: str, detail: str = "") -> Drop:
         return Drop(self.name, rule, detail)
+
+
+class ConfiguredStep(Step, Generic[SectionT]):
+    """A step set by its own section of the clean config; a section that lists `kinds` names
+    the kinds of text the step reads."""
+
+    def __init__(self, config: SectionT):
+        self.config = config
+        if hasattr(config, "kinds"):
+            self.kinds = frozenset(config.kinds)
 
 
 def apply_steps(doc: Document, steps: list[Step], stats: Stats) -> tuple[Document, Drop | None]:

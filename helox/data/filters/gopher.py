@@ -18,7 +18,7 @@ from operator import methodcaller
 import numpy as np
 
 from helox.data.documents import Document
-from helox.data.filters.base import Drop, Step, ratio
+from helox.data.filters.base import ConfiguredStep, Drop, ratio
 from helox.data.filters.words import STOP_WORDS, WordRules, repeats_drop
 
 BULLET_LINE = re.compile(r"^[ \t]*[-*\u2022\u2023\u25e6\u2043\u2219]", re.MULTILINE)
@@ -116,7 +116,7 @@ class GopherRepetitionConfig:
 
     enabled: bool = True
     kinds: list[str] = field(default_factory=lambda: ["web"])
-    max_duplicate_line_fraction: float = 0.30
+    max_duplicate_line_fraction: float = 0.30  # of lines; a repeat is a copy after the first
     max_duplicate_line_char_fraction: float = 0.20
     max_duplicate_paragraph_fraction: float = 0.30
     max_duplicate_paragraph_char_fraction: float = 0.20
@@ -130,7 +130,7 @@ class GopherRepetitionConfig:
     )
 
 
-class GopherRepetitionFilter(Step):
+class GopherRepetitionFilter(ConfiguredStep[GopherRepetitionConfig]):
     """Drop prose whose lines, paragraphs or word n-grams repeat too much (Gopher, table A1).
 
     Repeats are the copies after the first. For n-grams of 5 and more words the paper's
@@ -141,8 +141,7 @@ class GopherRepetitionFilter(Step):
     name = "gopher_repetition"
 
     def __init__(self, config: GopherRepetitionConfig):
-        self.config = config
-        self.kinds = frozenset(config.kinds)
+        super().__init__(config)
         self.top_ngrams = sorted(
             (int(n), float(limit)) for n, limit in config.max_top_ngram_char_fractions
         )
@@ -209,7 +208,7 @@ class GopherQualityConfig:
     enabled: bool = True
     kinds: list[str] = field(default_factory=lambda: ["web"])
     min_words: int = 50
-    max_words: int = 100_000
+    max_words: int = 100_000  # a longer text is dropped, never cut
     min_mean_word_length: float = 3
     max_mean_word_length: float = 10
     max_symbol_word_ratio: float = 0.1  # '#' per word, and ellipses per word
@@ -231,10 +230,7 @@ class GopherQualityFilter(WordRules):
     name = "gopher_quality"
     config: GopherQualityConfig
 
-    def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
-        words = self.words(doc)
-        if isinstance(words, Drop):
-            return words
+    def judge(self, doc: Document, words: list[str]) -> Drop | None:
         if len(words) > self.config.max_words:
             return self.drop("too_many_words", f"{len(words)} words > {self.config.max_words}")
         return (
@@ -242,7 +238,6 @@ class GopherQualityFilter(WordRules):
             or self._check_symbols(doc, len(words))
             or self.letters_drop(words)
             or self.stop_words_drop(words)
-            or doc
         )
 
     def _check_symbols(self, doc: Document, count: int) -> Drop | None:

@@ -10,7 +10,6 @@ a play's speaker names) never count as repeats.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from helox.data.documents import Document
@@ -40,10 +39,7 @@ class ParagraphQualityFilter(WordRules):
     name = "paragraph_quality"
     config: ParagraphQualityConfig
 
-    def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
-        words = self.words(doc)
-        if isinstance(words, Drop):
-            return words
+    def judge(self, doc: Document, words: list[str]) -> Drop | None:
         config = self.config
         paragraphs = doc.view.lines  # re-flowed for the hard-wrapped kinds
         judged = [p for p in paragraphs if len(p) > config.min_repeated_paragraph_chars]
@@ -60,5 +56,4 @@ class ParagraphQualityFilter(WordRules):
                 config.max_duplicate_paragraph_fraction,
                 config.max_duplicate_paragraph_char_fraction,
             )
-            or doc
         )

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from helox.data.documents import Document
-from helox.data.filters.base import Step
+from helox.data.filters.base import ConfiguredStep
 
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -26,13 +26,10 @@ class PiiConfig:
     ipv4_replacement: str = "<IPV4>"
 
 
-class PiiRedactor(Step):
+class PiiRedactor(ConfiguredStep[PiiConfig]):
     """Replace e-mail and IPv4 addresses with placeholders; count each kind replaced."""
 
     name = "pii_redaction"
-
-    def __init__(self, config: PiiConfig):
-        self.config = config
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document:
         text = doc.text

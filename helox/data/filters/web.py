@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from operator import methodcaller
 
 from helox.data.documents import Document
-from helox.data.filters.base import Drop, Step, ratio
+from helox.data.filters.base import ConfiguredStep, Drop, ratio
 from helox.data.filters.words import duplicates
 
 C4_END_MARKS = (".", "?", "!", '"', "\u201d")
@@ -46,7 +46,7 @@ class C4Config:
     drop_curly_brackets: bool = True  # the whole document
 
 
-class C4Filter(Step):
+class C4Filter(ConfiguredStep[C4Config]):
     """C4's rules: keep only sentence-like lines; drop pages with code, lorem ipsum, few sentences.
 
     Follows the paper (Raffel et al. 2020) and its TFDS reference code: a kept line
@@ -56,10 +56,6 @@ class C4Filter(Step):
     """
 
     name = "c4"
-
-    def __init__(self, config: C4Config):
-        self.config = config
-        self.kinds = frozenset(config.kinds)
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
         config = self.config
@@ -115,21 +111,20 @@ class FineWebConfig:
 
     enabled: bool = True
     kinds: list[str] = field(default_factory=lambda: ["web"])
-    min_terminal_punctuation_line_fraction: float = 0.12
+    min_terminal_punctuation_line_fraction: float = 0.12  # of lines that end in . ' " ! or ?
     max_short_line_fraction: float = 0.67
     short_line_length: int = 30  # characters
     max_duplicate_line_char_fraction: float = 0.01
     max_newlines_per_word: float = 0.3
 
 
-class FineWebFilter(Step):
+class FineWebFilter(ConfiguredStep[FineWebConfig]):
     """FineWeb's line rules: enough lines end in punctuation, few are short or repeated."""
 
     name = "fineweb"
 
     def __init__(self, config: FineWebConfig):
-        self.config = config
-        self.kinds = frozenset(config.kinds)
+        super().__init__(config)
         self.ends_with_stop = methodcaller("endswith", FINEWEB_STOP_CHARS)
         self.is_short = config.short_line_length.__ge__
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 import string
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from itertools import filterfalse
 from typing import Protocol
 
 from helox.data.documents import Document
-from helox.data.filters.base import Drop, Step, ratio
+from helox.data.filters.base import ConfiguredStep, Drop, Step, ratio
 
 ASCII_PUNCTUATION = string.punctuation.encode("ascii")
 # Unicode punctuation common in prose: the General Punctuation block (dashes, curly quotes,
@@ -78,21 +79,24 @@ class WordRulesConfig(Protocol):
     stop_words: list[str]
 
 
-class WordRules(Step):
+class WordRules(ConfiguredStep[WordRulesConfig]):
     """A step that judges a text by Gopher's word rules; a word is a whitespace token with
     its punctuation removed (a token of punctuation alone is none)."""
 
     def __init__(self, config: WordRulesConfig):
-        self.config = config
-        self.kinds = frozenset(config.kinds)
+        super().__init__(config)
         self.stop_words = frozenset(word.lower() for word in config.stop_words)
 
-    def words(self, doc: Document) -> list[str] | Drop:
-        """The lowercased words of `doc`, or a drop when there are fewer than `min_words`."""
+    def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
+        """Drop `doc` when it has fewer words than `min_words`, else as `judge` finds."""
         words = strip_punctuation(doc.view.lower).split()
         if len(words) < max(self.config.min_words, 1):
             return self.drop("too_few_words", f"{len(words)} words < {self.config.min_words}")
-        return words
+        return self.judge(doc, words) or doc
+
+    @abstractmethod
+    def judge(self, doc: Document, words: list[str]) -> Drop | None:
+        """The drop of `doc`, whose lowercased `words` are enough, by the first rule it fails."""
 
     def length_drop(self, words: list[str]) -> Drop | None:
         """A drop when the mean word length is out of its bounds."""
