@@ -3,15 +3,15 @@ when nproc or nodes > 1)."""
 
 from helox.common.config_files import section_from_dict
 from helox.common.logs import setup_logging
-from helox.train.lineage import stage_job_arguments
-from helox.tune.sft import SFTConfig, SFTJob, launch_sft
+from helox.train.launch import launch_snakemake_job
+from helox.tune.sft import SFTConfig, SFTJob
 
 setup_logging(snakemake.log[0])
-job = SFTJob(
+config = section_from_dict(SFTConfig, snakemake.params.sft, "sft")
+launch_snakemake_job(
+    snakemake,
+    SFTJob,
     pretrained_dir=snakemake.input.pretrained,
     data_path=snakemake.input.data,
-    output_dir=snakemake.output[0],
-    config=section_from_dict(SFTConfig, snakemake.params.sft, "sft"),
-    **stage_job_arguments(snakemake),
+    config=config,
 )
-launch_sft(job, log_path=snakemake.log[0])

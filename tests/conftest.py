@@ -11,6 +11,9 @@ from helox.common.io import JsonlWriter
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
+# The helper modules that hold assertions, so that pytest explains their failures too.
+pytest.register_assert_rewrite("process_runs")
+
 
 def stdlib_sources(count: int, max_bytes: int = 60_000) -> list[tuple[str, str]]:
     """The first `count` top-level standard-library modules under `max_bytes`, as (name, text)."""
@@ -37,6 +40,39 @@ def doc_parts(tmp_path_factory) -> list[Path]:
                 writer.write({"text": text, "source": name, "kind": "code"})
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="module")
+def spm_model(doc_parts, tmp_path_factory) -> Path:
+    """A small real SentencePiece model with Helox's special tokens and byte fallback."""
+    from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
+
+    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000)
+    return train_tokenizer(
+        doc_parts, tmp_path_factory.mktemp("spm") / "spm.model", config, threads=1
+    )
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """Shards of 200 train and 10 val documents of tests/test_train.py's patterns, enough for
+    the runs in several processes (tests/test_train.py and tests/test_loader.py use their own)."""
+    from test_loader import write_shards
+    from test_train import patterned_documents
+
+    splits = {"train": patterned_documents(200, 0), "val": patterned_documents(10, 1)}
+    return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and lose much when the cores are busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from tiny_models import seeded_model, tiny_config
 
 from helox.common.io import iter_jsonl
 from helox.eval.choice import (
@@ -26,9 +27,7 @@ from helox.eval.choice import (
     shot_indices,
     summarize,
 )
-from helox.model.config import ModelConfig
 from helox.model.folder import save_final
-from helox.model.network import create_model_from_config
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
 
@@ -48,16 +47,7 @@ def processor(tokenizer_path):
 
 
 def tiny_model(max_positions: int = 256):
-    torch.manual_seed(0)
-    config = ModelConfig(
-        vocab_size=600,
-        hidden_size=64,
-        num_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=max_positions,
-        initializer_range=0.2,
-    )
-    return create_model_from_config(config).eval()
+    return seeded_model(tiny_config(600, max_positions, initializer_range=0.2)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from test_workflow import snakemake_command
+from tiny_models import seeded_model, tiny_config
 
 from helox.cli.main import main
 from helox.common.config_files import ConfigError
 from helox.common.schema import coerce_values
-from helox.model.config import ModelConfig
 from helox.model.folder import save_final
-from helox.model.network import create_model_from_config
 from helox.pipeline.config import config_errors
 from helox.tokens.shards import ShardsConfig, build_dataset_shards
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
@@ -35,15 +33,8 @@ def tiny(doc_parts, tmp_path_factory) -> Path:
     tokenizer = root / "tok" / "spm.model"
     shards = ShardsConfig(parts=2, train_split=0.5, val_split=0.25, test_split=0.25)
     build_dataset_shards(doc_parts, tokenizer, root / "shards", shards, seed=5)
-    model_config = ModelConfig(
-        vocab_size=600,
-        hidden_size=64,
-        num_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = create_model_from_config(model_config)
+    model_config = tiny_config(600, 64)
+    model = seeded_model(model_config)
     save_final(root / "final", model, model_config, tokenizer, {"stage": "pretrain"})
     return root
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -13,19 +12,29 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import torch
+from process_runs import (
+    MODEL_WITHOUT_DROPOUT,
+    NO_TRACKING,
+    assert_follows,
+    assert_same_losses,
+    in_one_process,
+    one_process_pretraining,
+    pretrain_job,
+    resumed_step,
+    short_pretraining,
+)
 from safetensors import safe_open
-from test_loader import write_shards
-from test_train import MODEL, TRAINING, patterned_documents
+from tiny_models import seeded_model, tiny_config
 
-from helox.common.io import read_json
-from helox.model.config import ModelConfig
+from helox.common.io import JsonlWriter, read_json
 from helox.model.folder import load_final, save_final
 from helox.model.network import create_model_from_config
-from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import (
     MODEL_FILE,
@@ -34,27 +43,18 @@ from helox.train.checkpoint import (
     load_checkpoint,
     step_dirs,
 )
+from helox.train.config import TrainingConfig
 from helox.train.launch import torchrun_command
-from helox.train.pretrain import PretrainJob, launch_pretrain, run_pretrain
-from helox.train.tracking import TrackingConfig
+from helox.train.pretrain import launch_pretrain
 from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo, run_dpo
 from helox.tune.sft import SFTConfig, SFTJob, launch_sft
 from helox.tune.sft_data import SFTBatches, encode_examples, read_instruction_data
 
 NPROC = 2
 STEPS = 40
+TUNING_RUN = {"seed": 3, "tracking": NO_TRACKING}
 
-
-@pytest.fixture
-def spm_model(doc_parts, tmp_path: Path) -> Path:
-    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000)
-    return train_tokenizer(doc_parts, tmp_path / "spm.model", config, threads=1)
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    splits = {"train": patterned_documents(200, 0), "val": patterned_documents(10, 1)}
-    return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
+Tuning = TypeVar("Tuning", bound=TrainingConfig)
 
 
 def descendants(pid: int) -> list[int]:
@@ -90,44 +90,25 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> Non
         time.sleep(0.01)
 
 
+def as_if_killed_after(output: Path, step: int) -> None:
+    """As if the run writing `output` was killed after `step`: its final folder and every later
+    checkpoint are gone."""
+    shutil.rmtree(output)
+    for later, path in step_dirs(output.parent / "checkpoints"):
+        if later > step:
+            shutil.rmtree(path)
+
+
 def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curve(
     manifest: Path, spm_model: Path, tmp_path: Path
 ) -> None:
     """Each rank reads its half of every global batch; a SIGKILL mid-run under DDP, then a
     rerun with `fsdp: true`, resumes from the newest checkpoint and still matches one process."""
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    per_rank = dataclasses.replace(
-        TRAINING,
-        gradient_accumulation_steps=1,
-        total_steps=STEPS,
-        eval_steps=STEPS,
-        eval_batches=10,
-        save_steps=5,
-        log_steps=10,
-        nproc=NPROC,
-    )
-    single = run_pretrain(
-        manifest,
-        spm_model,
-        tmp_path / "single" / "final",
-        model,
-        dataclasses.replace(per_rank, batch_size=NPROC * per_rank.batch_size, nproc=1),
-        seed=5,
-        tracking=TrackingConfig(enabled=False),
-        threads=1,
-    )
+    per_rank = short_pretraining(STEPS, eval_batches=10, save_steps=5, log_steps=10, nproc=NPROC)
+    single = one_process_pretraining(manifest, spm_model, tmp_path / "single" / "final", per_rank)
 
     output = tmp_path / "ddp" / "final"
-    job = PretrainJob(
-        str(manifest),
-        str(spm_model),
-        str(output),
-        model,
-        per_rank,
-        seed=5,
-        tracking=TrackingConfig(enabled=False),
-        threads=NPROC,
-    )
+    job = pretrain_job(manifest, spm_model, output, per_rank, threads=NPROC)
     command = torchrun_command(NPROC, "helox.train.pretrain", [job.to_json()])
     killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     wait_for(output.parent / "checkpoints" / "step_5" / "COMPLETE", killed)
@@ -139,18 +120,9 @@ def test_ddp_killed_then_resumed_under_fsdp_follows_the_single_process_loss_curv
     sharded = dataclasses.replace(job, training_config=dataclasses.replace(per_rank, fsdp=True))
     resumed = launch_pretrain(sharded, log_path=log_path)
     log = log_path.read_text()
-    resumed_at = int(log.split("resumed from ")[1].split(" at step ")[1].split()[0])
-    assert 5 <= resumed_at < STEPS and "world_size': 2" in log
+    assert 5 <= resumed_step(log) < STEPS and "world_size': 2" in log
     assert read_json(output / "metrics.json") == resumed
-
-    steps = [step for step, _ in resumed["loss_history"]]
-    assert steps == list(range(1, STEPS + 1))
-    for (step, ours), (_, theirs) in zip(
-        resumed["loss_history"], single["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
-    assert resumed["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
-    assert resumed["train_tokens_seen"] == single["train_tokens_seen"]
+    assert_follows(resumed, single, STEPS)
 
 
 def test_a_run_resumes_on_fewer_processes_that_keep_its_batches(
@@ -158,32 +130,17 @@ def test_a_run_resumes_on_fewer_processes_that_keep_its_batches(
 ) -> None:
     """Two FSDP processes, one micro-batch each, stop at step 6; one process accumulating two
     micro-batches resumes their sharded checkpoint and ends with the two-process losses."""
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    two = dataclasses.replace(
-        TRAINING,
-        gradient_accumulation_steps=1,
-        total_steps=12,
-        eval_steps=12,
-        save_steps=6,
-        log_steps=4,
-        nproc=NPROC,
-        fsdp=True,
-    )
+    two = short_pretraining(12, save_steps=6, log_steps=4, nproc=NPROC, fsdp=True)
     output = tmp_path / "run" / "final"
-    common = {"tracking": TrackingConfig(enabled=False), "seed": 5}
-    job = PretrainJob(str(manifest), str(spm_model), str(output), model, two, threads=2, **common)
+    job = pretrain_job(manifest, spm_model, output, two, threads=NPROC)
     whole = launch_pretrain(job)
 
-    shutil.rmtree(output)
-    shutil.rmtree(output.parent / "checkpoints" / "step_12")
+    as_if_killed_after(output, 6)
     one = dataclasses.replace(two, nproc=1, gradient_accumulation_steps=NPROC, fsdp=False)
     with caplog.at_level(logging.INFO, logger="helox.train.loop"):
         resumed = launch_pretrain(dataclasses.replace(job, training_config=one, threads=1))
-    assert "at step 6" in caplog.text.split("resumed from ")[1]
-    for (step, ours), (_, theirs) in zip(
-        resumed["loss_history"], whole["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert resumed_step(caplog.text) == 6
+    assert_same_losses(resumed, whole)
     assert resumed["train_tokens_seen"] == whole["train_tokens_seen"]
 
 
@@ -192,29 +149,42 @@ def test_a_run_resumes_on_fewer_processes_that_keep_its_batches(
 
 def tiny_model_folder(folder: Path, spm_model: Path, stage: str, positions: int) -> Path:
     """A seeded 2 × 32 model saved as `stage`'s final folder, for a fine-tuning stage."""
-    torch.manual_seed(0)
-    config = ModelConfig(
-        vocab_size=400,
-        hidden_size=32,
-        num_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=positions,
-    )
-    save_final(folder, create_model_from_config(config), config, spm_model, {"stage": stage})
+    config = tiny_config(400, positions, hidden_size=32, num_attention_heads=2)
+    save_final(folder, seeded_model(config), config, spm_model, {"stage": stage})
     return folder
+
+
+def fine_tuning(config_class: type[Tuning], steps: int, **changes: Any) -> Tuning:
+    """`config_class` for NPROC processes on the CPU, with `changes` on top: `steps` steps
+    after two of warm-up, evaluated, logged and saved at the last (every checkpoint kept), a
+    quarter of the data held out."""
+    cpu = {"learning_rate": 3e-3, "warmup_steps": 2, "device": "cpu", "compile": False}
+    steps_of = ("total_steps", "eval_steps", "log_steps", "save_steps", "save_total_limit")
+    fields = {**cpu, **dict.fromkeys(steps_of, steps), "val_fraction": 0.25, **changes}
+    return config_class(nproc=NPROC, **fields)
+
+
+def write_sums(
+    path: Path, record: Callable[[int, int], dict], count: int, step: int, modulus: int
+) -> Path:
+    """A JSONL file of `record(a, b)` for each a below `count`, b being step·a mod `modulus`."""
+    with JsonlWriter(path) as writer:
+        for a in range(count):
+            writer.write(record(a, (step * a) % modulus))
+    return path
+
+
+def sum_instruction(a: int, b: int) -> dict[str, str]:
+    """The question "What is a plus b?" and its answer, both of lengths that vary with a."""
+    question = f"What is {a} plus {b}?" + " Show the sum." * (a % 4)
+    answer = f"{a} + {b} = {a + b}" + f", so the sum is {a + b}." * (a % 3)
+    return {"instruction": question, "response": answer}
 
 
 @pytest.fixture
 def instruction_pairs(tmp_path: Path) -> Path:
     """Arithmetic questions and answers of varied lengths, as SFT's JSONL."""
-    path = tmp_path / "pairs.jsonl"
-    with path.open("w") as handle:
-        for a in range(60):
-            b = (7 * a) % 23
-            question = f"What is {a} plus {b}?" + " Show the sum." * (a % 4)
-            answer = f"{a} + {b} = {a + b}" + f", so the sum is {a + b}." * (a % 3)
-            handle.write(json.dumps({"instruction": question, "response": answer}) + "\n")
-    return path
+    return write_sums(tmp_path / "pairs.jsonl", sum_instruction, 60, 7, 23)
 
 
 def test_each_rank_takes_its_own_rows_of_every_global_sft_batch(
@@ -240,51 +210,26 @@ def test_sft_in_two_processes_resumes_exactly_under_fsdp(
     """SFT under torchrun (DDP); a rerun from an earlier checkpoint, with `fsdp: true`, ends
     with the losses and weights of the uninterrupted run."""
     pretrained = tiny_model_folder(tmp_path / "pretrained", spm_model, "pretrain", 96)
-    config = SFTConfig(
-        seq_len=96,
-        batch_size=2,
-        learning_rate=3e-3,
-        total_steps=8,
-        warmup_steps=2,
-        eval_steps=8,
-        eval_batches=2,
-        save_steps=2,
-        save_total_limit=4,
-        log_steps=8,
-        val_fraction=0.2,
-        device="cpu",
-        compile=False,
-        nproc=NPROC,
+    config = fine_tuning(
+        SFTConfig, 8, seq_len=96, batch_size=2, eval_batches=2, save_steps=2, val_fraction=0.2
     )
     output = tmp_path / "sft" / "final"
     job = SFTJob(
-        str(pretrained),
-        str(instruction_pairs),
-        str(output),
-        config,
-        seed=3,
-        tracking=TrackingConfig(enabled=False),
-        threads=NPROC,
+        str(pretrained), str(instruction_pairs), str(output), config, threads=NPROC, **TUNING_RUN
     )
     whole = launch_sft(job)
     whole_model, _ = load_final(output)
 
-    # As if killed after step 4: the later checkpoints and the final folder are gone.
-    shutil.rmtree(output)
-    for step in (6, 8):
-        shutil.rmtree(output.parent / "checkpoints" / f"step_{step}")
+    as_if_killed_after(output, 4)
     log_path = tmp_path / "sft.log"
     resumed = launch_sft(
         dataclasses.replace(job, config=dataclasses.replace(config, fsdp=True)), log_path
     )
     log = log_path.read_text()
-    assert "at step 4" in log.split("resumed from ")[1] and "'world_size': 2" in log
+    assert resumed_step(log) == 4 and "'world_size': 2" in log
 
     assert [step for step, _ in resumed["loss_history"]] == list(range(1, 9))
-    for (step, ours), (_, theirs) in zip(
-        resumed["loss_history"], whole["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert_same_losses(resumed, whole)
     assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-5)
     resumed_model, _ = load_final(output)
     for (name, ours), theirs in zip(
@@ -296,20 +241,19 @@ def test_sft_in_two_processes_resumes_exactly_under_fsdp(
 # ---------------------------------------------------------------------------- DPO
 
 
+def sum_preference(a: int, b: int) -> dict[str, str]:
+    """The question "What is a plus b?" with the right sum chosen over a wrong one."""
+    return {
+        "prompt": f"What is {a} plus {b}?" + " Explain." * (a % 3),
+        "chosen": f"{a} + {b} = {a + b}" + ", the sum." * (a % 2),
+        "rejected": f"{a} + {b} = {a + b + 1 + a % 4}",
+    }
+
+
 @pytest.fixture
 def preference_pairs(tmp_path: Path) -> Path:
     """Arithmetic questions with the right sum chosen over a wrong one, as DPO's JSONL."""
-    path = tmp_path / "preferences.jsonl"
-    with path.open("w") as handle:
-        for a in range(48):
-            b = (5 * a) % 17
-            record = {
-                "prompt": f"What is {a} plus {b}?" + " Explain." * (a % 3),
-                "chosen": f"{a} + {b} = {a + b}" + ", the sum." * (a % 2),
-                "rejected": f"{a} + {b} = {a + b + 1 + a % 4}",
-            }
-            handle.write(json.dumps(record) + "\n")
-    return path
+    return write_sums(tmp_path / "preferences.jsonl", sum_preference, 48, 5, 17)
 
 
 @pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
@@ -319,40 +263,19 @@ def test_dpo_in_two_processes_follows_one_process(
     """Each process scores its share of the reference log-probabilities and trains on its
     pairs of every global batch; losses and held-out metrics are one process's."""
     sft = tiny_model_folder(tmp_path / "sft", spm_model, "sft", 64)
-    per_rank = DPOConfig(
-        seq_len=64,
-        batch_size=3,
-        learning_rate=3e-3,
-        total_steps=6,
-        warmup_steps=2,
-        eval_steps=6,
-        eval_batches=4,
-        save_steps=6,
-        log_steps=3,
-        val_fraction=0.25,
-        device="cpu",
-        compile=False,
-        nproc=NPROC,
-        fsdp=fsdp,
+    per_rank = fine_tuning(
+        DPOConfig, 6, seq_len=64, batch_size=3, eval_batches=4, log_steps=3, fsdp=fsdp
     )
-    common = {"seed": 3, "tracking": TrackingConfig(enabled=False)}
-    one = DPOConfig(**{**vars(per_rank), "batch_size": NPROC * 3, "nproc": 1, "fsdp": False})
-    single = run_dpo(sft, preference_pairs, tmp_path / "one" / "final", one, threads=1, **common)
-    job = DPOJob(
-        str(sft),
-        str(preference_pairs),
-        str(tmp_path / "two" / "final"),
-        per_rank,
-        threads=NPROC,
-        **common,
+    one = in_one_process(per_rank)
+    single = run_dpo(
+        sft, preference_pairs, tmp_path / "one" / "final", one, threads=1, **TUNING_RUN
     )
+    two = str(tmp_path / "two" / "final")
+    job = DPOJob(str(sft), str(preference_pairs), two, per_rank, threads=NPROC, **TUNING_RUN)
     log_path = tmp_path / "dpo.log"
     shared = launch_dpo(job, log_path)
     assert "'world_size': 2" in log_path.read_text()
-    for (step, ours), (_, theirs) in zip(
-        shared["loss_history"], single["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert_same_losses(shared, single)
     assert shared["loss_history"][0][1] == pytest.approx(math.log(2), rel=1e-5)
     for key in ("val_loss", "val_reward_accuracy", "base_val_reward_accuracy"):
         assert shared[key] == pytest.approx(single[key], rel=1e-5), key
@@ -367,30 +290,11 @@ def test_fsdp_checkpoints_are_sharded_verified_resumable_and_load_in_one_process
     """Under FSDP each process writes its own shards (no process holds the whole state); the
     checkpoint is sealed with every shard's digest, resumes exactly, and loads in one process
     into the weights that `final/` holds."""
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    config = dataclasses.replace(
-        TRAINING,
-        gradient_accumulation_steps=1,
-        total_steps=12,
-        eval_steps=12,
-        eval_batches=5,
-        save_steps=4,
-        save_total_limit=3,
-        log_steps=12,
-        nproc=NPROC,
-        fsdp=True,
+    config = short_pretraining(
+        12, eval_batches=5, save_steps=4, save_total_limit=3, log_steps=12, nproc=NPROC, fsdp=True
     )
     output = tmp_path / "fsdp" / "final"
-    job = PretrainJob(
-        str(manifest),
-        str(spm_model),
-        str(output),
-        model,
-        config,
-        seed=5,
-        tracking=TrackingConfig(enabled=False),
-        threads=NPROC,
-    )
+    job = pretrain_job(manifest, spm_model, output, config, threads=NPROC)
     whole = launch_pretrain(job)
     checkpoints = output.parent / "checkpoints"
     assert [step for step, _ in step_dirs(checkpoints)] == [4, 8, 12]
@@ -408,11 +312,11 @@ def test_fsdp_checkpoints_are_sharded_verified_resumable_and_load_in_one_process
                     if key.startswith("model.")
                 )
             )
-    parameters = sum(p.numel() for p in create_model_from_config(model).parameters())
+    one_process = create_model_from_config(MODEL_WITHOUT_DROPOUT)
+    parameters = sum(p.numel() for p in one_process.parameters())
     assert sum(stored) == parameters and max(stored) < parameters, stored
     assert checkpoint_problem(last) is None
 
-    one_process = create_model_from_config(model)
     load_checkpoint(last, one_process)
     final_model, _ = load_final(output)
     for (name, ours), theirs in zip(
@@ -420,12 +324,11 @@ def test_fsdp_checkpoints_are_sharded_verified_resumable_and_load_in_one_process
     ):
         assert torch.equal(ours, theirs), name
 
-    # As if killed after step 8: a rerun resumes from its shards and ends where the run ended.
-    shutil.rmtree(output)
-    shutil.rmtree(last)
+    # A rerun resumes from the shards of step 8 and ends where the run ended.
+    as_if_killed_after(output, 8)
     log_path = tmp_path / "fsdp.log"
     resumed = launch_pretrain(job, log_path=log_path)
-    assert "at step 8" in log_path.read_text().split("resumed from ")[1]
+    assert resumed_step(log_path.read_text()) == 8
     assert resumed["loss_history"] == whole["loss_history"]
     assert resumed["val_loss"] == whole["val_loss"]
 
@@ -445,40 +348,23 @@ def test_muon_under_fsdp_follows_one_process_and_resumes_its_momentum(
     """Muon's row-sharded orthogonalisation gives one process's losses; a rerun from the
     middle checkpoint restores the sharded momentum and ends with the same losses. (Under DDP
     `orthogonalise_shared` does the work; tests/test_train.py runs it in two processes.)"""
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    per_rank = dataclasses.replace(
-        TRAINING,
+    per_rank = short_pretraining(
+        12,
+        gradient_accumulation_steps=2,
         optimizer="muon",
-        total_steps=12,
-        eval_steps=12,
         save_steps=6,
         log_steps=4,
         nproc=NPROC,
         fsdp=True,
     )
-    common = {"tracking": TrackingConfig(enabled=False), "seed": 5}
-    single = run_pretrain(
-        manifest,
-        spm_model,
-        tmp_path / "single" / "final",
-        model,
-        dataclasses.replace(per_rank, batch_size=NPROC * per_rank.batch_size, nproc=1, fsdp=False),
-        threads=1,
-        **common,
-    )
+    single = one_process_pretraining(manifest, spm_model, tmp_path / "single" / "final", per_rank)
     output = tmp_path / "two" / "final"
-    job = PretrainJob(
-        str(manifest), str(spm_model), str(output), model, per_rank, threads=NPROC, **common
-    )
+    job = pretrain_job(manifest, spm_model, output, per_rank, threads=NPROC)
     whole = launch_pretrain(job)
-    for (step, ours), (_, theirs) in zip(
-        whole["loss_history"], single["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-4), f"step {step}"
+    assert_same_losses(whole, single, rel=1e-4)
 
-    shutil.rmtree(output)
-    shutil.rmtree(output.parent / "checkpoints" / "step_12")
+    as_if_killed_after(output, 6)
     log_path = tmp_path / "resumed.log"
     resumed = launch_pretrain(job, log_path=log_path)
-    assert "at step 6" in log_path.read_text().split("resumed from ")[1]
+    assert resumed_step(log_path.read_text()) == 6
     assert resumed["loss_history"] == whole["loss_history"]

@@ -44,16 +44,22 @@ MODEL = ModelConfig(
     hidden_size=64, num_layers=2, num_attention_heads=2, max_position_embeddings=256
 )
 NO_TRACKING = TrackingConfig(enabled=False)
-TRAINING = {"device": "cpu", "compile": False, "seq_len": 256, "warmup_steps": 2}
+# What the SFT reference and the DPO runs train with alike: 200 steps of 8 rows on CPU.
+TRAINING = {
+    "device": "cpu",
+    "compile": False,
+    "seq_len": 256,
+    "warmup_steps": 2,
+    "batch_size": 8,
+    "total_steps": 200,
+    "eval_steps": 100,
+    "save_steps": 100,
+}
 DPO = DPOConfig(
     max_pairs=800,
     val_fraction=0.2,
-    batch_size=8,
     learning_rate=1e-3,
-    total_steps=200,
-    eval_steps=100,
     eval_batches=20,
-    save_steps=100,
     log_steps=10,
     beta=0.1,
     **TRAINING,
@@ -89,16 +95,7 @@ def sft_folder(derived, tmp_path_factory) -> Path:
         derived["tokenizer"],
         {"stage": "pretrain"},
     )
-    sft = SFTConfig(
-        batch_size=8,
-        learning_rate=3e-3,
-        total_steps=200,
-        eval_steps=100,
-        save_steps=100,
-        log_steps=20,
-        val_fraction=0.15,
-        **TRAINING,
-    )
+    sft = SFTConfig(learning_rate=3e-3, log_steps=20, val_fraction=0.15, **TRAINING)
     run_sft(root / "init", derived["sft"], root / "sft", sft, SEED, NO_TRACKING, threads=1)
     return root / "sft"
 

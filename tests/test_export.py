@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import seeded_model, tiny_config
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from helox.common.io import read_json
 from helox.model.config import ModelConfig
 from helox.model.folder import NOT_LLAMA_KEY, NotLlamaError, llama_config, load_final, save_final
-from helox.model.network import create_model_from_config
 from helox.tokens.chat import render_prompt
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
@@ -35,20 +35,11 @@ def tokenizer_path(doc_parts, tmp_path_factory):
 
 
 def config(**overrides) -> ModelConfig:
-    fields = dict(
-        vocab_size=600,
-        hidden_size=64,
-        num_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
-    return ModelConfig(**{**fields, **overrides})
+    return tiny_config(600, 128, initializer_range=0.2, **overrides)
 
 
 def saved_folder(tmp_path, tokenizer_path, model_config: ModelConfig, stage: str):
-    torch.manual_seed(0)
-    model = create_model_from_config(model_config)
+    model = seeded_model(model_config)
     folder = tmp_path / stage
     save_final(folder, model, model_config, tokenizer_path, {"stage": stage})
     return folder, model.eval()

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import seeded_model, tiny_config
 from torch.nn.attention.flex_attention import BlockMask
 
 from helox.model.attention import packed_attention_mask, segment_block_mask
-from helox.model.config import ModelConfig
-from helox.model.network import create_model_from_config
 
 VOCAB = 60
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_close_to_rounding(actual: torch.Tensor, expected: torch.Tensor) -> None:
@@ -20,26 +21,10 @@ def assert_close_to_rounding(actual: torch.Tensor, expected: torch.Tensor) -> No
     assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(seed: int = 0, **overrides):
-    fields = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,  # heads of 16: Inductor's FlexAttention kernel needs at least that
-        num_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.5,
-    )
-    torch.manual_seed(seed)
-    return create_model_from_config(ModelConfig(**{**fields, **overrides})).eval()
+    # Width 64 in 4 heads: Inductor's FlexAttention kernel needs heads of at least 16.
+    fields = {"num_key_value_heads": 2, "initializer_range": 0.5, **overrides}
+    return seeded_model(tiny_config(VOCAB, 512, **fields), seed).eval()
 
 
 def packed_row(lengths: list[int], width: int) -> tuple[torch.Tensor, ...]:

@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+from tiny_models import seeded_model, tiny_config
 
 from helox.cli.main import main
 from helox.common.config_files import ConfigError
@@ -24,9 +25,7 @@ from helox.eval.humaneval import (
     run_humaneval,
     truncate_at_stop,
 )
-from helox.model.config import ModelConfig
 from helox.model.folder import save_final
-from helox.model.network import create_model_from_config
 from helox.tokens.chat import END, EOS
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
@@ -61,15 +60,8 @@ def model_folders(doc_parts, tmp_path_factory):
     """A random tiny base model folder and the same weights as a chat (SFT) folder."""
     root = tmp_path_factory.mktemp("humaneval_models")
     build_tokenizer(doc_parts, root / "tok", TokenizerConfig(vocab_size=600, eval_docs=5))
-    model_config = ModelConfig(
-        vocab_size=600,
-        hidden_size=64,
-        num_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    model = create_model_from_config(model_config)
+    model_config = tiny_config(600, 128)
+    model = seeded_model(model_config)
     return {
         stage: save_final(
             root / stage, model, model_config, root / "tok" / "spm.model", {"stage": stage}

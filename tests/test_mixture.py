@@ -175,8 +175,7 @@ def test_the_workflow_mixes_two_sources_and_a_weight_edit_reruns_the_shards_only
         sorted(workdir.glob("results/clean/part-*.stats.json")),
         workdir / "results/dedup/stats.json",
         workdir / target,
-        report / "mixture.html",
-        report / "mixture.png",
+        {"mixture": report / "mixture.html", "mixture_figure": report / "mixture.png"},
     )
     table = (report / "mixture.html").read_text()
     assert "<td>docs</td>" in table and '<td class="number">75</td>' in table

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import seeded_model, tiny_config
 from torch import nn
 
 from helox.model.config import ModelConfig, intermediate_size
-from helox.model.network import GeluMLP, RMSNorm, SwiGLU, create_model_from_config
+from helox.model.network import GeluMLP, RMSNorm, SwiGLU
 from helox.model.positions import (
     LearnedPositionEmbedding,
     RotaryEmbedding,
@@ -18,30 +19,15 @@ from helox.model.positions import (
     rope_inv_freq,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> ModelConfig:
-    fields = dict(
-        vocab_size=50,
-        hidden_size=32,
-        num_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-    )
-    return ModelConfig(**{**fields, **overrides})
+    return tiny_config(50, 64, **{"hidden_size": 32, **overrides})
 
 
 def build(seed: int = 0, **overrides):
-    torch.manual_seed(seed)
-    return create_model_from_config(tiny(**overrides))
+    return seeded_model(tiny(**overrides), seed)
 
 
 def test_parameter_names_match_llama_for_causal_lm() -> None:

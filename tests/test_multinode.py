@@ -13,8 +13,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_distributed import kill_tree, manifest, spm_model, wait_for  # noqa: F401
-from test_train import MODEL, TRAINING
+from process_runs import (
+    assert_follows,
+    one_process_pretraining,
+    pretrain_job,
+    resumed_step,
+    short_pretraining,
+)
+from test_distributed import kill_tree, wait_for
+from test_train import TRAINING
 from test_workflow import snakemake
 
 from helox.common.io import read_json
@@ -27,13 +34,11 @@ from helox.train.launch import (
     srun_command,
     torchrun_command,
 )
-from helox.train.pretrain import PretrainJob, run_pretrain
-from helox.train.tracking import TrackingConfig
+from helox.train.pretrain import PretrainJob
 
 NODES = 2
 STEPS = 12
 JOIN_TIMEOUT = 8  # seconds; long enough for two torch imports on 2 busy cores
-NO_TRACKING = TrackingConfig(enabled=False)
 
 
 def free_port() -> int:
@@ -73,11 +78,8 @@ def finish(node: subprocess.Popen, timeout: float) -> tuple[int, str, float]:
 
 @pytest.fixture
 def per_node():
-    return dataclasses.replace(
-        TRAINING,
-        gradient_accumulation_steps=1,
-        total_steps=STEPS,
-        eval_steps=STEPS,
+    return short_pretraining(
+        STEPS,
         eval_batches=20,  # the whole val split, at either batch size
         save_steps=3,
         log_steps=STEPS,
@@ -87,27 +89,12 @@ def per_node():
 
 
 def test_two_nodes_match_one_process_a_killed_node_fails_the_job_and_the_rerun_resumes(
-    manifest: Path,  # noqa: F811
-    spm_model: Path,  # noqa: F811
-    per_node,
-    tmp_path: Path,
+    manifest: Path, spm_model: Path, per_node, tmp_path: Path
 ) -> None:
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    single = run_pretrain(
-        manifest,
-        spm_model,
-        tmp_path / "single" / "final",
-        model,
-        dataclasses.replace(per_node, batch_size=NODES * per_node.batch_size, nodes=1),
-        seed=5,
-        tracking=NO_TRACKING,
-        threads=1,
-    )
+    single = one_process_pretraining(manifest, spm_model, tmp_path / "single" / "final", per_node)
 
     output = tmp_path / "two" / "final"
-    job = PretrainJob(
-        str(manifest), str(spm_model), str(output), model, per_node, 5, NO_TRACKING, threads=1
-    )
+    job = pretrain_job(manifest, spm_model, output, per_node)
     log = tmp_path / "rank0.log"
     rendezvous = loopback_rendezvous()
     survivor, lost = (start_node(job, rendezvous, log) for _ in range(NODES))
@@ -123,29 +110,15 @@ def test_two_nodes_match_one_process_a_killed_node_fails_the_job_and_the_rerun_r
         status, stderr, _ = finish(node, timeout=180)
         assert status == 0, stderr[-3000:]
     text = log.read_text()
-    resumed_at = int(text.split("resumed from ")[1].split(" at step ")[1].split()[0])
-    assert 3 <= resumed_at < STEPS and "'world_size': 2" in text
-
-    resumed = read_json(output / "metrics.json")
-    assert [step for step, _ in resumed["loss_history"]] == list(range(1, STEPS + 1))
-    for (step, ours), (_, theirs) in zip(
-        resumed["loss_history"], single["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
-    assert resumed["val_loss"] == pytest.approx(single["val_loss"], rel=1e-5)
-    assert resumed["train_tokens_seen"] == single["train_tokens_seen"]
+    assert 3 <= resumed_step(text) < STEPS and "'world_size': 2" in text
+    assert_follows(read_json(output / "metrics.json"), single, STEPS)
     print(f"the surviving node exited {waited:.1f} s after the other was killed")
 
 
 def test_a_node_that_never_joins_fails_within_the_rendezvous_timeout(
-    manifest: Path,  # noqa: F811
-    spm_model: Path,  # noqa: F811
-    per_node,
-    tmp_path: Path,
+    manifest: Path, spm_model: Path, per_node, tmp_path: Path
 ) -> None:
-    job = PretrainJob(
-        str(manifest), str(spm_model), str(tmp_path / "final"), MODEL, per_node, 5, NO_TRACKING
-    )
+    job = pretrain_job(manifest, spm_model, tmp_path / "final", per_node)
     alone = start_node(job, loopback_rendezvous(), tmp_path / "rank0.log")
     status, stderr, waited = finish(alone, timeout=JOIN_TIMEOUT + 60)
     assert status != 0

@@ -25,6 +25,7 @@ from helox.pipeline.plan import (
     GIB,
     PRESETS_DIR,
     USABLE_MEMORY,
+    Sizing,
     count_model,
     estimate_memory,
     format_plan,
@@ -103,7 +104,7 @@ def test_memory_per_gpu_under_ddp_and_fsdp() -> None:
 
 
 def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:
-    plan = plan_for_hours(4, "h100", GPU_BASE, 32768)
+    plan = plan_for_hours(4, Sizing("h100", GPU_BASE, 32768))
     budget = 4 * 3600 * DEVICES["h100"].peak_flops * plan.mfu
     assert plan.tokens * plan.flops_per_token == pytest.approx(budget, rel=0.01)
     assert plan.hours == pytest.approx(4, rel=0.01)
@@ -116,8 +117,8 @@ def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:
 
 def test_hours_on_eight_gpus_buy_eight_times_the_flops_and_give_each_its_rows() -> None:
     eight = dataclasses.replace(GPU_BASE, nproc=8)
-    alone = plan_for_hours(4, "h100", GPU_BASE, 32768)
-    plan = plan_for_hours(4, "h100", eight, 32768)
+    alone = plan_for_hours(4, Sizing("h100", GPU_BASE, 32768))
+    plan = plan_for_hours(4, Sizing("h100", eight, 32768))
     assert plan.processes == 8 and plan.model.num_layers > alone.model.num_layers
     budget = 8 * 4 * 3600 * DEVICES["h100"].peak_flops * plan.mfu
     assert plan.tokens * plan.flops_per_token == pytest.approx(budget, rel=0.01)
@@ -129,9 +130,9 @@ def test_hours_on_eight_gpus_buy_eight_times_the_flops_and_give_each_its_rows() 
 def test_a_model_too_large_to_replicate_is_sharded() -> None:
     """Depth 48 (5.6 B parameters) cannot fit an RTX 4090 whole; across 8 of them it fits in
     FSDP's shards, and the printed plan says so."""
-    plan = plan_for_depth(48, "rtx4090", dataclasses.replace(GPU_BASE, nproc=8), 32768)
+    plan = plan_for_depth(48, Sizing("rtx4090", dataclasses.replace(GPU_BASE, nproc=8), 32768))
     assert plan.pretrain.fsdp and plan.fits
-    small = plan_for_depth(12, "h100", dataclasses.replace(GPU_BASE, nproc=8), 32768)
+    small = plan_for_depth(12, Sizing("h100", dataclasses.replace(GPU_BASE, nproc=8), 32768))
     assert not small.pretrain.fsdp, "a model DDP fits at a full micro-batch stays replicated"
     assert small.pretrain.batch_size * 2048 >= BUSY_MICRO_BATCH_TOKENS
     printed = format_plan(plan)
@@ -139,7 +140,7 @@ def test_a_model_too_large_to_replicate_is_sharded() -> None:
 
 
 def test_depth_plan_trains_on_twenty_tokens_a_parameter() -> None:
-    plan = plan_for_depth(12, "a100-40gb", GPU_BASE, 32768)
+    plan = plan_for_depth(12, Sizing("a100-40gb", GPU_BASE, 32768))
     assert plan.tokens == pytest.approx(20 * plan.parameters, rel=0.01)
     assert plan.fits
     peak = DEVICES["a100-40gb"].peak_flops
@@ -147,7 +148,7 @@ def test_depth_plan_trains_on_twenty_tokens_a_parameter() -> None:
 
 
 def test_a_model_too_large_for_the_card_says_so() -> None:
-    plan = plan_for_depth(48, "rtx4090", GPU_BASE, 32768)
+    plan = plan_for_depth(48, Sizing("rtx4090", GPU_BASE, 32768))
     assert not plan.fits and plan.pretrain.gradient_checkpointing
     assert plan.memory.total(True) > USABLE_MEMORY * 24 * GIB
 

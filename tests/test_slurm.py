@@ -19,17 +19,20 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import yaml
-from test_distributed import manifest, spm_model  # noqa: F401
-from test_train import MODEL, TRAINING
+from process_runs import (
+    assert_same_losses,
+    one_process_pretraining,
+    pretrain_job,
+    short_pretraining,
+)
 from test_workflow import REPO, planned_jobs, snakemake
 
 from helox.common.io import read_json
 from helox.train.launch import scheduler_request
-from helox.train.pretrain import PretrainJob, run_pretrain
-from helox.train.tracking import TrackingConfig
 
 START_SLURM = Path(__file__).parent / "slurm" / "start_slurm.sh"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -89,6 +92,26 @@ def one_node_profile(folder: Path) -> Path:
     return folder
 
 
+def skip(what: str, reason: str) -> NoReturn:
+    """Skip `what`, with a warning, so that the reason shows in pytest's summary without -rs."""
+    warnings.warn(f"{what} skipped: {reason}", stacklevel=2)
+    pytest.skip(reason)
+
+
+def start_slurm(what: str, *args: str) -> subprocess.CompletedProcess:
+    """tests/slurm/start_slurm.sh run with `args`; `what` is skipped where the script cannot
+    install and start Slurm: not root, or its exit status 3."""
+    if os.geteuid() != 0:
+        skip(what, "installing and starting Slurm needs root")
+    started = subprocess.run(
+        ["bash", str(START_SLURM), *args], capture_output=True, text=True, timeout=900
+    )
+    if started.returncode == 3:
+        skip(what, started.stderr.strip())
+    assert started.returncode == 0, started.stdout + started.stderr
+    return started
+
+
 def finished_jobs() -> dict[str, dict[str, str]]:
     """The cluster's job log, as {job id: {field: value}}."""
     jobs = {}
@@ -101,21 +124,7 @@ def finished_jobs() -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="session")
 def slurm_cluster():
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
-    if os.geteuid() != 0:
-        reason = "installing and starting Slurm needs root"
-    else:
-        started = subprocess.run(
-            ["bash", str(START_SLURM), "up", *partitions(profile)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        reason = started.stderr.strip() if started.returncode == 3 else None
-    if reason:
-        # A warning, so that the reason shows in pytest's summary without -rs.
-        warnings.warn(f"Slurm tests skipped: {reason}", stacklevel=1)
-        pytest.skip(reason)
-    assert started.returncode == 0, started.stdout + started.stderr
+    started = start_slurm("Slurm tests", "up", *partitions(profile))
     daemons = started.stdout.splitlines()[-1].removeprefix("started:").split()
     yield profile
     subprocess.run(["bash", str(START_SLURM), "down", *daemons], check=True, timeout=120)
@@ -207,25 +216,13 @@ def loopback_names() -> list[str]:
 def two_nodes(tmp_path_factory):
     """The environment of a private two-node cluster on this machine (SLURM_CONF set)."""
     names = loopback_names()
-    if os.geteuid() != 0:
-        reason = "installing and starting Slurm needs root"
-    elif len(names) < 2:
+    if len(names) < 2:
         reason = (
             f"two nodes need two names of this machine in /etc/hosts besides localhost: {names}"
         )
-    else:
-        folder = tmp_path_factory.mktemp("two_nodes")
-        started = subprocess.run(
-            ["bash", str(START_SLURM), "two-nodes", str(folder), *names[:2]],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        reason = started.stderr.strip() if started.returncode == 3 else None
-    if reason:
-        warnings.warn(f"two-node Slurm test skipped: {reason}", stacklevel=1)
-        pytest.skip(reason)
-    assert started.returncode == 0, started.stdout + started.stderr
+        skip("two-node Slurm test", reason)
+    folder = tmp_path_factory.mktemp("two_nodes")
+    started = start_slurm("two-node Slurm test", "two-nodes", str(folder), *names[:2])
     yield {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")}
     subprocess.run(["bash", str(START_SLURM), "stop-two", str(folder)], check=True, timeout=120)
     if "munged" in started.stdout.splitlines()[-1]:
@@ -233,42 +230,18 @@ def two_nodes(tmp_path_factory):
 
 
 def test_a_two_node_training_job_runs_one_torchrun_per_node(
-    two_nodes,
-    manifest: Path,  # noqa: F811
-    spm_model: Path,  # noqa: F811
-    tmp_path: Path,
+    two_nodes, manifest: Path, spm_model: Path, tmp_path: Path
 ) -> None:
     """A job asking for the nodes and tasks that `pretrain.nodes: 2` derives, its Snakemake
     step played by a one-task `srun` as the Slurm executor starts it: the launcher finds the
     first node in the job's node list, starts a torchrun on each node, and they train as one
     process with the same global batch would."""
-    config = dataclasses.replace(
-        TRAINING,
-        gradient_accumulation_steps=1,
-        total_steps=8,
-        eval_steps=8,
-        eval_batches=20,
-        save_steps=4,
-        log_steps=8,
-        nodes=2,
-        rendezvous_timeout=60,
+    config = short_pretraining(
+        8, eval_batches=20, save_steps=4, log_steps=8, nodes=2, rendezvous_timeout=60
     )
-    model = dataclasses.replace(MODEL, dropout=0.0)
-    tracking = TrackingConfig(enabled=False)
-    single = run_pretrain(
-        manifest,
-        spm_model,
-        tmp_path / "single" / "final",
-        model,
-        dataclasses.replace(config, batch_size=2 * config.batch_size, nodes=1),
-        seed=5,
-        tracking=tracking,
-        threads=1,
-    )
+    single = one_process_pretraining(manifest, spm_model, tmp_path / "single" / "final", config)
     output = tmp_path / "two" / "final"
-    job = PretrainJob(
-        str(manifest), str(spm_model), str(output), model, config, 5, tracking, threads=1
-    )
+    job = pretrain_job(manifest, spm_model, output, config)
     (tmp_path / "job.json").write_text(job.to_json())
     log = tmp_path / "pretrain.log"
     launch = (
@@ -308,8 +281,4 @@ def test_a_two_node_training_job_runs_one_torchrun_per_node(
     assert f"2 nodes meeting at {first}:" in text and f"helox-pretrain-{job_id}" in text, text
     assert "'world_size': 2" in text
 
-    trained = read_json(output / "metrics.json")
-    for (step, ours), (_, theirs) in zip(
-        trained["loss_history"], single["loss_history"], strict=True
-    ):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+    assert_same_losses(read_json(output / "metrics.json"), single)

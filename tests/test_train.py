@@ -23,7 +23,6 @@ from helox.model.folder import load_final, save_final
 from helox.model.network import create_model_from_config
 from helox.pipeline.config import config_errors
 from helox.tokens.loader import PackedBatches, TokenStream, eval_batches
-from helox.tokens.tokenizer import TokenizerConfig, train_tokenizer
 from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
 from helox.train.checkpoint import (
     ConfigMismatchError,
@@ -74,13 +73,7 @@ TRAINING = TrainingConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def patterned_documents(count: int, seed: int) -> list[list[int]]:
@@ -97,15 +90,6 @@ def patterned_documents(count: int, seed: int) -> list[list[int]]:
 def manifest(tmp_path: Path) -> Path:
     splits = {"train": patterned_documents(60, 0), "val": patterned_documents(10, 1)}
     return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
-
-
-@pytest.fixture(scope="module")
-def spm_model(doc_parts, tmp_path_factory) -> Path:
-    """A small real SentencePiece model with Helox's special tokens and byte fallback."""
-    config = TokenizerConfig(vocab_size=400, max_train_bytes=200_000)
-    return train_tokenizer(
-        doc_parts, tmp_path_factory.mktemp("spm") / "spm.model", config, threads=1
-    )
 
 
 class Crash(Exception):

@@ -57,6 +57,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_files_argument(parser: argparse.ArgumentParser, description: str) -> None:
+    """`--config FILE`, given as often as there are files to merge."""
+    parser.add_argument(
+        "--config", action="append", default=[], type=existing_file, help=description
+    )
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser(
         "status", help="which stages are up to date and which would rerun, and why"
@@ -71,12 +78,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     plan = commands.add_parser(
         "plan", help="parameters, tokens, steps, memory and hours of a config or a budget"
     )
-    plan.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        type=existing_file,
-        help="config files, merged (default: config.yaml where there is one)",
+    add_config_files_argument(
+        plan, "config files, merged (default: config.yaml where there is one)"
     )
     plan.add_argument(
         "--device", default="h100", type=str.lower, help="rtx4090, a100-40gb, a100-80gb, h100"
@@ -100,12 +103,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     config = commands.add_parser(
         "config", help="every key of a configuration with its value, and the default if it differs"
     )
-    config.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        type=existing_file,
-        help="config files merged in order (default: config.yaml); snakemake reads config.yaml "
+    add_config_files_argument(
+        config,
+        "config files merged in order (default: config.yaml); snakemake reads config.yaml "
         "before any --configfile, so `--config config.yaml --config my.yaml` shows what "
         "`snakemake --configfile my.yaml` runs with",
     )

@@ -4,6 +4,7 @@ bring a Hugging Face model in."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from helox.cli.types import (
     existing_file,
@@ -11,13 +12,29 @@ from helox.cli.types import (
     model_folder,
 )
 
+if TYPE_CHECKING:
+    from helox.train.config import TrainingConfig
 
-def stage_section(config_path: str | None, stage: str) -> dict:
-    """Section `stage` of the config file at `config_path`, checked and completed (sft and
-    dpo from pretrain first), or {} for the stage's defaults."""
+# What `helox sft` and `helox dpo` read as their data.
+INSTRUCTIONS = (
+    "instruction records: chat, ShareGPT, Alpaca or Dolly, as JSON lines, a JSON array or "
+    "Parquet (README: SFT)"
+)
+PREFERENCES = (
+    'preference records: {"prompt", "chosen", "rejected"}, TRL or UltraFeedback message lists '
+    "or Anthropic HH transcripts (README: DPO)"
+)
+
+
+def stage_config(config_class: type[TrainingConfig], config_path: str | None) -> TrainingConfig:
+    """`config_class`'s section of the config file at `config_path`, checked and completed (sft
+    and dpo from pretrain first), or the section's defaults without a file."""
+    from helox.common.config_files import section_from_dict
     from helox.pipeline.config import load_config, resolve_config
 
-    return resolve_config(load_config([config_path]))[stage] if config_path else {}
+    stage = config_class.SECTION
+    section = resolve_config(load_config([config_path]))[stage] if config_path else {}
+    return section_from_dict(config_class, section, stage)
 
 
 def add_fine_tuning_arguments(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -32,38 +49,41 @@ def add_fine_tuning_arguments(parser: argparse.ArgumentParser, stage: str) -> No
     parser.add_argument("--no-tracking", action="store_true")
 
 
-def cmd_sft(args: argparse.Namespace) -> int:
-    from helox.common.config_files import section_from_dict
+def fine_tuning_fields(
+    args: argparse.Namespace, config_class: type[TrainingConfig]
+) -> dict[str, Any]:
+    """The job fields that `add_fine_tuning_arguments` gives `helox sft` and `helox dpo`: the
+    output folder, the stage's config, the seed and the tracking."""
     from helox.train.tracking import TrackingConfig
+
+    return {
+        "output_dir": args.output_dir,
+        "config": stage_config(config_class, args.config),
+        "seed": args.seed,
+        "tracking": TrackingConfig(enabled=not args.no_tracking),
+    }
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
     from helox.tune.sft import SFTConfig, SFTJob, launch_sft
 
-    config = section_from_dict(SFTConfig, stage_section(args.config, "sft"), "sft")
     job = SFTJob(
         pretrained_dir=args.pretrained_model,
         data_path=args.instruction_data,
-        output_dir=args.output_dir,
-        config=config,
-        seed=args.seed,
-        tracking=TrackingConfig(enabled=not args.no_tracking),
         tokenizer_path=args.tokenizer_model,
+        **fine_tuning_fields(args, SFTConfig),
     )
     launch_sft(job)
     return 0
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
-    from helox.common.config_files import section_from_dict
-    from helox.train.tracking import TrackingConfig
     from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo
 
-    config = section_from_dict(DPOConfig, stage_section(args.config, "dpo"), "dpo")
     job = DPOJob(
         sft_dir=args.sft_model,
         data_path=args.preference_data,
-        output_dir=args.output_dir,
-        config=config,
-        seed=args.seed,
-        tracking=TrackingConfig(enabled=not args.no_tracking),
+        **fine_tuning_fields(args, DPOConfig),
     )
     launch_dpo(job)
     return 0
@@ -81,13 +101,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sft.add_argument(
         "--pretrained-model", required=True, type=model_folder, help="a pretrain final/ folder"
     )
-    sft.add_argument(
-        "--instruction-data",
-        required=True,
-        type=existing_file,
-        help="instruction records: chat, ShareGPT, Alpaca or Dolly, as JSON lines, a JSON "
-        "array or Parquet (README: SFT)",
-    )
+    sft.add_argument("--instruction-data", required=True, type=existing_file, help=INSTRUCTIONS)
     sft.add_argument("--tokenizer-model", type=existing_file, help="defaults to the folder's own")
     add_fine_tuning_arguments(sft, "sft")
     sft.set_defaults(func=cmd_sft)
@@ -96,13 +110,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     dpo.add_argument(
         "--sft-model", required=True, type=model_folder, help="an SFT final/ folder, the reference"
     )
-    dpo.add_argument(
-        "--preference-data",
-        required=True,
-        type=existing_file,
-        help='preference records: {"prompt", "chosen", "rejected"}, TRL or UltraFeedback '
-        "message lists or Anthropic HH transcripts (README: DPO)",
-    )
+    dpo.add_argument("--preference-data", required=True, type=existing_file, help=PREFERENCES)
     add_fine_tuning_arguments(dpo, "dpo")
     dpo.set_defaults(func=cmd_dpo)
 

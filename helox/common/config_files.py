@@ -30,9 +30,8 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"{path}, line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}"
-        ) from None
+        position = _position(error.lineno, error.colno)
+        raise ConfigError(f"{path}{position}: not valid JSON: {error.msg}") from None
     except yaml.YAMLError as error:
         position, problem = _yaml_position(error), _yaml_problem(error)
         raise ConfigError(f"{path}{position}: not valid YAML: {problem}") from None
@@ -48,10 +47,15 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _position(line: int, column: int) -> str:
+    """Where in a config file an error was found, as it follows the file's name."""
+    return f", line {line}, column {column}"
+
+
 def _yaml_position(error: yaml.YAMLError) -> str:
-    """Where a YAML error was found, as ", line L, column C", or "" when it is not known."""
+    """Where a YAML error was found (`_position`), or "" when it is not known."""
     mark = getattr(error, "problem_mark", None)
-    return f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return _position(mark.line + 1, mark.column + 1) if mark else ""
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

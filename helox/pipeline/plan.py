@@ -202,45 +202,52 @@ def plan_training(
     return Plan(device, mfu, model, pretrain, params, flops_per_token, memory)
 
 
-def plan_for_depth(
-    depth: int,
-    device: str,
-    base: TrainingConfig,
-    vocab_size: int,
-    tokens_per_param: float = TOKENS_PER_PARAM,
-    mfu: float = DEFAULT_MFU,
-) -> Plan:
-    """The depth's model trained on `tokens_per_param` tokens for each parameter."""
-    model = shape_for_depth(depth, vocab_size, base.seq_len)
-    params, _, _ = count_model(model, base.seq_len)
-    return plan_training(model, base, int(tokens_per_param * params), device, mfu)
+@dataclass(frozen=True)
+class Sizing:
+    """What sizing a model by its depth or by hours holds fixed: the device, the training knobs
+    (of the configs' pretrain section), the vocabulary, the tokens to train on for each
+    parameter and the assumed MFU."""
+
+    device: str
+    base: TrainingConfig
+    vocab_size: int
+    tokens_per_param: float = TOKENS_PER_PARAM
+    mfu: float = DEFAULT_MFU
+
+    def model(self, depth: int) -> ModelConfig:
+        """The model `depth` stands for, at this vocabulary and sequence length."""
+        return shape_for_depth(depth, self.vocab_size, self.base.seq_len)
+
+    def plan(self, model: ModelConfig, tokens: int) -> Plan:
+        """`model` trained on `tokens` on this device (`plan_training`)."""
+        return plan_training(model, self.base, tokens, self.device, self.mfu)
 
 
-def plan_for_hours(
-    hours: float,
-    device: str,
-    base: TrainingConfig,
-    vocab_size: int,
-    tokens_per_param: float = TOKENS_PER_PARAM,
-    mfu: float = DEFAULT_MFU,
-    max_depth: int = 64,
-) -> Plan:
+def plan_for_depth(depth: int, sizing: Sizing) -> Plan:
+    """The depth's model trained on `sizing.tokens_per_param` tokens for each parameter."""
+    model = sizing.model(depth)
+    params, _, _ = count_model(model, sizing.base.seq_len)
+    return sizing.plan(model, int(sizing.tokens_per_param * params))
+
+
+def plan_for_hours(hours: float, sizing: Sizing, max_depth: int = 64) -> Plan:
     """The deepest model whose `tokens_per_param` budget the hours' FLOPs (on every process)
     cover and whose step fits the cards, trained on every token those FLOPs buy."""
-    budget = hours * 3600 * device_of(device).peak_flops * mfu * base.processes
+    processes, peak_flops = sizing.base.processes, device_of(sizing.device).peak_flops
+    budget = hours * 3600 * peak_flops * sizing.mfu * processes
     best = None
     for depth in range(1, max_depth + 1):
-        model = shape_for_depth(depth, vocab_size, base.seq_len)
-        params, _, flops_per_token = count_model(model, base.seq_len)
-        if flops_per_token * tokens_per_param * params > budget:
+        model = sizing.model(depth)
+        params, _, flops_per_token = count_model(model, sizing.base.seq_len)
+        if flops_per_token * sizing.tokens_per_param * params > budget:
             break
-        plan = plan_training(model, base, int(budget / flops_per_token), device, mfu)
+        plan = sizing.plan(model, int(budget / flops_per_token))
         if plan.fits:
             best = plan
     if best is None:
         raise ValueError(
-            f"{hours} hours on {base.processes} × {device} at MFU {mfu} do not cover even "
-            f"depth 1 at {tokens_per_param} tokens per parameter"
+            f"{hours} hours on {processes} × {sizing.device} at MFU {sizing.mfu} do not cover "
+            f"even depth 1 at {sizing.tokens_per_param} tokens per parameter"
         )
     return best
 
@@ -403,9 +410,10 @@ def make_plan(
         return plan_for_config(config, device, mfu)
     pretrain = dict(config["pretrain"], seq_len=seq_len)
     base = section_from_dict(TrainingConfig, pretrain, "pretrain")
+    sizing = Sizing(device, base, vocab_size, tokens_per_param, mfu)
     if hours is not None:
-        return plan_for_hours(hours, device, base, vocab_size, tokens_per_param, mfu)
-    return plan_for_depth(depth, device, base, vocab_size, tokens_per_param, mfu)
+        return plan_for_hours(hours, sizing)
+    return plan_for_depth(depth, sizing)
 
 
 def preset_devices() -> dict[Path, str]:

@@ -184,18 +184,18 @@ def write_mixture(
     clean_stats_paths: Sequence[str | os.PathLike],
     dedup_stats_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
-    table_path: str | os.PathLike,
-    figure_path: str | os.PathLike,
+    outputs: Mapping[str, str | os.PathLike],
 ) -> None:
     """The mixture of sources: a table of each source through the stages, and a bar per source
-    of its share of the train tokens against its weight's share."""
+    of its share of the train tokens against its weight's share; `outputs` maps mixture and
+    mixture_figure to their paths."""
     manifest = read_json(manifest_path)
     rows = mixture_rows(clean_totals(clean_stats_paths), read_json(dedup_stats_path), manifest)
     headers = ["Source", "Weight", "Target share (%)", "Train share (%)", "Train tokens"]
     headers += ["Train tokens before mixing", "Epochs", "Val tokens", "Test tokens"]
     headers += ["Documents read", "Kept by cleaning", "Kept by dedup"]
     write_html(
-        table_path,
+        outputs["mixture"],
         "Mixture of sources",
         html_table(headers, rows)
         + "<p>Epochs: train tokens written over the source's own train tokens (above 1: "
@@ -203,7 +203,7 @@ def write_mixture(
         "natural proportions.</p>",
     )
     plots.plot_bars(
-        figure_path,
+        outputs["mixture_figure"],
         "share of the train tokens per source",
         "source",
         "share of train tokens (%)",
@@ -277,13 +277,7 @@ def write_data_report(
     plot_clusters(dedup_stats_path, outputs["clusters"])
     write_tokenizer_table(tokenizer_eval_path, tokenizer_path, manifest_path, outputs["tokenizer"])
     plot_splits(manifest_path, outputs["splits"])
-    write_mixture(
-        clean_stats_paths,
-        dedup_stats_path,
-        manifest_path,
-        outputs["mixture"],
-        outputs["mixture_figure"],
-    )
+    write_mixture(clean_stats_paths, dedup_stats_path, manifest_path, outputs)
 
 
 # ---------------------------------------------------------------------------- training

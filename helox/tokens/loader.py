@@ -9,8 +9,9 @@ tokens, labels its last seq_len. Training visits windows in a permutation fixed 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Self, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,7 @@ from helox.common.io import read_json
 
 TOKENS_COLUMN = "tokens"
 BINCOUNT_CHUNK = 1 << 24
+Item = TypeVar("Item")
 
 
 class TokenStream:
@@ -94,12 +96,42 @@ class TokenStream:
         return counts
 
 
-class PackedBatches:
-    """Endless shuffled training batches over epochs; `state()`/`load_state()` resume exactly.
+class ShuffledBatches:
+    """The position of endless batches that visit their items in an order fixed by (seed,
+    epoch): `epoch`, and `index` into that epoch's order, which `state()`/`load_state()` save
+    and restore. Under torchrun every process walks the same order and keeps the same
+    position; a global batch is `world_size` × `batch_size` items, of which process `rank`
+    takes its own run (`own_share`)."""
 
-    With `world_size` > 1 every rank walks the same order and takes its own slice of each
-    global batch, so all ranks share one state.
-    """
+    def __init__(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.index = 0
+
+    def permutation(self, count: int) -> np.ndarray:
+        """This epoch's order of `count` items."""
+        return np.random.default_rng([self.seed, self.epoch]).permutation(count)
+
+    def own_share(self, global_batch: Sequence[Item]) -> Sequence[Item]:
+        """This process's `batch_size` items of a global batch."""
+        return global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def __iter__(self) -> Self:
+        return self
+
+
+class PackedBatches(ShuffledBatches):
+    """Endless shuffled training batches of token windows over epochs; `state()`/`load_state()`
+    resume exactly."""
 
     def __init__(
         self,
@@ -110,26 +142,15 @@ class PackedBatches:
         rank: int = 0,
         world_size: int = 1,
     ):
+        super().__init__(batch_size, seed, rank, world_size)
         self.stream = stream
         self.seq_len = seq_len
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
         self.num_windows = stream.num_windows(seq_len)
-        self.epoch = 0
-        self.index = 0
-        self._order = self._permutation(0)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
-
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
+        self._order = self.permutation(self.num_windows)
 
     def load_state(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._order = self._permutation(self.epoch)
+        super().load_state(state)
+        self._order = self.permutation(self.num_windows)
 
     def _take(self, count: int) -> np.ndarray:
         """The next `count` window ids, moving into the next epoch's order when one runs out."""
@@ -137,20 +158,16 @@ class PackedBatches:
         while count:
             if self.index == self.num_windows:
                 self.epoch, self.index = self.epoch + 1, 0
-                self._order = self._permutation(self.epoch)
+                self._order = self.permutation(self.num_windows)
             part = self._order[self.index : self.index + count]
             taken.append(part)
             self.index += len(part)
             count -= len(part)
         return np.concatenate(taken)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self
-
     def __next__(self) -> tuple[Tensor, Tensor]:
         global_batch = self._take(self.batch_size * self.world_size)
-        mine = global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        return self.stream.batch(mine, self.seq_len)
+        return self.stream.batch(self.own_share(global_batch), self.seq_len)
 
 
 def eval_batches(

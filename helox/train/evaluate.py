@@ -18,6 +18,7 @@ from helox.model.network import IGNORE_INDEX, HeloxLM
 from helox.train.metrics import bits_per_byte
 
 Batch = tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict[str, Tensor]]
+Autocast = AbstractContextManager  # the mixed-precision context a forward pass runs under
 
 
 def to_device(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -64,7 +65,7 @@ def score_batches(
     batches: Iterable[Batch],
     device: torch.device,
     token_bytes: Tensor | None = None,
-    autocast: AbstractContextManager | None = None,
+    autocast: Autocast | None = None,
 ) -> Score:
     """Sum the loss of every label that is not IGNORE_INDEX; the model is left in eval mode."""
     model.eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -19,18 +20,18 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self
 
 from helox.common.config_files import section_from_dict
 from helox.common.distributed import DistributedEnv
 from helox.common.io import read_json
 from helox.common.logs import FORMAT, setup_logging
 from helox.train.config import TrainingConfig
+from helox.train.lineage import stage_job_arguments
 
 log = logging.getLogger(__name__)
 
 
-Job = TypeVar("Job")
 # The rendezvous port is derived from the Slurm job id, so that two jobs whose allocations share
 # a first node do not collide; the range lies below Linux's ephemeral ports (32768 and up).
 PORT_BASE, PORT_SPAN = 20000, 10000
@@ -220,46 +221,71 @@ def scheduler_request(section: Mapping[str, Any]) -> dict[str, int | str]:
 # ---------------------------------------------------------------------------- the workers
 
 
-def job_to_json(job: Any) -> str:
-    return json.dumps(dataclasses.asdict(job))
+class StageJob:
+    """A stage's arguments as data (`stage_job` makes one dataclass of them per stage), which
+    a torchrun worker reads back from JSON."""
+
+    run: ClassVar[Callable[..., dict]]  # the stage's run, whose parameters are the fields
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """A job from `to_json`, its config sections rebuilt and checked."""
+        types = {field.name: field.type for field in dataclasses.fields(cls)}
+        return cls(
+            **{
+                name: section_from_dict(types[name], value, name)
+                if dataclasses.is_dataclass(types[name])
+                else value
+                for name, value in json.loads(text).items()
+            }
+        )
 
 
-def launch_stage(
-    stage: str,
-    run: Callable[..., Any],
-    job: Any,
-    config: TrainingConfig,
-    log_path: str | os.PathLike | None = None,
-) -> dict:
-    """`run(**job)` here, or with `config.nproc` or `config.nodes` above 1 in that many
-    processes of the module that defines `run` (`launch_processes`), whose rank 0 appends to
-    `log_path`; the metrics the stage wrote to `job.output_dir/metrics.json`."""
+def stage_job(name: str, run: Callable[..., dict]) -> type[StageJob]:
+    """A `StageJob` dataclass named `name` whose fields are `run`'s parameters, with their
+    types and defaults."""
+    hints = typing.get_type_hints(run)
+    fields = [
+        (parameter.name, hints[parameter.name])
+        if parameter.default is parameter.empty
+        else (parameter.name, hints[parameter.name], dataclasses.field(default=parameter.default))
+        for parameter in inspect.signature(run).parameters.values()
+    ]
+    namespace = {"run": staticmethod(run), "__module__": run.__module__}
+    return dataclasses.make_dataclass(name, fields, bases=(StageJob,), namespace=namespace)
+
+
+def stage_config(job: StageJob) -> TrainingConfig:
+    """The job's training section: SFT's and DPO's `config`, pretraining's `training_config`."""
+    return next(value for value in vars(job).values() if isinstance(value, TrainingConfig))
+
+
+def launch_stage(job: StageJob, log_path: str | os.PathLike | None = None) -> dict:
+    """`job.run(**job)` here, or with its config's `nproc` or `nodes` above 1 in that many
+    processes of the module that defines `job.run` (`launch_processes`), whose rank 0 appends
+    to `log_path`; the metrics the stage wrote to `job.output_dir/metrics.json`."""
+    config = stage_config(job)
     if config.nproc == 1 and config.nodes == 1:
-        return run(**vars(job))
-    launch_processes(stage, run.__module__, job_to_json(job), config, log_path)
+        return job.run(**vars(job))
+    launch_processes(config.SECTION, job.run.__module__, job.to_json(), config, log_path)
     return read_json(Path(job.output_dir) / "metrics.json")
 
 
-def job_from_json(job_type: type[Job], text: str) -> Job:
-    """A job dataclass from `job_to_json`, its config sections rebuilt and checked."""
-    fields = json.loads(text)
-    hints = typing.get_type_hints(job_type)
-    return job_type(
-        **{
-            name: section_from_dict(hints[name], value, name)
-            if dataclasses.is_dataclass(hints[name])
-            else value
-            for name, value in fields.items()
-        }
-    )
+def launch_snakemake_job(smk: Any, job_type: type[StageJob], **inputs: Any) -> dict:
+    """What a training rule's `script:` launches: a `job_type` of `inputs` and the output
+    folder and `stage_job_arguments` of its Snakemake job (`smk`), whose rank 0 appends to the
+    job's log."""
+    job = job_type(**inputs, output_dir=smk.output[0], **stage_job_arguments(smk))
+    return launch_stage(job, log_path=smk.log[0])
 
 
-def worker_main(
-    prog: str, job_type: type[Job], run: Callable[..., Any], argv: list[str] | None = None
-) -> int:
-    """One torchrun worker: `python -m <prog> JOB_JSON [LOG_FILE]` calls `run(**job)`;
-    rank 0 logs at INFO and appends to LOG_FILE, the others log warnings only."""
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
+def worker_main(job_type: type[StageJob], argv: list[str] | None = None) -> int:
+    """One torchrun worker: `python -m <module of job_type.run> JOB_JSON [LOG_FILE]` runs the
+    job; rank 0 logs at INFO and appends to LOG_FILE, the others log warnings only."""
+    parser = argparse.ArgumentParser(prog=f"python -m {job_type.run.__module__}")
     parser.add_argument("job", help=f"a {job_type.__name__} as JSON")
     parser.add_argument("log", nargs="?", default=None, help="a file rank 0 appends its log to")
     args = parser.parse_args(argv)
@@ -269,5 +295,6 @@ def worker_main(
         handler = logging.FileHandler(Path(args.log), mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter(FORMAT))
         logging.getLogger().addHandler(handler)
-    run(**vars(job_from_json(job_type, args.job)))
+    job = job_type.from_json(args.job)
+    job.run(**vars(job))
     return 0

@@ -7,14 +7,13 @@ so one loop serves next-token training (pretraining, SFT) and preference tuning 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from helox.model.network import IGNORE_INDEX
-from helox.train.evaluate import Batch, score_batches
+from helox.train.evaluate import Autocast, Batch, score_batches
 
 
 class Objective(Protocol):
@@ -25,11 +24,7 @@ class Objective(Protocol):
         ...
 
     def score(
-        self,
-        model: nn.Module,
-        batches: Iterable[Batch],
-        device: torch.device,
-        autocast: AbstractContextManager,
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device, autocast: Autocast
     ) -> dict[str, float]:
         """Validation metrics named `val_*`, `val_loss` among them; leaves `model` in eval mode."""
         ...
@@ -57,10 +52,6 @@ class NextTokenObjective:
         return output.loss, output.loss + self.z_loss_weight * z_loss(output.logits, labels)
 
     def score(
-        self,
-        model: nn.Module,
-        batches: Iterable[Batch],
-        device: torch.device,
-        autocast: AbstractContextManager,
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device, autocast: Autocast
     ) -> dict[str, float]:
         return score_batches(model, batches, device, self.token_bytes, autocast).as_metrics()

@@ -12,14 +12,13 @@ sequence each slot holds and `reference_logps` their log-probabilities under π_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from helox.model.network import IGNORE_INDEX
-from helox.train.evaluate import Batch, to_device
+from helox.train.evaluate import Autocast, Batch, to_device
 from helox.train.metrics import bits_per_byte
 
 BOOKKEEPING = ("sequence_ids", "reference_logps")
@@ -79,11 +78,7 @@ class DPOObjective:
 
     @torch.no_grad()
     def score(
-        self,
-        model: nn.Module,
-        batches: Iterable[Batch],
-        device: torch.device,
-        autocast: AbstractContextManager,
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device, autocast: Autocast
     ) -> dict[str, float]:
         """Over the held-out pairs: DPO loss; reward accuracy (chosen reward above rejected,
         ties counting half, so the reference itself scores 0.5); mean reward margin

@@ -13,21 +13,20 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from helox.common.io import sha256_file
 from helox.model.config import ModelConfig
-from helox.model.device import DeviceManager
 from helox.model.folder import load_final
 from helox.model.network import create_model_from_config
 from helox.tokens.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
-from helox.train.launch import job_from_json, job_to_json, launch_stage, worker_main
+from helox.train.launch import launch_stage, stage_job, worker_main
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
-from helox.train.stage import RunSpec, train_stage
+from helox.train.stage import RunSpec, StageRun, train_stage
 from helox.train.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -67,11 +66,12 @@ def run_pretrain(
     Under torchrun every process calls this; rank 0 writes. Returns the metrics also
     written to `output_dir/metrics.json`. `snakemake_job` names the job in the tracking tags.
     """
-    manifest_path, output_dir = Path(manifest_path), Path(output_dir)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
-    device_manager = DeviceManager(training_config.device, threads)
-    device_manager.init_distributed()
+    run = StageRun(
+        output_dir, training_config, seed, tracking, checkpoint_dir, threads, snakemake_job
+    )
+    device_manager = run.start_devices()
     dist = device_manager.dist
+    manifest_path = Path(manifest_path)
 
     train_stream = TokenStream(manifest_path, "train")
     val_stream = TokenStream(manifest_path, "val")
@@ -90,6 +90,7 @@ def run_pretrain(
         train_stream, seq_len, batch_size, seed, rank=dist.rank, world_size=dist.world_size
     )
     val_stream.num_windows(seq_len)  # a val split too short to score fails now, not after training
+    val_batches = partial(eval_batches, val_stream, seq_len, batch_size)
     manifest_sha256 = sha256_file(manifest_path)
     start = {"init": sha256_file(init_dir / "model.safetensors")} if init_dir else {}
     fingerprint = run_fingerprint(
@@ -114,12 +115,7 @@ def run_pretrain(
     )
     unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
     spec = RunSpec(
-        stage="pretrain",
-        config=training_config,
-        seed=seed,
         fingerprint=fingerprint,
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
         tokenizer_path=Path(tokenizer_path),
         params={
             "model": dataclasses.asdict(model_config),
@@ -138,61 +134,16 @@ def run_pretrain(
             "parameters": parameters,
             "flops_per_token": model.flops_per_token(seq_len),
         },
+        result="val loss %(val_loss).4f (perplexity %(val_perplexity).2f, %(val_bpb).4f bits per "
+        "byte) vs unigram baseline %(unigram_val_loss).4f",
         baselines={"unigram_loss": unigram},
         token_bytes=token_bytes,
-        snakemake_job=snakemake_job,
     )
-    metrics = train_stage(
-        spec,
-        model,
-        train_batches,
-        lambda: eval_batches(val_stream, seq_len, batch_size),
-        device_manager,
-        tracking,
-    )
-    if dist.is_main:
-        log.info(
-            "val loss %.4f (perplexity %.2f, %.4f bits per byte) vs unigram baseline %.4f",
-            metrics["val_loss"],
-            metrics["val_perplexity"],
-            metrics["val_bpb"],
-            unigram,
-        )
-    device_manager.shutdown()
-    return metrics
+    return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 
 
-# ---------------------------------------------------------------------------- several processes
-
-
-@dataclass
-class PretrainJob:
-    """The arguments of `run_pretrain`, as data that a torchrun worker reads back from JSON."""
-
-    manifest_path: str
-    tokenizer_path: str
-    output_dir: str
-    model_config: ModelConfig
-    training_config: TrainingConfig
-    seed: int
-    tracking: TrackingConfig
-    checkpoint_dir: str | None = None
-    threads: int | None = None
-    snakemake_job: str | None = None
-    init_dir: str | None = None
-
-    def to_json(self) -> str:
-        return job_to_json(self)
-
-    @classmethod
-    def from_json(cls, text: str) -> PretrainJob:
-        return job_from_json(cls, text)
-
-
-def launch_pretrain(job: PretrainJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage("pretrain", run_pretrain, job, job.training_config, log_path)
-
+PretrainJob = stage_job("PretrainJob", run_pretrain)
+launch_pretrain = launch_stage  # what the rule calls: a PretrainJob here or under torchrun
 
 if __name__ == "__main__":
-    sys.exit(worker_main("helox.train.pretrain", PretrainJob, run_pretrain))
+    sys.exit(worker_main(PretrainJob))

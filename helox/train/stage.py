@@ -1,13 +1,16 @@
 """One training stage from set-up to `final/` folder, shared by pretraining, SFT and DPO.
 
-A stage builds its model, batches and `RunSpec`; `train_stage` does the rest the same way
-for all of them: tracking params and lineage tags, the `Trainer` run (with the metrics of
-the starting model first where the stage asks for them), `metrics.json` and `save_final`.
+A stage's run holds what it was given besides its inputs as a `StageRun`, builds its model,
+batches and `RunSpec`; `train_stage` does the rest the same way for all of them: tracking
+params and lineage tags, the `Trainer` run (with the metrics of the starting model first where
+the stage asks for them), `metrics.json` and `save_final`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,41 +27,70 @@ from helox.train.loop import BatchSource, Trainer, ValBatchesFn
 from helox.train.objective import Objective
 from helox.train.tracking import Tracker, TrackingConfig
 
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageRun:
+    """What every stage's run is given besides its inputs, in the order the run takes it."""
+
+    output_dir: str | os.PathLike
+    config: TrainingConfig  # the stage's section, whose SECTION names the stage
+    seed: int
+    tracking: TrackingConfig
+    checkpoint_dir: str | os.PathLike | None = None  # None: `checkpoints/` beside output_dir
+    threads: int | None = None
+    snakemake_job: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """The stage's name (pretrain, sft, dpo): its tracking run's and its metrics'."""
+        return self.config.SECTION
+
+    @property
+    def checkpoints(self) -> Path:
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir)
+        return Path(self.output_dir).parent / "checkpoints"
+
+    def start_devices(self) -> DeviceManager:
+        """This process's DeviceManager, in the torchrun process group when there is one."""
+        device_manager = DeviceManager(self.config.device, self.threads)
+        device_manager.init_distributed()
+        return device_manager
+
 
 @dataclass
 class RunSpec:
-    """What one stage's run is: its name, config, inputs' identity and outputs."""
+    """What one stage's run built besides its model and batches: the identity of its inputs,
+    what it records, and how it trains."""
 
-    stage: str  # "pretrain", "sft", "dpo": the tracking run's name and metrics' "stage"
-    config: TrainingConfig
-    seed: int
     fingerprint: str  # run_fingerprint of everything that decides the run
-    output_dir: Path
-    checkpoint_dir: Path
     tokenizer_path: Path
     params: dict[str, Any]  # tracked as run parameters (configs, inputs), with seed and fingerprint
     # Hashes of what the run read; "pipeline" (the parent tracking run) defaults to this
     # run's own key and "manifest_sha256" to None.
     lineage: dict[str, Any]
+    result: str  # logged when done: a %-format of metrics.json's entries by name
     summary: dict[str, Any] = field(default_factory=dict)  # stage entries of metrics.json
     baselines: dict[str, float] = field(default_factory=dict)  # tracked at the last step
     compare_with_start: bool = False  # evaluate before training; report it as base_*
-    objective: Objective | None = None  # None: next-token prediction
     token_bytes: Tensor | None = None  # bytes per token id, for bits per byte
-    snakemake_job: str | None = None
+    objective: Objective | None = None  # None: next-token prediction
 
 
 def train_stage(
+    run: StageRun,
     spec: RunSpec,
     model: HeloxLM,
     train_batches: BatchSource,
     val_batches_fn: ValBatchesFn,
     device_manager: DeviceManager,
-    tracking: TrackingConfig,
 ) -> dict:
-    """Train `model` as `spec` says, write `spec.output_dir`, and return its metrics.json.
+    """Train `model` as `run` and `spec` say, write `run.output_dir`, log `spec.result`, leave
+    the process group of `device_manager`, and return its metrics.json.
 
-    Resumes from `spec.checkpoint_dir` when a killed run with the same fingerprint left a
+    Resumes from `run.checkpoints` when a killed run with the same fingerprint left a
     checkpoint there. Every process calls it under torchrun; rank 0 alone tracks and writes.
     """
     is_main = device_manager.dist.is_main
@@ -67,20 +99,20 @@ def train_stage(
         "manifest_sha256": None,
         **spec.lineage,
     }
-    params = {**spec.params, "seed": spec.seed, "fingerprint": spec.fingerprint}
-    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], spec.snakemake_job)
-    tracker_config = tracking if is_main else dataclasses.replace(tracking, enabled=False)
-    with Tracker(tracker_config, spec.stage, params, tags, pipeline=lineage["pipeline"]) as tracker:
+    params = {**spec.params, "seed": run.seed, "fingerprint": spec.fingerprint}
+    tags = lineage_tags(lineage["manifest_sha256"], lineage["tokenizer_sha256"], run.snakemake_job)
+    tracker_config = run.tracking if is_main else dataclasses.replace(run.tracking, enabled=False)
+    with Tracker(tracker_config, run.stage, params, tags, pipeline=lineage["pipeline"]) as tracker:
         trainer = Trainer(
             model,
             train_batches,
             val_batches_fn,
-            spec.config,
+            run.config,
             device_manager,
-            spec.checkpoint_dir,
+            run.checkpoints,
             spec.fingerprint,
             tracker,
-            hooks=[ProgressHook(spec.stage)],
+            hooks=[ProgressHook(run.stage)],
             token_bytes=spec.token_bytes,
             objective=spec.objective,
         )
@@ -91,14 +123,17 @@ def train_stage(
                 {f"val/{key.removeprefix('val_')}": value for key, value in spec.baselines.items()},
                 trained["steps"],
             )
-        tracker.set_tags(output_tags(spec.output_dir, spec.checkpoint_dir))
+        tracker.set_tags(output_tags(run.output_dir, run.checkpoints))
     metrics = {
-        "stage": spec.stage,
+        "stage": run.stage,
         **{key: value for key, value in trained.items() if key.startswith("val_")},
         **{f"base_{key}": value for key, value in start.items() if key.startswith("val_")},
         **spec.summary,
         "lineage": lineage,
         **{key: value for key, value in trained.items() if not key.startswith("val_")},
     }
-    save_final(spec.output_dir, model, model.config, spec.tokenizer_path, metrics)
+    save_final(run.output_dir, model, model.config, spec.tokenizer_path, metrics)
+    if is_main:
+        log.info(spec.result, metrics)
+    device_manager.shutdown()
     return metrics

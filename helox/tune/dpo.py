@@ -14,8 +14,8 @@ import dataclasses
 import logging
 import os
 import sys
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,19 +23,17 @@ import torch
 import torch.distributed as dist
 
 from helox.common.io import sha256_file
-from helox.model.device import DeviceManager
 from helox.model.folder import load_final
 from helox.model.network import HeloxLM
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import run_defining, run_fingerprint
-from helox.train.config import TrainingConfig
-from helox.train.evaluate import to_device
-from helox.train.launch import launch_stage, worker_main
-from helox.train.lineage import pretrained_lineage
+from helox.train.evaluate import Autocast, to_device
+from helox.train.launch import launch_stage, stage_job, worker_main
+from helox.train.lineage import tuned_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.preference import DPOObjective, sequence_log_probs
-from helox.train.stage import RunSpec, train_stage
+from helox.train.stage import RunSpec, StageRun, train_stage
 from helox.train.tracking import TrackingConfig
 from helox.tune.dpo_data import (
     EncodedPair,
@@ -45,20 +43,20 @@ from helox.tune.dpo_data import (
     read_preference_data,
     split_pairs,
 )
+from helox.tune.sft import TuningConfig
+from helox.tune.sft_data import describe_split
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DPOConfig(TrainingConfig):
-    """Preference tuning of the SFT model, which stays frozen as the reference."""
+class DPOConfig(TuningConfig):
+    """Preference tuning of the SFT model, which stays frozen as the reference: `data` holds
+    {"prompt" | "messages", "chosen", "rejected"} lines."""
 
     SECTION: ClassVar[str] = "dpo"
 
-    data: str = ""  # JSONL of {"prompt" | "messages", "chosen", "rejected"}; "" = derived
     max_pairs: int = 1000  # derived pairs
-    val_fraction: float = 0.05
-    packing: bool = True
     beta: float = 0.1  # strength of the pull towards the reference
     label_smoothing: float = 0.0  # conservative DPO: the share of preferences assumed flipped
 
@@ -69,7 +67,7 @@ def attach_reference_logps(
     pairs: list[EncodedPair],
     batch_size: int,
     device: torch.device,
-    autocast: AbstractContextManager,
+    autocast: Autocast,
 ) -> None:
     """Set each pair's `reference` to the summed response log-probabilities under `model`.
     Under several processes each scores every world-th batch and they sum what they found,
@@ -106,11 +104,10 @@ def run_dpo(
     the reference (base_*) and of the tuned model. The run nests under the pipeline run of
     the SFT folder. Under torchrun every process calls this, each training on its rows of
     every batch; rank 0 writes."""
-    sft_dir, output_dir = Path(sft_dir), Path(output_dir)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
+    run = StageRun(output_dir, config, seed, tracking, checkpoint_dir, threads, snakemake_job)
+    device_manager = run.start_devices()
+    sft_dir = Path(sft_dir)
     tokenizer_path = sft_dir / "tokenizer.model"
-    device_manager = DeviceManager(config.device, threads)
-    device_manager.init_distributed()
 
     data = read_preference_data(data_path)
     processor = load_tokenizer(tokenizer_path)
@@ -119,14 +116,9 @@ def run_dpo(
     val_encoded = encode_pairs(val_pairs, processor, config.seq_len, data.skipped)
     if not val_encoded:
         raise ValueError(f"{data_path}: no held-out pair has two different answers to score")
-    log.info(
-        "DPO on %d pairs, %d held out, %d lines skipped %s, device %s",
-        len(train_encoded),
-        len(val_encoded),
-        sum(data.skipped.values()),
-        dict(data.skipped),
-        device_manager.get_device_info(),
-    )
+    val_batches = partial(eval_pair_batches, val_encoded, config.batch_size, config.eval_batches)
+    counts = describe_split("pairs", train_encoded, val_encoded, data.skipped)
+    log.info("DPO on %s, device %s", counts, device_manager.get_device_info())
 
     seed_everything(seed)
     model, _ = load_final(sft_dir, device_manager.device)
@@ -146,15 +138,10 @@ def run_dpo(
     )
     token_bytes = token_byte_lengths(tokenizer_path)
     spec = RunSpec(
-        stage="dpo",
-        config=config,
-        seed=seed,
         fingerprint=fingerprint,
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
         tokenizer_path=tokenizer_path,
         params={"dpo": dataclasses.asdict(config), "sft": str(sft_dir), "data": str(data_path)},
-        lineage={**pretrained_lineage(sft_dir), "tokenizer_sha256": sha256_file(tokenizer_path)},
+        lineage=tuned_lineage(sft_dir, tokenizer_path),
         summary={
             "train_pairs": len(train_encoded),
             "val_pairs": len(val_encoded),
@@ -162,50 +149,18 @@ def run_dpo(
             "beta": config.beta,
             "label_smoothing": config.label_smoothing,
         },
+        result="held-out reward accuracy %(val_reward_accuracy).3f (reference "
+        "%(base_val_reward_accuracy).3f), prefers the chosen answer "
+        "%(val_preference_accuracy).3f (reference %(base_val_preference_accuracy).3f)",
         compare_with_start=True,
-        objective=DPOObjective(config.beta, config.label_smoothing, token_bytes),
         token_bytes=token_bytes,
-        snakemake_job=snakemake_job,
+        objective=DPOObjective(config.beta, config.label_smoothing, token_bytes),
     )
-    metrics = train_stage(
-        spec,
-        model,
-        train_batches,
-        lambda: eval_pair_batches(val_encoded, config.batch_size, config.eval_batches),
-        device_manager,
-        tracking,
-    )
-    log.info(
-        "held-out reward accuracy %.3f (reference %.3f), prefers the chosen answer %.3f "
-        "(reference %.3f)",
-        metrics["val_reward_accuracy"],
-        metrics["base_val_reward_accuracy"],
-        metrics["val_preference_accuracy"],
-        metrics["base_val_preference_accuracy"],
-    )
-    device_manager.shutdown()
-    return metrics
+    return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 
 
-@dataclass
-class DPOJob:
-    """The arguments of `run_dpo`, as data that a torchrun worker reads back from JSON."""
-
-    sft_dir: str
-    data_path: str
-    output_dir: str
-    config: DPOConfig
-    seed: int
-    tracking: TrackingConfig
-    checkpoint_dir: str | None = None
-    threads: int | None = None
-    snakemake_job: str | None = None
-
-
-def launch_dpo(job: DPOJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage("dpo", run_dpo, job, job.config, log_path)
-
+DPOJob = stage_job("DPOJob", run_dpo)
+launch_dpo = launch_stage  # what the rule and the CLI call: a DPOJob here or under torchrun
 
 if __name__ == "__main__":
-    sys.exit(worker_main("helox.tune.dpo", DPOJob, run_dpo))
+    sys.exit(worker_main(DPOJob))

@@ -33,6 +33,7 @@ from helox.tokens.chat import RenderedChat, render_chat
 from helox.tune import formats as dataset_formats
 from helox.tune.sft_data import (
     JsonlExamples,
+    TuningBatches,
     collate_packed,
     cut_to,
     first_fit_rows,
@@ -145,58 +146,22 @@ def collate_pairs(
     return inputs, labels, extra
 
 
-class PreferenceBatches:
-    """Endless batches of `batch_size` pairs in an order fixed by (seed, epoch); position
-    restorable. With `pack_width` the batch's sequences are first-fit into rows. Under
-    torchrun a global batch is `world_size` × `batch_size` pairs, of which process `rank`
-    takes its own run."""
+class PreferenceBatches(TuningBatches[EncodedPair, int]):
+    """Endless batches of `batch_size` pairs, each epoch's pairs shuffled. With `pack_width`
+    the batch's sequences are first-fit into rows."""
 
-    def __init__(
-        self,
-        pairs: list[EncodedPair],
-        batch_size: int,
-        seed: int,
-        pack_width: int | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if not pairs:
-            raise ValueError("no preference pairs to train on")
-        longest = max(len(s.ids) - 1 for pair in pairs for s in (pair.chosen, pair.rejected))
-        if pack_width is not None and longest > pack_width:
-            raise ValueError(f"an answer of {longest} tokens does not fit a row of {pack_width}")
-        self.pairs = pairs
-        self.batch_size = batch_size
-        self.seed = seed
-        self.pack_width = pack_width
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-        self.index = 0
+    ITEMS = "preference pairs"
+    SEQUENCE = "answer"
 
-    def _order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.pairs))
+    def slots(self, item: EncodedPair) -> int:
+        return max(len(item.chosen.ids), len(item.rejected.ids)) - 1
 
-    def __iter__(self):
-        return self
+    def order_units(self) -> list[int]:
+        return [int(i) for i in self.permutation(len(self.items))]
 
     def __next__(self) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        chosen, order = [], self._order()
-        for _ in range(self.batch_size * self.world_size):
-            if self.index >= len(self.pairs):
-                self.epoch, self.index = self.epoch + 1, 0
-                order = self._order()
-            chosen.append(self.pairs[int(order[self.index])])
-            self.index += 1
-        mine = chosen[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        return collate_pairs(mine, self.pack_width)
-
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.index = int(state["index"])
+        pairs = [self.items[i] for i in self.next_units()]
+        return collate_pairs(pairs, self.pack_width)
 
 
 def eval_pair_batches(pairs: list[EncodedPair], batch_size: int, max_batches: int | None = None):

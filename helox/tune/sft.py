@@ -12,23 +12,24 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from helox.common.io import sha256_file
-from helox.model.device import DeviceManager
 from helox.model.folder import load_final
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
-from helox.train.launch import launch_stage, worker_main
-from helox.train.lineage import pretrained_lineage
+from helox.train.launch import launch_stage, stage_job, worker_main
+from helox.train.lineage import tuned_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
-from helox.train.stage import RunSpec, train_stage
+from helox.train.stage import RunSpec, StageRun, train_stage
 from helox.train.tracking import TrackingConfig
 from helox.tune.sft_data import (
     SFTBatches,
+    describe_split,
     encode_examples,
     eval_batches,
     held_out_flags,
@@ -40,14 +41,22 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig(TrainingConfig):
+class TuningConfig(TrainingConfig):
+    """A stage that tunes a trained model on a data file: SFT, DPO."""
+
+    data: str = ""  # the stage's data file; "" = derived from the standard library
+    max_pairs: int = 4000  # derived pairs
+    val_fraction: float = 0.05
+    packing: bool = True  # several sequences per row; attention never crosses them
+
+
+@dataclass
+class SFTConfig(TuningConfig):
+    """Fine-tuning on instruction data: `data` holds {"instruction", "response"} lines."""
+
     SECTION: ClassVar[str] = "sft"
 
-    data: str = ""  # JSONL of {"instruction", "response"}; "" = pairs from the standard library
-    max_pairs: int = 4000  # derived pairs
     max_response_chars: int = 2000
-    val_fraction: float = 0.05
-    packing: bool = True  # several conversations per row; attention never crosses them
 
 
 def run_sft(
@@ -67,12 +76,11 @@ def run_sft(
     The tracking run nests under the pipeline run of the pretrained folder. Under torchrun
     every process calls this, each training on its slice of every batch; rank 0 writes.
     """
-    pretrained_dir, output_dir = Path(pretrained_dir), Path(output_dir)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.parent / "checkpoints"
-    tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
-    device_manager = DeviceManager(config.device, threads)
-    device_manager.init_distributed()
+    run = StageRun(output_dir, config, seed, tracking, checkpoint_dir, threads, snakemake_job)
+    device_manager = run.start_devices()
     dist = device_manager.dist
+    pretrained_dir = Path(pretrained_dir)
+    tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
 
     data = read_instruction_data(data_path)
     processor = load_tokenizer(tokenizer_path)
@@ -91,14 +99,9 @@ def run_sft(
     )
     if not val_examples:
         raise ValueError(f"{data_path}: no held-out example has a response to score")
-    log.info(
-        "SFT on %d examples, %d held out, %d lines skipped %s, device %s",
-        len(train_examples),
-        len(val_examples),
-        sum(data.skipped.values()),
-        dict(data.skipped),
-        device_manager.get_device_info(),
-    )
+    val_batches = partial(eval_batches, val_examples, config.batch_size, config.eval_batches)
+    counts = describe_split("examples", train_examples, val_examples, data.skipped)
+    log.info("SFT on %s, device %s", counts, device_manager.get_device_info())
 
     train_batches = SFTBatches(
         train_examples,
@@ -129,69 +132,29 @@ def run_sft(
         data=sha256_file(data_path),
     )
     spec = RunSpec(
-        stage="sft",
-        config=config,
-        seed=seed,
         fingerprint=fingerprint,
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
         tokenizer_path=tokenizer_path,
         params={
             "sft": dataclasses.asdict(config),
             "pretrained": str(pretrained_dir),
             "data": str(data_path),
         },
-        lineage={
-            **pretrained_lineage(pretrained_dir),
-            "tokenizer_sha256": sha256_file(tokenizer_path),
-        },
+        lineage=tuned_lineage(pretrained_dir, tokenizer_path),
         summary={
             "train_examples": len(train_examples),
             "val_examples": len(val_examples),
             "skipped_lines": dict(data.skipped),
             **padding,
         },
+        result="held-out response loss %(val_loss).4f after SFT, %(base_val_loss).4f before",
         compare_with_start=True,
         token_bytes=token_byte_lengths(tokenizer_path),
-        snakemake_job=snakemake_job,
     )
-    metrics = train_stage(
-        spec,
-        model,
-        train_batches,
-        lambda: eval_batches(val_examples, config.batch_size, config.eval_batches),
-        device_manager,
-        tracking,
-    )
-    log.info(
-        "held-out response loss %.4f after SFT, %.4f before",
-        metrics["val_loss"],
-        metrics["base_val_loss"],
-    )
-    device_manager.shutdown()
-    return metrics
+    return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 
 
-@dataclass
-class SFTJob:
-    """The arguments of `run_sft`, as data that a torchrun worker reads back from JSON."""
-
-    pretrained_dir: str
-    data_path: str
-    output_dir: str
-    config: SFTConfig
-    seed: int
-    tracking: TrackingConfig
-    checkpoint_dir: str | None = None
-    threads: int | None = None
-    tokenizer_path: str | None = None
-    snakemake_job: str | None = None
-
-
-def launch_sft(job: SFTJob, log_path: str | os.PathLike | None = None) -> dict:
-    """Run `job` here or under torchrun (`launch_stage`); its metrics."""
-    return launch_stage("sft", run_sft, job, job.config, log_path)
-
+SFTJob = stage_job("SFTJob", run_sft)
+launch_sft = launch_stage  # what the rule and the CLI call: an SFTJob here or under torchrun
 
 if __name__ == "__main__":
-    sys.exit(worker_main("helox.tune.sft", SFTJob, run_sft))
+    sys.exit(worker_main(SFTJob))

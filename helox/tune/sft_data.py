@@ -13,9 +13,9 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Generic, TypeVar
+from typing import IO, ClassVar, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from helox.data.packed import CorruptStreamError, open_unpacked
 from helox.tokens.chat import RenderedChat, render_chat
+from helox.tokens.loader import ShuffledBatches
 from helox.tokens.vocab import SPECIAL_IDS
 from helox.tune.formats import parse_example
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 SKIPS_SHOWN = 20  # skipped records logged and kept one by one; the rest are only counted
 T = TypeVar("T")
+Unit = TypeVar("Unit")  # what a tuning batch is made of: an SFT row, a DPO pair
 
 
 @dataclass
@@ -176,6 +178,14 @@ def held_out_flags(
     return held_out
 
 
+def describe_split(what: str, train: list, held_out: list, skipped: Counter) -> str:
+    """A tuning stage's data for its log: "N `what`, M held out, K lines skipped {reason: N}"."""
+    return (
+        f"{len(train)} {what}, {len(held_out)} held out, "
+        f"{sum(skipped.values())} lines skipped {dict(skipped)}"
+    )
+
+
 def cut_to(chat: RenderedChat, seq_len: int) -> RenderedChat:
     """The first seq_len + 1 tokens of `chat` (seq_len inputs, each with its next token)."""
     return RenderedChat(chat.ids[: seq_len + 1], chat.trained[: seq_len + 1])
@@ -269,83 +279,95 @@ def first_fit_rows(lengths: list[int], width: int) -> list[list[int]]:
     return rows
 
 
-class SFTBatches:
-    """Endless batches in an order fixed by (seed, epoch); position restorable.
+class TuningBatches(ShuffledBatches, Generic[T, Unit]):
+    """Endless batches of tuning items (SFT examples, DPO pairs) in an order fixed by (seed,
+    epoch); position restorable. Each epoch orders its units (`order_units`); a global batch
+    is the next `world_size` × `batch_size` of them, moving into the next epoch when one runs
+    out, and process `rank` takes its own run. With `pack_width` the items' sequences are
+    first-fit into rows of that many slots."""
 
-    Each epoch shuffles the examples. Without `pack_width` a batch is `batch_size` examples
-    padded to the longest; with it, the shuffled examples are first-fit into rows of
-    `pack_width` slots, and a batch is `batch_size` such rows. Under torchrun a global batch
-    is `world_size` × `batch_size` rows, of which process `rank` takes its own run of rows;
-    every process keeps the same position.
-    """
+    ITEMS: ClassVar[str]  # what the items are, for the error when there are none
+    SEQUENCE: ClassVar[str]  # what one sequence is, for the error when one is too long
 
     def __init__(
         self,
-        examples: list[RenderedChat],
+        items: list[T],
         batch_size: int,
         seed: int,
         pack_width: int | None = None,
         rank: int = 0,
         world_size: int = 1,
     ):
-        if not examples:
-            raise ValueError("no SFT examples to train on")
-        longest = max(len(e.ids) - 1 for e in examples)
+        if not items:
+            raise ValueError(f"no {self.ITEMS} to train on")
+        longest = max(self.slots(item) for item in items)
         if pack_width is not None and longest > pack_width:
-            raise ValueError(f"an example of {longest} tokens does not fit a row of {pack_width}")
-        self.examples = examples
-        self.batch_size = batch_size
-        self.seed = seed
+            raise ValueError(
+                f"an {self.SEQUENCE} of {longest} tokens does not fit a row of {pack_width}"
+            )
+        super().__init__(batch_size, seed, rank, world_size)
+        self.items = items
         self.pack_width = pack_width
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-        self.index = 0
-        self._rows_of: tuple[int, list[list[int]]] | None = None
+        self._units_of: tuple[int, list[Unit]] | None = None
+
+    def slots(self, item: T) -> int:
+        """The row slots that the longest sequence of `item` takes."""
+        raise NotImplementedError
+
+    def order_units(self) -> list[Unit]:
+        """This epoch's units, in the order batches take them."""
+        raise NotImplementedError
+
+    def epoch_units(self) -> list[Unit]:
+        """`order_units` of this epoch, computed once per epoch."""
+        if self._units_of is None or self._units_of[0] != self.epoch:
+            self._units_of = (self.epoch, self.order_units())
+        return self._units_of[1]
+
+    def _next_unit(self) -> Unit:
+        if self.index >= len(self.epoch_units()):
+            self.epoch, self.index = self.epoch + 1, 0
+        unit = self.epoch_units()[self.index]
+        self.index += 1
+        return unit
+
+    def next_units(self) -> Sequence[Unit]:
+        """This process's units of the next global batch."""
+        return self.own_share([self._next_unit() for _ in range(self.batch_size * self.world_size)])
+
+
+class SFTBatches(TuningBatches[RenderedChat, list[int]]):
+    """Endless batches of SFT examples. Without `pack_width` a batch is `batch_size` examples
+    padded to the longest; with it, each epoch's shuffled examples are first-fit into rows of
+    `pack_width` slots, and a batch is `batch_size` such rows."""
+
+    ITEMS = "SFT examples"
+    SEQUENCE = "example"
+
+    def slots(self, item: RenderedChat) -> int:
+        return len(item.ids) - 1
+
+    def order_units(self) -> list[list[int]]:
+        order = self.permutation(len(self.items))
+        if self.pack_width is None:
+            return [[int(i)] for i in order]
+        lengths = [self.slots(self.items[i]) for i in order]
+        return [[int(order[i]) for i in row] for row in first_fit_rows(lengths, self.pack_width)]
 
     def rows(self) -> list[list[int]]:
         """This epoch's rows, as example indices."""
-        if self._rows_of is None or self._rows_of[0] != self.epoch:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
-            if self.pack_width is None:
-                rows = [[int(i)] for i in order]
-            else:
-                lengths = [len(self.examples[i].ids) - 1 for i in order]
-                rows = [
-                    [int(order[i]) for i in row] for row in first_fit_rows(lengths, self.pack_width)
-                ]
-            self._rows_of = (self.epoch, rows)
-        return self._rows_of[1]
-
-    def _next_row(self) -> list[RenderedChat]:
-        if self.index >= len(self.rows()):
-            self.epoch += 1
-            self.index = 0
-        row = self.rows()[self.index]
-        self.index += 1
-        return [self.examples[i] for i in row]
-
-    def __iter__(self):
-        return self
+        return self.epoch_units()
 
     def __next__(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict]:
-        global_rows = [self._next_row() for _ in range(self.batch_size * self.world_size)]
-        rows = global_rows[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        rows = [[self.items[i] for i in row] for row in self.next_units()]
         if self.pack_width is None:
             return collate([row[0] for row in rows])
         return collate_packed(rows, self.pack_width)
 
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.index = int(state["index"])
-
 
 def padding_fraction(batches: SFTBatches) -> float:
     """The share of slots that hold padding in the first epoch of `batches`."""
-    used = [sum(len(batches.examples[i].ids) - 1 for i in row) for row in batches.rows()]
+    used = [sum(batches.slots(batches.items[i]) for i in row) for row in batches.rows()]
     if batches.pack_width is not None:
         slots = len(used) * batches.pack_width
     else:
