@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from helox.model.config import ModelConfig, head_dim, intermediate_size, kv_heads
+from helox.model.config import ModelConfig, check_config, head_dim, intermediate_size, kv_heads
 
 # config.json key → ModelConfig field, in every family.
 COMMON_FIELDS = {
@@ -35,8 +35,13 @@ COMMON_FIELDS = {
     "initializer_range": "initializer_range",
 }
 # The shape: a config.json without one of these is malformed, whatever transformers defaults.
-SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers")
-SHAPE_KEYS += ("num_attention_heads",)
+SHAPE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+)
 # transformers' values for absent keys (None: derived, as ModelConfig derives it).
 COMMON_DEFAULTS = {
     "num_key_value_heads": None,
@@ -140,7 +145,9 @@ def family_of(source: dict[str, Any], where: str) -> Family:
     elif model_type in by_type:
         family = by_type[model_type]
     else:
-        raise NotImportableError(f"{where}: no architectures, and model_type {model_type!r}")
+        raise NotImportableError(
+            f"{where}: no architectures, and model_type {model_type!r} is none of {sorted(by_type)}"
+        )
     if model_type not in (None, family.model_type):
         raise NotImportableError(
             f"{where}: model_type {model_type!r} (expected {family.model_type!r} for "
@@ -232,13 +239,18 @@ def from_hf_config(source: dict[str, Any], where: str) -> ModelConfig:
         raise NotImportableError(f"{where}: cannot import as a Helox model: " + "; ".join(problems))
     scaling_keys = ROPE_SCALING_KEYS[rope["rope_type"]]
     scaling = {"rope_type": rope["rope_type"], **{name: rope[name] for name in scaling_keys}}
-    return ModelConfig(
+    config = ModelConfig(
         **fields,
         rope_theta=float(rope["rope_theta"]),
         rope_scaling=scaling if scaling_keys else None,
         family=family.name,
         **family.switches,
     )
+    try:
+        check_config(config)
+    except ValueError as error:
+        raise NotImportableError(f"{where}: cannot import as a Helox model: {error}") from None
+    return config
 
 
 def export_problems(config: ModelConfig) -> list[str]:

@@ -159,8 +159,7 @@ def load_final(
     where = str(folder / CONFIG_FILE)
     fields = model_config_fields(read_json(folder / CONFIG_FILE), where)
     config = section_from_dict(ModelConfig, fields, where)
-    header = read_header(folder / MODEL_FILE)
-    check_fits(folder, sum(entry.held_bytes for entry in header.values()), device)
+    check_fits(folder, read_header(folder / MODEL_FILE).values(), device)
     model = create_model_from_config(config).to(device)
     load_model_tensors(model, folder / MODEL_FILE)
     return model.eval(), config

@@ -124,7 +124,7 @@ def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) 
         )
     tensors = source_tensors(source, config)
     check_tensor_shapes(config, tensors, where)
-    check_fits(source, sum(entry.held_bytes for entry in tensors.values()), "cpu")
+    check_fits(source, tensors.values(), "cpu")
     model = create_model_from_config(config)
     load_source_tensors(model, tensors)
     metrics = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +133,12 @@ def size_text(num_bytes: int) -> str:
     return f"{num_bytes:,} bytes ({rounded})"
 
 
-def check_fits(folder: str | os.PathLike, needed: int, device: str | torch.device) -> None:
-    """Refuse, before a weight is read, weights of `needed` bytes that would not fit memory:
-    the CPU's, where the model is built, and the device's it then moves to."""
+def check_fits(
+    folder: str | os.PathLike, tensors: Iterable[TensorEntry], device: str | torch.device
+) -> None:
+    """Refuse, before a weight is read, `tensors` that would not fit memory as float32: the
+    CPU's, where the model is built, and the device's it then moves to."""
+    needed = sum(entry.held_bytes for entry in tensors)
     device = torch.device(device)
     places = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
     for place in places:
