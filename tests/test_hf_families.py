@@ -348,6 +348,6 @@ def test_a_mistral_window_shorter_than_its_positions_bounds_every_sequence(
         torch.testing.assert_close(model(within).logits, source(within).logits, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="exceeds model.sliding_window 24"):
         model.generate(IDS[:1, :20], max_new_tokens=8, temperature=0)
-    with pytest.raises(ValueError, match="seq_len 32 exceeds the model's model.sliding_window 24"):
+    with pytest.raises(ValueError, match="seq_len 32 exceeds the model's sliding_window 24"):
         Trainer(model, None, None, TrainingConfig(seq_len=32), None, tmp_path, "")
     assert read_json(folder / "config.json")["sliding_window"] == 24

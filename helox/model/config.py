@@ -53,13 +53,13 @@ def head_dim(config: ModelConfig) -> int:
 
 
 def sequence_limit(config: ModelConfig) -> tuple[int, str]:
-    """The longest sequence the model computes as it was trained to, and the key that sets it:
-    its positions, or a shorter sliding window (Helox attends over the whole sequence, which
-    is what a window computes only on sequences no longer than it)."""
+    """The longest sequence the model computes as it was trained to, and the model key that
+    sets it: its positions, or a shorter sliding window (Helox attends over the whole
+    sequence, which is what a window computes only on sequences no longer than it)."""
     window = config.sliding_window
     if window is not None and window < config.max_position_embeddings:
-        return window, "model.sliding_window"
-    return config.max_position_embeddings, "model.max_position_embeddings"
+        return window, "sliding_window"
+    return config.max_position_embeddings, "max_position_embeddings"
 
 
 def intermediate_size(config: ModelConfig) -> int:

@@ -49,7 +49,7 @@ class Generator:
         if room <= 0:
             raise ValueError(
                 f"the prompt is {len(prompt_ids)} tokens; the model sees at most "
-                f"{longest} ({key}), with room for one new token: shorten the prompt"
+                f"{longest} (model.{key}), with room for one new token: shorten the prompt"
             )
         generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)

@@ -213,7 +213,7 @@ class HeloxModel(nn.Module):
             if past + input_ids.size(1) > self.max_sequence:
                 raise ValueError(
                     f"sequence of {past + input_ids.size(1)} tokens exceeds "
-                    f"{self.max_sequence_key} {self.max_sequence}"
+                    f"model.{self.max_sequence_key} {self.max_sequence}"
                 )
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
         x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
@@ -339,7 +339,7 @@ class HeloxLM(nn.Module):
         if total > self.model.max_sequence:
             raise ValueError(
                 f"prompt of {input_ids.size(1)} tokens + {max_new_tokens} new tokens exceeds "
-                f"{self.model.max_sequence_key} {self.model.max_sequence}"
+                f"model.{self.model.max_sequence_key} {self.model.max_sequence}"
             )
         was_training = self.training
         self.eval()
