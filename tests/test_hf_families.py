@@ -327,13 +327,16 @@ def test_a_model_that_would_not_fit_memory_is_refused_before_its_weights_are_rea
         load_final(imported["qwen3"][2])
 
 
-def test_available_memory_reads_memavailable() -> None:
+def test_available_memory_is_memavailable_and_free_device_memory(imported, monkeypatch) -> None:
     meminfo = weight_files.MEMINFO.read_text()
-    kilobytes = int(
-        next(line for line in meminfo.splitlines() if "MemAvailable" in line).split()[1]
-    )
+    line = next(line for line in meminfo.splitlines() if line.startswith("MemAvailable:"))
     available = weight_files.available_memory(torch.device("cpu"))
-    assert abs(available - kilobytes * 1024) < 2**30
+    assert abs(available - int(line.split()[1]) * 1024) < 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (100_000, 80 * 2**30))
+    folder = imported["qwen3"][2]
+    tensors = weight_files.folder_tensors(folder).values()
+    with pytest.raises(ModelTooLargeError, match=r"cuda has 100,000 bytes .* \(free device memory"):
+        weight_files.check_fits(folder, tensors, "cuda")
 
 
 def test_a_mistral_window_shorter_than_its_positions_bounds_every_sequence(
