@@ -101,6 +101,7 @@ LONGEST_GROUPS = (
     "test_lm_eval",  # 30
     "test_profiles",  # 27
     "test_faults_kill",  # 24
+    "test_hf_families",  # 20
 )
 
 

@@ -1,6 +1,9 @@
-"""Every final folder is a Hugging Face LlamaForCausalLM checkpoint with its tokenizer."""
+"""Every final folder is a Hugging Face checkpoint of its family (LlamaForCausalLM unless
+`model.family` says another) with its tokenizer."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -9,7 +12,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaF
 
 from helox.common.io import read_json
 from helox.model.config import ModelConfig
-from helox.model.folder import NOT_LLAMA_KEY, NotLlamaError, llama_config, load_final, save_final
+from helox.model.families import NotExportableError, to_hf_config
+from helox.model.folder import NOT_HF_KEY, load_final, save_final
+from helox.model.network import HeloxLM
 from helox.tokens.chat import render_prompt
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
@@ -39,24 +44,49 @@ def config(**overrides) -> ModelConfig:
 
 
 def saved_folder(tmp_path, tokenizer_path, model_config: ModelConfig, stage: str):
-    model = seeded_model(model_config)
+    return save_model(tmp_path, tokenizer_path, seeded_model(model_config), stage)
+
+
+def save_model(tmp_path, tokenizer_path, model: HeloxLM, stage: str):
     folder = tmp_path / stage
-    save_final(folder, model, model_config, tokenizer_path, {"stage": stage})
+    save_final(folder, model, model.config, tokenizer_path, {"stage": stage})
     return folder, model.eval()
 
 
+LLAMA3_SCALING = {
+    "rope_type": "llama3",
+    "factor": 4.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32,
+}
+
+
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "hf_class"),
     [
-        {},
-        {"num_key_value_heads": 2, "rope_theta": 500.0, "norm_eps": 1e-6},
-        {"tie_word_embeddings": False, "intermediate_size": 96, "num_attention_heads": 2},
+        ({}, "LlamaForCausalLM"),
+        ({"num_key_value_heads": 2, "rope_theta": 500.0, "norm_eps": 1e-6}, "LlamaForCausalLM"),
+        (
+            {"tie_word_embeddings": False, "intermediate_size": 96, "num_attention_heads": 2},
+            "LlamaForCausalLM",
+        ),
+        ({"head_dim": 24, "rope_scaling": LLAMA3_SCALING}, "LlamaForCausalLM"),
+        ({"family": "qwen3", "qk_norm": True, "head_dim": 32}, "Qwen3ForCausalLM"),
+        ({"family": "qwen2", "qkv_bias": True, "num_key_value_heads": 2}, "Qwen2ForCausalLM"),
+        ({"family": "mistral", "tie_word_embeddings": False}, "MistralForCausalLM"),
     ],
-    ids=["default", "gqa-theta-eps", "untied-width"],
+    ids=["default", "gqa-theta-eps", "untied-width", "llama3", "qwen3", "qwen2", "mistral"],
 )
-def test_transformers_logits_match_helox(tmp_path, tokenizer_path, overrides):
-    folder, model = saved_folder(tmp_path, tokenizer_path, config(**overrides), "pretrain")
-    hf_model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+def test_transformers_logits_match_helox(tmp_path, tokenizer_path, overrides, hf_class):
+    model = seeded_model(config(**overrides))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):  # Helox starts them at zero, which would hide a mix-up
+                param.normal_(0.0, 0.2)
+    folder, model = save_model(tmp_path, tokenizer_path, model, "pretrain")
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    assert type(hf_model).__name__ == hf_class
     ids = torch.randint(0, 600, (2, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours, theirs = model(ids).logits, hf_model(ids).logits
@@ -80,25 +110,26 @@ def test_transformers_tokenizer_and_chat_template_match_helox(tmp_path, tokenize
 
 
 @pytest.mark.parametrize(
-    "switch, named",
+    "changes, named",
     [
-        ("use_swiglu", "GELU MLP"),
-        ("use_rms_norm", "LayerNorm"),
-        ("use_rope_embeddings", "learned positions"),
-        ("qk_norm", "normalise queries and keys"),
-        ("logit_softcap", "cap its logits"),
+        ({"use_swiglu": False}, "model.use_swiglu is False (a GELU MLP"),
+        ({"use_rms_norm": False}, "model.use_rms_norm is False (LayerNorm"),
+        ({"use_rope_embeddings": False}, "model.use_rope_embeddings is False (learned positions"),
+        ({"qk_norm": True}, "model.qk_norm is True (per-head q/k norms, which only Qwen3 has)"),
+        ({"logit_softcap": 30.0}, "model.logit_softcap is 30.0 (no family caps its logits)"),
+        ({"family": "qwen3"}, "model.qk_norm is False (Qwen3ForCausalLM has True)"),
+        ({"family": "qwen2", "sliding_window": 64}, "model.sliding_window is 64 (a sliding"),
     ],
 )
-def test_a_model_llama_cannot_express_is_not_exported_as_one(
-    tmp_path, tokenizer_path, switch, named
+def test_a_model_its_family_cannot_express_is_not_exported_as_one(
+    tmp_path, tokenizer_path, changes, named
 ):
-    flipped = {"qk_norm": True, "logit_softcap": 30.0}.get(switch, False)
-    model_config = config(**{switch: flipped})
-    with pytest.raises(NotLlamaError, match=f"model.{switch} .*{named}"):
-        llama_config(model_config)
+    model_config = config(**changes)
+    with pytest.raises(NotExportableError, match=re.escape(named)):
+        to_hf_config(model_config)
     folder, model = saved_folder(tmp_path, tokenizer_path, model_config, "pretrain")
     config_json = read_json(folder / "config.json")
-    assert "model_type" not in config_json and named in config_json[NOT_LLAMA_KEY]
+    assert "model_type" not in config_json and named in config_json[NOT_HF_KEY]
     with pytest.raises(ValueError):
         AutoConfig.from_pretrained(folder)
     loaded, _ = load_final(folder)

@@ -20,7 +20,7 @@ from helox.common.io import iter_texts, read_json, sha256_file
 from helox.eval.bpb import evaluate_folder
 from helox.model.config import ModelConfig
 from helox.model.folder import load_final
-from helox.model.import_hf import NotImportableError, import_llama
+from helox.model.import_hf import NotImportableError, import_hf_folder
 from helox.model.network import IGNORE_INDEX
 from helox.tokens.loader import TokenStream, eval_batches
 from helox.tokens.shards import ShardsConfig, build_dataset_shards
@@ -94,7 +94,7 @@ def test_an_imported_llama_scores_the_loss_transformers_scores(
     tmp_path, tokenizer_path, shards, tied
 ) -> None:
     reference = llama_folder(tmp_path / "hf", tokenizer_path, tie_word_embeddings=tied)
-    import_llama(tmp_path / "hf", tmp_path / "final")
+    import_hf_folder(tmp_path / "hf", tmp_path / "final")
     model, config = load_final(tmp_path / "final")
     assert (config.num_key_value_heads, config.rope_theta, config.norm_eps) == (2, 50_000.0, 1e-6)
     assert config.tie_word_embeddings is tied
@@ -124,29 +124,6 @@ def test_import_hf_then_eval_on_shards_matches_transformers(
     assert result["tokens"] == stream.num_windows(SEQ_LEN) * SEQ_LEN
 
 
-@pytest.mark.parametrize(
-    ("overrides", "key"),
-    [
-        ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling"),
-        ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "rope_type"),
-        ({"attention_bias": True}, "attention_bias"),
-        ({"mlp_bias": True}, "mlp_bias"),
-        ({"hidden_act": "gelu"}, "hidden_act"),
-        ({"head_dim": 32}, "head_dim"),
-    ],
-)
-def test_a_folder_helox_cannot_express_is_refused_naming_the_key(
-    tmp_path, tokenizer_path, overrides, key
-) -> None:
-    llama_folder(tmp_path / "hf", tokenizer_path)
-    config_path = tmp_path / "hf" / "config.json"
-    config = {**read_json(config_path), **overrides}
-    config_path.write_text(json.dumps(config))
-    with pytest.raises(NotImportableError, match=key):
-        import_llama(tmp_path / "hf", tmp_path / "final")
-    assert not (tmp_path / "final").exists()
-
-
 def plain_sentencepiece(doc_parts, folder: Path) -> Path:
     """A SentencePiece model with only <unk>, <s>, </s> reserved, as most Llama tokenizers."""
     model = io.BytesIO()
@@ -165,7 +142,7 @@ def plain_sentencepiece(doc_parts, folder: Path) -> Path:
 def test_a_tokenizer_without_helox_special_ids_is_refused_naming_them(tmp_path, doc_parts) -> None:
     llama_folder(tmp_path / "hf", plain_sentencepiece(doc_parts, tmp_path))
     with pytest.raises(NotImportableError, match=r"lacks <pad> at id 3 .*<\|system\|> at id 4"):
-        import_llama(tmp_path / "hf", tmp_path / "final")
+        import_hf_folder(tmp_path / "hf", tmp_path / "final")
     assert not (tmp_path / "final").exists()
 
 
@@ -188,7 +165,7 @@ def test_pretraining_and_sft_continue_an_imported_llama(
     tmp_path, tokenizer_path, shards, doc_parts
 ) -> None:
     llama_folder(tmp_path / "hf", tokenizer_path)
-    imported = import_llama(tmp_path / "hf", tmp_path / "imported")
+    imported = import_hf_folder(tmp_path / "hf", tmp_path / "imported")
     training = {"device": "cpu", "compile": False, "warmup_steps": 1, "eval_batches": 2}
     start = evaluate_folder(imported, shards, seq_len=SEQ_LEN, batch_size=4, max_batches=2)
     pretrain = TrainingConfig(

@@ -296,6 +296,22 @@ def test_qk_norm_normalises_each_heads_queries_and_keys() -> None:
     assert torch.allclose(attention.q_norm(queries).pow(2).mean(-1), torch.ones(2, 4, 5), atol=1e-4)
 
 
+def test_qkv_biases_start_at_zero_and_survive_the_fused_projection() -> None:
+    model = build(qkv_bias=True)
+    biases = {name: p for name, p in model.named_parameters() if name.endswith("bias")}
+    assert sorted({name.split(".")[-2] for name in biases}) == ["k_proj", "q_proj", "v_proj"]
+    assert all(not p.any() for p in biases.values())
+    with torch.no_grad():
+        for param in biases.values():
+            param.normal_()
+    ids = torch.randint(0, 50, (2, 6))
+    fused = model.train()(ids).logits
+    torch.testing.assert_close(fused, model.eval()(ids).logits)
+    with torch.no_grad():
+        biases["model.layers.0.self_attn.v_proj.bias"].zero_()
+    assert not torch.allclose(model.train()(ids).logits, fused)
+
+
 def test_logit_softcap_squashes_the_logits_into_the_cap() -> None:
     ids = torch.randint(0, 50, (2, 6))
     plain, capped = build(), build(logit_softcap=0.05)

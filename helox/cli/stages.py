@@ -90,9 +90,9 @@ def cmd_dpo(args: argparse.Namespace) -> int:
 
 
 def cmd_import_hf(args: argparse.Namespace) -> int:
-    from helox.model.import_hf import import_llama
+    from helox.model.import_hf import import_hf_folder
 
-    print(import_llama(args.source, args.destination))
+    print(import_hf_folder(args.source, args.destination))
     return 0
 
 
@@ -115,7 +115,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     dpo.set_defaults(func=cmd_dpo)
 
     import_hf = commands.add_parser(
-        "import-hf", help="a Hugging Face LlamaForCausalLM folder → a Helox final/ folder"
+        "import-hf",
+        help="a Hugging Face Llama, Mistral, Qwen2 or Qwen3 folder → a Helox final/ folder",
     )
     import_hf.add_argument(
         "source",

@@ -7,6 +7,7 @@ from itertools import islice
 from pathlib import Path
 
 from helox.common.io import read_json
+from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.folder import METRICS_FILE, TOKENIZER_FILE, load_final
 from helox.tokens.loader import TokenStream, eval_batches
@@ -36,12 +37,10 @@ def evaluate_folder(
     model, config = load_final(folder, device_manager.device)
     trained = folder / METRICS_FILE
     trained_seq_len = read_json(trained).get("seq_len") if trained.is_file() else None
-    seq_len = seq_len or trained_seq_len or config.max_position_embeddings
-    if seq_len > config.max_position_embeddings:
-        raise ValueError(
-            f"seq_len {seq_len} exceeds the model's max_position_embeddings "
-            f"{config.max_position_embeddings}"
-        )
+    longest, key = sequence_limit(config)
+    seq_len = seq_len or trained_seq_len or longest
+    if seq_len > longest:
+        raise ValueError(f"seq_len {seq_len} exceeds the model's {key} {longest}")
     stream = TokenStream(manifest_path, split)
     score = score_batches(
         model,

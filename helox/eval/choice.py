@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helox.model.attention import KVCache
+from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.folder import load_final
 from helox.model.network import IGNORE_INDEX, HeloxLM
@@ -263,7 +264,7 @@ def score_choices(
     """
     model.eval()
     device = torch.device(device)
-    max_positions = model.config.max_position_embeddings
+    max_positions, _ = sequence_limit(model.config)
     fitted = [
         fit_question(processor, examples, index, shots, seed, max_positions)
         for index in range(len(examples))

@@ -24,6 +24,7 @@ import torch
 
 from helox.eval.config import HumanEvalConfig
 from helox.eval.sandbox import RunResult, SandboxLimits, run_programs
+from helox.model.config import sequence_limit
 from helox.model.generate import Generator, is_chat_model
 from helox.tokens.chat import END, EOS, render_prompt
 
@@ -136,7 +137,7 @@ class Solver:
         self.generator = Generator(folder, device)
         self.chat = is_chat_model(folder)
         self.config = config
-        positions = self.generator.config.max_position_embeddings
+        positions, _ = sequence_limit(self.generator.config)
         self.new_tokens = min(config.max_new_tokens, positions // 2)
         if self.new_tokens < config.max_new_tokens:
             log.warning(

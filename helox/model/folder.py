@@ -4,12 +4,14 @@ A folder holds `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.j
 the Hugging Face tokenizer and generation configs; step checkpoints for resuming live
 apart, in helox.train.checkpoint.
 
-`HeloxLM` already uses Llama's parameter names, RoPE layout, RMSNorm arithmetic and
-SwiGLU order, so the weights need no conversion: a folder only needs Llama's keys in
-`config.json` and the tokenizer files transformers reads to load as `LlamaForCausalLM`.
-Helox's own model config travels in the same `config.json` under the key "helox". A model
-that Llama cannot express (LayerNorm, a GELU MLP, learned positions, QK-norm, logit
-soft-capping) gets no Llama keys, and the reason is written where they would have been.
+`HeloxLM` already uses the parameter names, RoPE layout, RMSNorm arithmetic and SwiGLU
+order of Llama, Mistral, Qwen2 and Qwen3, so the weights need no conversion: a folder only
+needs its family's keys in `config.json` (helox.model.families; `model.family`, Llama unless
+imported from another) and the tokenizer files transformers reads. Helox's own model config,
+the family included, travels in the same `config.json` under the key "helox", so every
+later stage writes the same family. A model its family cannot express (LayerNorm, a GELU
+MLP, learned positions, logit soft-capping, QK-norm outside Qwen3, ...) gets no
+transformers keys, and the reason is written where they would have been.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from safetensors.torch import save_file
 from helox.common.config_files import section_from_dict
 from helox.common.distributed import DistributedEnv
 from helox.common.io import atomic_path, fsync_dir, fsync_file, read_json, write_json
-from helox.model.config import ModelConfig, head_dim, intermediate_size, kv_heads
+from helox.model.config import ModelConfig
+from helox.model.families import NotExportableError, to_hf_config
 from helox.model.network import HeloxLM, create_model_from_config
 from helox.model.tensors import load_model_tensors, model_tensors
+from helox.model.weight_files import check_fits, read_header
 from helox.tokens.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ METRICS_FILE = "metrics.json"
 HELOX_KEY = "helox"
 # Stages whose folders hold a chat model: they get the chat template and stop at <|end|>.
 CHAT_STAGES = frozenset({"sft", "dpo"})
-NOT_LLAMA_KEY = "not_llama_because"
+NOT_HF_KEY = "not_transformers_because"
 
 # The chat template of helox.tokens.chat in Jinja, for transformers' `apply_chat_template`.
 CHAT_TEMPLATE = (
@@ -51,68 +55,21 @@ CHAT_TEMPLATE = (
 )
 
 
-class NotLlamaError(ValueError):
-    """The model uses a component that `LlamaForCausalLM` has no switch for."""
-
-
-def llama_incompatibilities(config: ModelConfig) -> list[str]:
-    """Each setting of `config` that a Hugging Face Llama cannot reproduce, with what it is."""
-    problems = []
-    if not config.use_rms_norm:
-        problems.append("model.use_rms_norm is false (LayerNorm; Llama has RMSNorm)")
-    if not config.use_swiglu:
-        problems.append("model.use_swiglu is false (GELU MLP; Llama has SwiGLU)")
-    if not config.use_rope_embeddings:
-        problems.append(
-            "model.use_rope_embeddings is false (learned positions; Llama has rotary ones)"
-        )
-    if config.qk_norm:
-        problems.append("model.qk_norm is true (Llama does not normalise queries and keys)")
-    if config.logit_softcap:
-        problems.append("model.logit_softcap is set (Llama does not cap its logits)")
-    return problems
-
-
-def llama_config(config: ModelConfig) -> dict[str, Any]:
-    """Llama's `config.json` keys for `config`; NotLlamaError names what Llama lacks."""
-    problems = llama_incompatibilities(config)
-    if problems:
-        raise NotLlamaError("not expressible as LlamaForCausalLM: " + "; ".join(problems))
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": intermediate_size(config),
-        "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_attention_heads,
-        "num_key_value_heads": kv_heads(config),
-        "head_dim": head_dim(config),
-        "hidden_act": "silu",
-        "max_position_embeddings": config.max_position_embeddings,
-        "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_theta,
-        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
-        "attention_bias": False,
-        "mlp_bias": False,
-        "attention_dropout": 0.0,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "initializer_range": config.initializer_range,
-        "bos_token_id": SPECIAL_IDS[BOS],
-        "eos_token_id": SPECIAL_IDS[EOS],
-        "pad_token_id": SPECIAL_IDS[PAD],
-        "torch_dtype": "float32",
-        "use_cache": True,
-    }
+# config.json's special token ids, which transformers reads beside the tokenizer's files.
+SPECIAL_TOKEN_IDS = {
+    "bos_token_id": SPECIAL_IDS[BOS],
+    "eos_token_id": SPECIAL_IDS[EOS],
+    "pad_token_id": SPECIAL_IDS[PAD],
+}
 
 
 def folder_config(config: ModelConfig) -> dict[str, Any]:
-    """`config.json` of a final folder: Llama's keys where they apply, Helox's always."""
+    """`config.json` of a final folder: its family's keys where they apply, Helox's always."""
     helox = {HELOX_KEY: dataclasses.asdict(config)}
     try:
-        return {**llama_config(config), **helox}
-    except NotLlamaError as error:
-        return {"architectures": ["HeloxLM"], NOT_LLAMA_KEY: str(error), **helox}
+        return {**to_hf_config(config), **SPECIAL_TOKEN_IDS, **helox}
+    except NotExportableError as error:
+        return {"architectures": ["HeloxLM"], NOT_HF_KEY: str(error), **helox}
 
 
 def model_config_fields(folder_config_json: dict[str, Any], where: str) -> dict[str, Any]:
@@ -168,16 +125,17 @@ def save_final(
     """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and the
     Hugging Face tokenizer and generation configs, atomically.
 
-    The folder loads in transformers as `LlamaForCausalLM` when the model is expressible as
-    one. Every process must call it; rank 0 alone writes.
+    The folder loads in transformers as its family's class (`LlamaForCausalLM` unless
+    imported from another) when the model is expressible as one. Every process must call
+    it; rank 0 alone writes.
     """
     folder = Path(folder)
     weights = model_tensors(model)
     if not DistributedEnv.from_environ().is_main:
         return folder
     config_json = folder_config(model_config)
-    if NOT_LLAMA_KEY in config_json:
-        log.warning("%s will not load in transformers: %s", folder, config_json[NOT_LLAMA_KEY])
+    if NOT_HF_KEY in config_json:
+        log.warning("%s will not load in transformers: %s", folder, config_json[NOT_HF_KEY])
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
@@ -195,11 +153,13 @@ def save_final(
 def load_final(
     folder: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[HeloxLM, ModelConfig]:
-    """Rebuild the model saved by `save_final`, in eval mode on `device`."""
+    """Rebuild the model saved by `save_final`, in eval mode on `device`; refused before
+    its weights are read where they would not fit memory."""
     folder = Path(folder)
     where = str(folder / CONFIG_FILE)
     fields = model_config_fields(read_json(folder / CONFIG_FILE), where)
     config = section_from_dict(ModelConfig, fields, where)
+    check_fits(folder, read_header(folder / MODEL_FILE).values(), device)
     model = create_model_from_config(config).to(device)
     load_model_tensors(model, folder / MODEL_FILE)
     return model.eval(), config

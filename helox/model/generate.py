@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from helox.common.io import read_json
+from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.folder import CHAT_STAGES, load_final
 from helox.tokens.chat import END, EOS, render_prompt
@@ -43,12 +44,12 @@ class Generator:
         self.processor = load_tokenizer(Path(folder) / "tokenizer.model")
 
     def _sample(self, prompt_ids: list[int], sampling: SamplingConfig, stop_id: int) -> list[int]:
-        room = self.config.max_position_embeddings - len(prompt_ids)
+        longest, key = sequence_limit(self.config)
+        room = longest - len(prompt_ids)
         if room <= 0:
             raise ValueError(
                 f"the prompt is {len(prompt_ids)} tokens; the model sees at most "
-                f"{self.config.max_position_embeddings} (model.max_position_embeddings), "
-                "with room for one new token: shorten the prompt"
+                f"{longest} (model.{key}), with room for one new token: shorten the prompt"
             )
         generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
@@ -79,7 +80,7 @@ class Generator:
         room = min(sampling.max_new_tokens, ANSWER_ROOM)
         kept = list(messages)
         prompt = render_prompt(kept, self.processor)
-        while len(prompt) + room > self.config.max_position_embeddings:
+        while len(prompt) + room > sequence_limit(self.config)[0]:
             first = 1 if kept[0]["role"] == "system" else 0
             if len(kept) - first <= 1:
                 break

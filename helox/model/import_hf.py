@@ -1,8 +1,8 @@
-"""A local Hugging Face `LlamaForCausalLM` folder → a Helox `final/` folder (`helox import-hf`).
+"""A local Hugging Face folder of a supported family → a Helox `final/` folder (`helox import-hf`).
 
-`HeloxLM` uses Llama's parameter names, RoPE layout, RMSNorm and SwiGLU (helox.model.folder), so
-the tensors load as they are; what needs care is the config: each key of the source's
-`config.json` that Helox cannot reproduce is refused by name rather than approximated.
+Llama, Mistral, Qwen2 and Qwen3 tensors already have `HeloxLM`'s names, so they load as
+they are (cast to float32); what needs care is the config, which helox.model.families maps,
+refusing by name each key Helox cannot compute the same way rather than approximating it.
 
 The tokenizer must be a SentencePiece `tokenizer.model` holding every Helox special token
 at its fixed id (helox.tokens.vocab.SPECIAL_IDS: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3, the
@@ -17,95 +17,68 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import sentencepiece as spm
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 
-from helox.common.io import atomic_path, read_json, sha256_file, write_json
+from helox.common.config_files import load_mapping
+from helox.common.io import atomic_path, sha256_file, write_json
 from helox.model.config import ModelConfig
+from helox.model.families import NotImportableError, from_hf_config
 from helox.model.folder import save_final
 from helox.model.network import HeloxLM, create_model_from_config
+from helox.model.weight_files import TensorEntry, check_fits, folder_tensors
 from helox.tokens.tokenizer import evaluate_tokenizer
 from helox.tokens.vocab import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
 
-# Keys whose value must be exactly this (or absent) for Helox to compute the same function.
-REQUIRED_VALUES: dict[str, Any] = {
-    "hidden_act": "silu",
-    "attention_bias": False,
-    "mlp_bias": False,
-    "rope_scaling": None,
-    "pretraining_tp": 1,
-}
 # Tensors of older checkpoints that Helox recomputes instead of loading.
 RECOMPUTED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-class NotImportableError(ValueError):
-    """The source folder uses something a Helox model cannot express."""
-
-
-def model_config_from_llama(config: dict[str, Any], where: str) -> ModelConfig:
-    """The Helox ModelConfig computing what the Llama `config` does; NotImportableError
-    names each key that stands in the way."""
-    problems = []
-    if "LlamaForCausalLM" not in config.get("architectures", ["LlamaForCausalLM"]):
-        problems.append(f"architectures {config.get('architectures')} (expected LlamaForCausalLM)")
-    if config.get("model_type", "llama") != "llama":
-        problems.append(f"model_type {config.get('model_type')!r} (expected 'llama')")
-    for key, required in REQUIRED_VALUES.items():
-        if config.get(key, required) != required:
-            problems.append(f"{key} {config[key]!r} (Helox supports only {required!r})")
-    rope = config.get("rope_parameters") or {}
-    if rope.get("rope_type", "default") != "default":
-        problems.append(f"rope_parameters.rope_type {rope['rope_type']!r} (only 'default')")
-    for key in sorted(set(rope) - {"rope_type", "rope_theta"}):
-        problems.append(f"rope_parameters.{key} (rope scaling is not supported)")
-    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
-    if config.get("head_dim") not in (None, hidden // heads if hidden and heads else None):
-        problems.append(
-            f"head_dim {config['head_dim']} (Helox uses hidden_size / num_attention_heads)"
-        )
-    if problems:
-        raise NotImportableError(f"{where}: cannot import as a Helox model: " + "; ".join(problems))
-    return ModelConfig(
-        vocab_size=config["vocab_size"],
-        hidden_size=hidden,
-        num_layers=config["num_hidden_layers"],
-        num_attention_heads=heads,
-        num_key_value_heads=config.get("num_key_value_heads") or heads,
-        intermediate_size=config["intermediate_size"],
-        max_position_embeddings=config.get("max_position_embeddings", 2048),
-        rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
-        norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        initializer_range=float(config.get("initializer_range", 0.02)),
-    )
-
-
-def read_llama_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of `model.safetensors` or of the shards its index lists, as float32."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(read_json(index)["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise FileNotFoundError(
-            f"{folder}: no model.safetensors (or model.safetensors.index.json); Helox never "
-            "loads pickled weights such as pytorch_model.bin"
-        )
-    tensors = {}
-    for name in files:
-        tensors.update(load_file(folder / name))
+def source_tensors(folder: Path, config: ModelConfig) -> dict[str, TensorEntry]:
+    """The tensors of `folder` that Helox loads, from the safetensors headers alone: without
+    the recomputed ones, and without `lm_head.weight` where the embeddings are tied."""
+    skipped = {"lm_head.weight"} if config.tie_word_embeddings else set()
     return {
-        name: tensor.float()
-        for name, tensor in tensors.items()
-        if not name.endswith(RECOMPUTED_SUFFIXES)
+        name: entry
+        for name, entry in folder_tensors(folder).items()
+        if name not in skipped and not name.endswith(RECOMPUTED_SUFFIXES)
     }
+
+
+def check_tensor_shapes(config: ModelConfig, tensors: dict[str, TensorEntry], where: str) -> None:
+    """Refuse, naming them, tensors that are missing, unexpected or misshapen for `config`;
+    the expected shapes come from a model on the meta device, which holds no memory."""
+    with torch.device("meta"):
+        expected = {
+            name: t.shape for name, t in create_model_from_config(config).state_dict().items()
+        }
+    if config.tie_word_embeddings:
+        expected.pop("lm_head.weight")
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    misshapen = [
+        f"{name} {list(tensors[name].shape)} (expected {list(shape)})"
+        for name, shape in expected.items()
+        if name in tensors and tensors[name].shape != tuple(shape)
+    ]
+    if missing or extra or misshapen:
+        raise NotImportableError(
+            f"{where}: tensors do not fit the config (missing {missing}, unexpected {extra}, "
+            f"wrong shape {misshapen})"
+        )
+
+
+@torch.no_grad()
+def load_source_tensors(model: HeloxLM, tensors: dict[str, TensorEntry]) -> None:
+    """Copy each tensor into `model`'s own, one at a time, cast to float32."""
+    targets = model.state_dict()
+    for path in sorted({entry.file for entry in tensors.values()}):
+        with safe_open(path, framework="pt") as file:
+            for name in (name for name, entry in tensors.items() if entry.file == path):
+                targets[name].copy_(file.get_tensor(name))
 
 
 def check_special_tokens(tokenizer_path: Path) -> spm.SentencePieceProcessor:
@@ -126,11 +99,20 @@ def check_special_tokens(tokenizer_path: Path) -> spm.SentencePieceProcessor:
     return processor
 
 
-def import_llama(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Convert the Llama folder `source` into the Helox final folder `destination`."""
+def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Convert the Hugging Face folder `source` into the Helox final folder `destination`.
+
+    Everything is checked before a weight is read: the config, the tokenizer, the tensors'
+    names and shapes, and that the weights fit memory (from the safetensors headers).
+    """
     source, destination = Path(source), Path(destination)
+    if not source.is_dir():
+        raise NotImportableError(
+            f"{source}: not a folder (a Hugging Face model folder holds "
+            "config.json and its *.safetensors)"
+        )
     where = str(source / "config.json")
-    config = model_config_from_llama(read_json(source / "config.json"), where)
+    config = from_hf_config(load_mapping(where), where)
     tokenizer_path = source / "tokenizer.model"
     if not tokenizer_path.is_file():
         raise FileNotFoundError(f"{source}: no SentencePiece tokenizer.model")
@@ -140,8 +122,11 @@ def import_llama(source: str | os.PathLike, destination: str | os.PathLike) -> P
             f"{tokenizer_path} has {len(processor)} pieces but {where} a vocab_size of "
             f"{config.vocab_size}"
         )
+    tensors = source_tensors(source, config)
+    check_tensor_shapes(config, tensors, where)
+    check_fits(source, tensors.values(), "cpu")
     model = create_model_from_config(config)
-    load_llama_tensors(model, read_llama_tensors(source), str(source))
+    load_source_tensors(model, tensors)
     metrics = {
         "stage": "import",
         "source": str(source.resolve()),
@@ -154,24 +139,14 @@ def import_llama(source: str | os.PathLike, destination: str | os.PathLike) -> P
         },
     }
     save_final(destination, model, config, tokenizer_path, metrics)
-    log.info("imported %s (%d parameters) into %s", source, metrics["parameters"], destination)
+    log.info(
+        "imported %s (%s, %d parameters) into %s",
+        source,
+        config.family,
+        metrics["parameters"],
+        destination,
+    )
     return destination
-
-
-def load_llama_tensors(model: HeloxLM, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Load Llama-named tensors into `model`, naming any that are missing, extra or misshapen."""
-    expected = model.state_dict()
-    if model.config.tie_word_embeddings:
-        tensors = {name: t for name, t in tensors.items() if name != "lm_head.weight"}
-        expected.pop("lm_head.weight")
-    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    misshapen = [n for n in expected if n in tensors and tensors[n].shape != expected[n].shape]
-    if missing or extra or misshapen:
-        raise NotImportableError(
-            f"{where}: tensors do not fit the config (missing {missing}, unexpected {extra}, "
-            f"wrong shape {misshapen})"
-        )
-    model.load_state_dict(tensors, strict=not model.config.tie_word_embeddings)
 
 
 def adopt_tokenizer(

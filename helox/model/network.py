@@ -25,7 +25,14 @@ from helox.model.attention import (
     attend,
     packed_attention_mask,
 )
-from helox.model.config import ModelConfig, check_config, head_dim, intermediate_size, kv_heads
+from helox.model.config import (
+    ModelConfig,
+    check_config,
+    head_dim,
+    intermediate_size,
+    kv_heads,
+    sequence_limit,
+)
 from helox.model.positions import Rope, apply_rotary, make_positions
 
 IGNORE_INDEX = -100
@@ -58,7 +65,8 @@ def make_norm(config: ModelConfig) -> nn.Module:
 
 
 def project(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tensor, ...]:
-    """`x` through bias-free projections that share it as input; one matmul when `fuse`.
+    """`x` through projections that share it as input (all with biases or none); one matmul
+    when `fuse`.
 
     Fusing concatenates the weights on the fly: under autocast that copy replaces the
     cast each weight gets anyway, and the parameters keep their own names. Layers another
@@ -66,7 +74,9 @@ def project(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tenso
     """
     if fuse and all(type(layer) is nn.Linear for layer in layers):
         weight = torch.cat([layer.weight for layer in layers])
-        return F.linear(x, weight).split([layer.out_features for layer in layers], dim=-1)
+        biases = [layer.bias for layer in layers if layer.bias is not None]
+        bias = torch.cat(biases) if biases else None
+        return F.linear(x, weight, bias).split([layer.out_features for layer in layers], dim=-1)
     return tuple(layer(x) for layer in layers)
 
 
@@ -79,7 +89,8 @@ def make_qk_norm(config: ModelConfig) -> nn.Module:
 
 
 class Attention(nn.Module):
-    """Multi-head causal self-attention with grouped key/value heads (GQA) and no biases."""
+    """Multi-head causal self-attention with grouped key/value heads (GQA); biases on the
+    query, key and value projections with `qkv_bias`, none on the output."""
 
     def __init__(self, config: ModelConfig, layer_idx: int):
         super().__init__()
@@ -89,9 +100,9 @@ class Attention(nn.Module):
         self.head_dim = head_dim(config)
         self.dropout = config.dropout
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(config.hidden_size, q_size, bias=False)
-        self.k_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
-        self.v_proj = nn.Linear(config.hidden_size, kv_size, bias=False)
+        self.q_proj = nn.Linear(config.hidden_size, q_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, kv_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, kv_size, bias=config.qkv_bias)
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
         self.q_norm = make_qk_norm(config)
         self.k_norm = make_qk_norm(config)
@@ -178,7 +189,7 @@ class HeloxModel(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.max_positions = config.max_position_embeddings
+        self.max_sequence, self.max_sequence_key = sequence_limit(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.positions = make_positions(config)
         self.embed_dropout = make_dropout(config)
@@ -199,10 +210,10 @@ class HeloxModel(nn.Module):
         """Hidden states (B, T, D). `segment_ids` (B, T) keep packed sequences apart."""
         past = cache.length if cache is not None else 0
         if position_ids is None:
-            if past + input_ids.size(1) > self.max_positions:
+            if past + input_ids.size(1) > self.max_sequence:
                 raise ValueError(
                     f"sequence of {past + input_ids.size(1)} tokens exceeds "
-                    f"model.max_position_embeddings {self.max_positions}"
+                    f"model.{self.max_sequence_key} {self.max_sequence}"
                 )
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
         x, rope = self.positions(self.embed_tokens(input_ids), position_ids)
@@ -248,6 +259,8 @@ class HeloxLM(nn.Module):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute each block's activations in backward instead of storing them."""
@@ -323,10 +336,10 @@ class HeloxLM(nn.Module):
         Returns the prompt followed by the new tokens.
         """
         total = input_ids.size(1) + max_new_tokens
-        if total > self.config.max_position_embeddings:
+        if total > self.model.max_sequence:
             raise ValueError(
                 f"prompt of {input_ids.size(1)} tokens + {max_new_tokens} new tokens exceeds "
-                f"model.max_position_embeddings {self.config.max_position_embeddings}"
+                f"model.{self.model.max_sequence_key} {self.model.max_sequence}"
             )
         was_training = self.training
         self.eval()

@@ -3,6 +3,9 @@ positions (GPT-2), the two choices of `ModelConfig.use_rope_embeddings`."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +17,25 @@ Rope = tuple[Tensor, Tensor] | None
 def rope_inv_freq(dim: int, theta: float) -> Tensor:
     """1 / theta^(2i/d) for i < d/2, in fp32."""
     return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+
+
+def llama3_inv_freq(inv_freq: Tensor, scaling: dict[str, Any]) -> Tensor:
+    """Llama 3.1's long-context frequencies: wavelengths beyond original/low_freq_factor
+    positions are slowed by `factor`, those under original/high_freq_factor kept, and those
+    between blended linearly in original/wavelength."""
+    original, factor = scaling["original_max_position_embeddings"], scaling["factor"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * math.pi / inv_freq
+    kept = ((original / wavelength - low) / (high - low)).clamp(0.0, 1.0)
+    return (1 - kept) * inv_freq / factor + kept * inv_freq
+
+
+def rope_frequencies(config: ModelConfig) -> Tensor:
+    """The rotation frequencies of `config`: plain RoPE, or scaled as its `rope_scaling` says."""
+    inv_freq = rope_inv_freq(head_dim(config), config.rope_theta)
+    if config.rope_scaling is None:
+        return inv_freq
+    return llama3_inv_freq(inv_freq, config.rope_scaling)
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -36,7 +58,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        inv_freq = rope_inv_freq(head_dim(config), config.rope_theta)
+        inv_freq = rope_frequencies(config)
         positions = torch.arange(config.max_position_embeddings, dtype=torch.float32)
         angles = torch.outer(positions, inv_freq)
         angles = torch.cat((angles, angles), dim=-1)

@@ -48,13 +48,20 @@ def sequence_errors(config: dict[str, Any]) -> list[str]:
 
 
 def model_shape_errors(config: dict[str, Any]) -> list[str]:
-    """Cross-key rules of the model: whole heads in the width, whole query groups per
-    key-value head."""
+    """Cross-key rules of the model: whole heads in the width (unless model.head_dim sets
+    theirs), whole query groups per key-value head."""
     model = _mapping(config.get("model"))
     width, heads = model.get("hidden_size"), model.get("num_attention_heads")
     kv_heads = model.get("num_key_value_heads")
     messages = []
-    if type(width) is int and type(heads) is int and heads > 0 and width % heads:
+    explicit_heads = model.get("head_dim") is not None
+    if (
+        type(width) is int
+        and type(heads) is int
+        and heads > 0
+        and width % heads
+        and not explicit_heads
+    ):
         messages.append(
             f"config key model.num_attention_heads: {heads} heads do not divide "
             f"model.hidden_size {width}; each head takes an equal share of the width"

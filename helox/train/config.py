@@ -46,7 +46,7 @@ class TrainingConfig:
     # Seconds the nodes of a several-node job wait for each other before the job fails.
     rendezvous_timeout: int = 600
     fsdp: bool = False  # with nproc > 1: FSDP2 sharding instead of DDP
-    # A Hugging Face Llama folder to start from (helox.model.import_hf); its tokenizer replaces
+    # A Hugging Face folder to start from (helox.model.import_hf); its tokenizer replaces
     # the tokenizer stage's. "" = pretraining starts from random weights, SFT from pretraining.
     init_from: str = ""
 

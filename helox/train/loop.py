@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
+from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.network import HeloxLM
 from helox.train.checkpoint import (
@@ -99,11 +100,11 @@ class Trainer:
         token_bytes: Tensor | None = None,
         objective: Objective | None = None,
     ):
-        if config.seq_len > model.config.max_position_embeddings:
+        longest, key = sequence_limit(model.config)
+        if config.seq_len > longest:
             raise ValueError(
-                f"training seq_len {config.seq_len} exceeds the model's "
-                f"max_position_embeddings {model.config.max_position_embeddings}: lower the "
-                "stage's seq_len (pretrain.seq_len, sft.seq_len or dpo.seq_len)"
+                f"training seq_len {config.seq_len} exceeds the model's {key} {longest}: "
+                "lower the stage's seq_len (pretrain.seq_len, sft.seq_len or dpo.seq_len)"
             )
         self.config = config
         self.device = device_manager.device

@@ -58,7 +58,7 @@ def run_pretrain(
     init_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Train a model on the manifest's train split and write `output_dir`: from scratch, or
-    continuing the final folder `init_dir` (e.g. an imported Llama; `model_config` is then
+    continuing the final folder `init_dir` (e.g. an imported model; `model_config` is then
     that folder's).
 
     Resumes from `checkpoint_dir` (default: `checkpoints/` beside `output_dir`) when a

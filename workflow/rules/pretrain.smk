@@ -1,7 +1,7 @@
 # Pretraining; step checkpoints live beside final/ so a rerun after a crash resumes.
 # With pretrain.nproc or pretrain.nodes > 1 the adapter starts nodes × nproc processes through
 # torchrun (one torchrun per node under srun), and the job asks for exactly those nodes and GPUs.
-# With pretrain.init_from it continues an imported Hugging Face Llama, whose tokenizer
+# With pretrain.init_from it continues an imported Hugging Face model, whose tokenizer
 # then takes the tokenizer stage's place.
 
 PRETRAIN_INIT = "results/import/pretrain" if config["pretrain"].get("init_from") else []

@@ -1,5 +1,5 @@
 # Supervised fine-tuning of the pretrained model, or with sft.init_from of an imported
-# Hugging Face Llama (then nothing upstream of SFT runs but the import), on instruction pairs.
+# Hugging Face model (then nothing upstream of SFT runs but the import), on instruction pairs.
 
 
 rule sft:
