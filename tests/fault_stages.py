@@ -161,6 +161,11 @@ def _shard_outputs(part: int):
     return PartPaths.of("results/shards", part, [DEFAULT_SOURCE])
 
 
+def _shard_files(part: int) -> tuple[str, ...]:
+    outputs = _shard_outputs(part)
+    return (*(str(p) for paths in outputs.shards().values() for p in paths), str(outputs.stats))
+
+
 def _shards(part: int) -> Callable[[], object]:
     def run() -> None:
         from helox.tokens.shards import inputs_of_part, tokenize_part
@@ -248,7 +253,7 @@ def _jobs() -> list[Job]:
         Job(
             f"shards_{part}",
             "helox.tokens.shards",
-            tuple(_shard_outputs(part).values()),
+            _shard_files(part),
             _shards(part),
         )
         for part in range(SHARDS.parts)
