@@ -4,6 +4,7 @@ validation and test as they come; a weight edit reruns training only."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pydoc_data.topics
@@ -14,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import STDLIB
+from test_train import TRAINING
 from test_workflow import planned_jobs, snakemake_command
+from tiny_models import tiny_config
 
 from helox.common.config_files import ConfigError
 from helox.common.io import JsonlWriter, iter_jsonl, read_json
 from helox.data.corpus import CorpusConfig
-from helox.model.config import ModelConfig
 from helox.pipeline.config import config_errors
 from helox.pipeline.report import write_mixture
 from helox.tokens.loader import TokenStream
@@ -27,7 +29,6 @@ from helox.tokens.mixture import MixedBatches, MixtureError, assign_rows, mixed_
 from helox.tokens.shards import SPLITS, ShardsConfig, build_dataset_shards, read_shard
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
-from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer
 from helox.train.pretrain import run_pretrain
 from helox.train.tracking import TrackingConfig
@@ -210,24 +211,13 @@ def test_a_source_repeated_past_four_epochs_is_named(two_sources: Path, caplog) 
 
 
 def pretrain(two_sources: Path, output: Path) -> dict:
+    """16 steps of 2 micro-batches of 4 rows of a tiny model on the two sources, 1:3."""
     return run_pretrain(
         two_sources / "manifest.json",
         two_sources.parent / "tok" / "spm.model",
         output,
-        ModelConfig(
-            hidden_size=32, num_layers=1, num_attention_heads=2, max_position_embeddings=SEQ_LEN
-        ),
-        TrainingConfig(
-            seq_len=SEQ_LEN,
-            batch_size=8,
-            total_steps=16,
-            warmup_steps=2,
-            eval_steps=16,
-            eval_batches=2,
-            save_steps=4,
-            log_steps=1,
-            device="cpu",
-        ),
+        tiny_config(1000, SEQ_LEN, hidden_size=32, num_layers=1, num_attention_heads=2),
+        dataclasses.replace(TRAINING, seq_len=SEQ_LEN, total_steps=16, eval_steps=16),
         seed=4,
         tracking=TrackingConfig(enabled=False),
         threads=1,
