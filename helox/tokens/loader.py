@@ -42,6 +42,12 @@ def split_files(manifest: dict, manifest_path: Path, split: str, source: str | N
     return sources[source]["train_files"]
 
 
+def inputs_and_labels(windows: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Rows of seq_len + 1 tokens as (inputs: their first seq_len, labels: their last seq_len)."""
+    rows = torch.from_numpy(windows)
+    return rows[:, :-1], rows[:, 1:]
+
+
 class TokenStream:
     """All tokens of one split (or of one source's train documents) as zero-copy NumPy views of
     the memory-mapped Arrow files."""
@@ -95,8 +101,7 @@ class TokenStream:
         rows = np.empty((len(window_ids), seq_len + 1), dtype=np.int64)
         for row, window in zip(rows, window_ids, strict=True):
             self.read(int(window) * seq_len, row)
-        windows = torch.from_numpy(rows)
-        return windows[:, :-1], windows[:, 1:]
+        return inputs_and_labels(rows)
 
     def bincount(self, minlength: int) -> np.ndarray:
         """Occurrences of each token id, read in bounded chunks."""
@@ -113,18 +118,31 @@ class TokenStream:
         return counts
 
 
-class ShuffledBatches:
-    """The position of endless batches that visit their items in an order fixed by (seed,
-    epoch): `epoch`, and `index` into that epoch's order, which `state()`/`load_state()` save
-    and restore. Under torchrun every process walks the same order and keeps the same
-    position; a global batch is `world_size` × `batch_size` items, of which process `rank`
-    takes its own run (`own_share`)."""
+class ProcessShare:
+    """Endless batches of which, under torchrun, every process draws the same global batch of
+    `world_size` × `batch_size` items and keeps its own run of them (`own_share`)."""
 
-    def __init__(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, batch_size: int, rank: int = 0, world_size: int = 1):
         self.batch_size = batch_size
-        self.seed = seed
         self.rank = rank
         self.world_size = world_size
+
+    def own_share(self, global_batch: Sequence[Item]) -> Sequence[Item]:
+        """This process's `batch_size` items of a global batch."""
+        return global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def __iter__(self) -> Self:
+        return self
+
+
+class ShuffledBatches(ProcessShare):
+    """The position of endless batches that visit their items in an order fixed by (seed,
+    epoch): `epoch`, and `index` into that epoch's order, which `state()`/`load_state()` save
+    and restore. Every process walks the same order and keeps the same position."""
+
+    def __init__(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(batch_size, rank, world_size)
+        self.seed = seed
         self.epoch = 0
         self.index = 0
 
@@ -132,18 +150,11 @@ class ShuffledBatches:
         """This epoch's order of `count` items."""
         return np.random.default_rng([self.seed, self.epoch]).permutation(count)
 
-    def own_share(self, global_batch: Sequence[Item]) -> Sequence[Item]:
-        """This process's `batch_size` items of a global batch."""
-        return global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
 
     def load_state(self, state: dict) -> None:
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
-
-    def __iter__(self) -> Self:
-        return self
 
 
 class WindowOrder:

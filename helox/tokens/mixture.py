@@ -21,11 +21,10 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from helox.common.io import read_json
-from helox.tokens.loader import ShuffledBatches, TokenStream, WindowOrder
+from helox.tokens.loader import ProcessShare, TokenStream, WindowOrder, inputs_and_labels
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +76,9 @@ def assign_rows(shares: Sequence[float], drawn: list[int], rows: int, count: int
     return sources
 
 
-class MixedBatches(ShuffledBatches):
+class MixedBatches(ProcessShare):
     """Endless training batches whose rows are drawn from several sources' train streams by
-    their `shares` (`source_shares`); `state()`/`load_state()` resume exactly. Under torchrun
-    every process draws the same global batch and keeps its own rows (`own_share`)."""
+    their `shares` (`source_shares`); `state()`/`load_state()` resume exactly."""
 
     def __init__(
         self,
@@ -92,7 +90,7 @@ class MixedBatches(ShuffledBatches):
         rank: int = 0,
         world_size: int = 1,
     ):
-        super().__init__(batch_size, seed, rank, world_size)
+        super().__init__(batch_size, rank, world_size)
         self.names = sorted(streams)
         self.streams = [streams[name] for name in self.names]
         self.shares = [shares[name] for name in self.names]
@@ -137,13 +135,12 @@ class MixedBatches(ShuffledBatches):
         rows = np.empty((len(mine), self.seq_len + 1), dtype=np.int64)
         for row, (source, window) in zip(rows, mine, strict=True):
             self.streams[source].read(window * self.seq_len, row)
-        windows = torch.from_numpy(rows)
-        return windows[:, :-1], windows[:, 1:]
+        return inputs_and_labels(rows)
 
     def shares_by_source(self) -> dict[str, float]:
         return dict(zip(self.names, self.shares, strict=True))
 
-    def train_tokens(self) -> int:
+    def available_tokens(self) -> int:
         """The tokens of every source's train shards together."""
         return sum(stream.num_tokens for stream in self.streams)
 

@@ -115,7 +115,7 @@ def run_pretrain(
         "pretraining %d parameters on %s (%s tokens in train, %s in val), device %s",
         parameters,
         manifest_path,
-        f"{train_batches.train_tokens():,}",
+        f"{train_batches.available_tokens():,}",
         f"{val_stream.num_tokens:,}",
         device_manager.get_device_info(),
     )
