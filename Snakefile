@@ -31,6 +31,7 @@ rule all:
     input:
         expand("results/{stage}/final", stage=MODEL_STAGES),
         rules.report_data.output,
+        rules.report_mixture.output,
         expand(rules.report_training.output, stage=MODEL_STAGES),
         rules.report_samples.output,
         rules.report_eval.output,

@@ -9,8 +9,11 @@ from helox.common.io import JsonlWriter
 from helox.data.stdlib import gather_stdlib
 
 
-def stdlib_parts(folder: Path, max_bytes: int, copies: int = 1, parts: int = 1) -> list[Path]:
-    """Write the gathered standard library `copies` times (each copy made distinct) as JSONL.zst."""
+def stdlib_parts(
+    folder: Path, max_bytes: int, copies: int = 1, parts: int = 1, sources: tuple[str, ...] = ()
+) -> list[Path]:
+    """Write the gathered standard library `copies` times (each copy made distinct) as JSONL.zst,
+    its files dealt in turn to the corpus `sources` when some are named."""
     with tempfile.TemporaryDirectory() as raw:
         gather_stdlib(Path(raw) / "stdlib", max_bytes)
         files = sorted(p for p in (Path(raw) / "stdlib").rglob("*") if p.is_file())
@@ -20,6 +23,8 @@ def stdlib_parts(folder: Path, max_bytes: int, copies: int = 1, parts: int = 1) 
     for copy in range(copies):
         for index, (source, text) in enumerate(texts):
             record = {"text": f"# copy {copy}\n{text}", "source": source, "kind": "code"}
+            if sources:
+                record["corpus"] = sources[index % len(sources)]
             writers[(copy * len(texts) + index) % parts].write(record)
     for writer in writers:
         writer.close()

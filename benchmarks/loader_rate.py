@@ -2,15 +2,19 @@
 
     python benchmarks/loader_rate.py [--mb 4]
 
-Builds shards from real text, times `PackedBatches` (memory-mapped, packed, shuffled)
-and one training step of the model that `config.yaml` ships, both at the shipped batch
-size and sequence length. Prints the ratio last (goal: >= 50).
+Builds shards from real text, its files dealt to two corpus sources, and times one training
+step of the model that `config.yaml` ships and three loaders (memory-mapped, packed,
+shuffled) at the shipped batch size and sequence length: `PackedBatches` over the whole train
+split (the reference), and what pretraining reads, `MixedBatches`, over one source and over
+the two mixed 1:3. Prints the ratio of the mixed loader to the reference (goal: >= 0.5) and,
+last, that of the loader to the model (goal: >= 50).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +26,7 @@ from helox.common.config_files import load_mapping, section_from_dict
 from helox.model.config import ModelConfig
 from helox.model.network import create_model_from_config
 from helox.tokens.loader import PackedBatches, TokenStream
+from helox.tokens.mixture import mixed_batches
 from helox.tokens.shards import ShardsConfig, build_dataset_shards
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.train.config import TrainingConfig
@@ -30,7 +35,8 @@ from helox.train.optim import build_optimizer
 REPO = Path(__file__).resolve().parents[1]
 
 
-def batches_per_second(batches: PackedBatches, count: int) -> float:
+def batches_per_second(batches, count: int) -> float:
+    """Batches a second that `batches` (any training loader) gives over `count` batches."""
     started = time.perf_counter()
     for _ in range(count):
         next(batches)
@@ -61,21 +67,39 @@ def main() -> None:
     model_config = section_from_dict(ModelConfig, config["model"], "model")
     training = section_from_dict(TrainingConfig, config["pretrain"], "pretrain")
     vocab_size = config["tokenizer"]["vocab_size"]
+    sources = ("a", "b")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        parts = stdlib_parts(tmp, int(args.mb * 1e6))
+        parts = stdlib_parts(tmp, int(args.mb * 1e6), sources=sources)
         build_tokenizer(parts, tmp / "tok", TokenizerConfig(vocab_size=vocab_size))
+        shards = tmp / "shards"
         manifest = build_dataset_shards(
-            parts, tmp / "tok" / "spm.model", tmp / "shards", ShardsConfig(parts=1), seed=1
+            parts, tmp / "tok" / "spm.model", shards, ShardsConfig(parts=1), 1, sources=sources
         )
-        stream = TokenStream(tmp / "shards" / "manifest.json", "train")
-        batches = PackedBatches(stream, training.seq_len, training.batch_size, 1)
-        loader_rate = batches_per_second(batches, 2000)
+        # The one-source loader reads source "a" only, the reference all of the train split.
+        lone = {**manifest, "sources": {"a": manifest["sources"]["a"]}}
+        (shards / "lone.json").write_text(json.dumps(lone))
+        seq_len, batch_size = training.seq_len, training.batch_size
+        rates = {
+            "PackedBatches, whole train split": PackedBatches(
+                TokenStream(shards / "manifest.json", "train"), seq_len, batch_size, 1
+            ),
+            "MixedBatches, one source": mixed_batches(
+                shards / "lone.json", None, seq_len, batch_size, 1
+            ),
+            "MixedBatches, two sources 1:3": mixed_batches(
+                shards / "manifest.json", {"a": 1, "b": 3}, seq_len, batch_size, 1
+            ),
+        }
+        rates = {name: batches_per_second(batches, 2000) for name, batches in rates.items()}
         model_rate = steps_per_second(model_config, training, manifest["vocab_size"], 10)
-    print(f"batch {training.batch_size} x {training.seq_len} tokens")
-    print(f"loader: {loader_rate:,.0f} batches/s")
+    print(f"batch {batch_size} x {seq_len} tokens")
+    for name, rate in rates.items():
+        print(f"loader {name}: {rate:,.0f} batches/s")
+    mixed = rates["MixedBatches, two sources 1:3"]
+    print(f"ratio mixed/packed: {mixed / rates['PackedBatches, whole train split']:.2f}")
     print(f"shipped model training: {model_rate:.2f} steps/s")
-    print(f"ratio loader/model: {loader_rate / model_rate:,.0f}")
+    print(f"ratio loader/model: {mixed / model_rate:,.0f}")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ from pathlib import Path
 
 from corpus import stdlib_parts
 
-from helox.tokens.shards import SPLITS, ShardsConfig, tokenize_part
+from helox.data.corpus import DEFAULT_SOURCE
+from helox.tokens.shards import PartPaths, ShardsConfig, tokenize_part
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
 
 def child(model: str, out: str, parts: list[str]) -> None:
     """Run the stage and print its train-split stats and peak RSS as JSON."""
-    outputs = {split: Path(out) / f"{split}.arrow" for split in SPLITS}
-    stats = tokenize_part(parts, model, outputs, Path(out) / "stats.json", ShardsConfig(), seed=1)
+    outputs = PartPaths.of(out, 0, [DEFAULT_SOURCE])
+    stats = tokenize_part(parts, model, outputs, ShardsConfig(), seed=1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mb": peak_mb, "train": stats["splits"]["train"]}))
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from corpus import stdlib_parts
 
 from helox.common.io import iter_texts
-from helox.tokens.shards import SPLITS, ShardsConfig, tokenize_part
+from helox.data.corpus import DEFAULT_SOURCE
+from helox.tokens.shards import PartPaths, ShardsConfig, tokenize_part
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
 
@@ -41,13 +42,12 @@ def main() -> None:
             processor.encode(texts, num_threads=args.threads)
             reference.append(time.perf_counter() - started)
 
-            outputs = {split: tmp / f"out{repeat}" / f"{split}.arrow" for split in SPLITS}
+            outputs = PartPaths.of(tmp / f"out{repeat}", 0, [DEFAULT_SOURCE])
             started = time.perf_counter()
             tokenize_part(
                 parts,
                 model,
                 outputs,
-                tmp / f"out{repeat}" / "stats.json",
                 ShardsConfig(),
                 seed=1,
                 threads=args.threads,

@@ -10,11 +10,7 @@ manifest_path = Path(snakemake.output[0])
 write_manifest(
     manifest_path.parent,
     list(snakemake.input.stats),
-    {
-        split: [p for p in snakemake.input.shards if Path(p).parent.name == split]
-        for split in SPLITS
-    },
+    {split: list(snakemake.input[split]) for split in SPLITS},
     snakemake.input.tokenizer,
     manifest_path,
-    snakemake.params.weights,
 )

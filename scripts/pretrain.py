@@ -17,4 +17,5 @@ launch_snakemake_job(
     model_config=section_from_dict(ModelConfig, snakemake.params.model, "model"),
     training_config=section_from_dict(TrainingConfig, snakemake.params.pretrain, "pretrain"),
     init_dir=snakemake.input.get("init") or None,
+    weights=snakemake.params.weights or None,
 )

@@ -1,18 +1,24 @@
-"""Snakemake adapter: tokenize deduplicated parts into one Arrow shard per split."""
+"""Snakemake adapter: tokenize deduplicated parts into each source's train shard and the val
+and test shards."""
+
+from pathlib import Path
 
 from helox.common.config_files import section_from_dict
 from helox.common.logs import setup_logging
-from helox.tokens.shards import ShardsConfig, mixture_factors, tokenize_part
+from helox.tokens.shards import PartPaths, ShardsConfig, tokenize_part
 
 setup_logging(snakemake.log[0])
-weights = snakemake.params.weights
+output = snakemake.output
 tokenize_part(
     list(snakemake.input.docs),
     snakemake.input.tokenizer,
-    {split: snakemake.output[split] for split in ("train", "val", "test")},
-    snakemake.output.stats,
+    PartPaths(
+        {Path(path).parent.name: Path(path) for path in output.train},
+        Path(output.val),
+        Path(output.test),
+        Path(output.stats),
+    ),
     section_from_dict(ShardsConfig, snakemake.params.shards, "shards"),
     seed=snakemake.params.seed,
     threads=snakemake.threads,
-    factors=mixture_factors(list(snakemake.input.counts), weights) if weights else None,
 )

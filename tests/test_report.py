@@ -14,7 +14,7 @@ from helox.pipeline.samples import BASE_PROMPTS, CHAT_PROMPTS
 PNG = b"\x89PNG\r\n\x1a\n"
 TRAINING_FIGURES = ("loss", "bpb", "lr", "throughput")
 STAGES = ("pretrain", "sft", "dpo")
-REPORT_JOBS = ("data", *STAGES, "samples", "eval")
+REPORT_JOBS = ("data", "mixture", *STAGES, "samples", "eval")
 
 
 def embedded_results(report: str, name: str = "results") -> dict[str, dict]:

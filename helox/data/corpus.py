@@ -30,7 +30,7 @@ class SourceConfig:
 
     name: str = ""
     path: str = ""
-    # The source's share of the train split's tokens, relative to the other sources' weights.
+    # The source's share of pretraining's rows, relative to the other sources' weights.
     weight: float = 1.0
     # web, prose, docs or code for every document of the source; "" detects it per document.
     kind: str = ""

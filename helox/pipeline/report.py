@@ -161,18 +161,19 @@ def plot_splits(manifest_path: str | os.PathLike, path: str | os.PathLike) -> No
     )
 
 
-def mixture_rows(clean: Stats, dedup: dict, manifest: dict) -> list[list[Any]]:
-    """Per source: its weight and target share, the train tokens it got, its epochs, and its
-    documents through clean, dedup and the splits."""
-    sources = manifest.get("sources", {})
-    total_weight = sum(row["weight"] for row in sources.values()) or 1.0
+def mixture_rows(clean: Stats, dedup: dict, manifest: dict, drawn: dict) -> list[list[Any]]:
+    """Per source: its target share of the training rows (from its weight) and the share it
+    got, the train tokens pretraining drew and those its shards hold, its epochs, its val and
+    test tokens, and its documents through clean and dedup."""
+    total_drawn = sum(row["train_tokens"] for row in drawn.values()) or 1
     rows = []
-    for name, row in sources.items():
+    for name, row in manifest.get("sources", {}).items():
+        taken = drawn.get(name, {"share": 0.0, "train_tokens": 0, "epochs": 0.0})
         cleaned = clean.corpus.get(name)
         deduplicated = dedup.get("corpus", {}).get(name, {})
         rows.append(
-            [name, row["weight"], 100 * row["weight"] / total_weight, 100 * row["share"]]
-            + [row["tokens"]["train"], row["natural_train_tokens"], row["epochs"]]
+            [name, 100 * taken["share"], 100 * taken["train_tokens"] / total_drawn]
+            + [taken["train_tokens"], row["tokens"]["train"], taken["epochs"]]
             + [row["tokens"]["val"], row["tokens"]["test"]]
             + [cleaned.documents_in if cleaned else 0, cleaned.documents_out if cleaned else 0]
             + [deduplicated.get("documents_out", 0)]
@@ -184,32 +185,37 @@ def write_mixture(
     clean_stats_paths: Sequence[str | os.PathLike],
     dedup_stats_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
+    pretrain_metrics_path: str | os.PathLike,
     outputs: Mapping[str, str | os.PathLike],
 ) -> None:
-    """The mixture of sources: a table of each source through the stages, and a bar per source
-    of its share of the train tokens against its weight's share; `outputs` maps mixture and
-    mixture_figure to their paths."""
-    manifest = read_json(manifest_path)
-    rows = mixture_rows(clean_totals(clean_stats_paths), read_json(dedup_stats_path), manifest)
-    headers = ["Source", "Weight", "Target share (%)", "Train share (%)", "Train tokens"]
-    headers += ["Train tokens before mixing", "Epochs", "Val tokens", "Test tokens"]
+    """The mixture of sources: a table of each source through the stages and pretraining, and
+    a bar per source of its share of the training tokens against its weight's share;
+    `outputs` maps mixture and mixture_figure to their paths."""
+    rows = mixture_rows(
+        clean_totals(clean_stats_paths),
+        read_json(dedup_stats_path),
+        read_json(manifest_path),
+        read_json(pretrain_metrics_path).get("sources", {}),
+    )
+    headers = ["Source", "Target share (%)", "Drawn share (%)", "Train tokens drawn"]
+    headers += ["Train tokens in the shards", "Epochs", "Val tokens", "Test tokens"]
     headers += ["Documents read", "Kept by cleaning", "Kept by dedup"]
     write_html(
         outputs["mixture"],
         "Mixture of sources",
         html_table(headers, rows)
-        + "<p>Epochs: train tokens written over the source's own train tokens (above 1: "
-        "documents repeated, below 1: some left out). Validation and test keep the "
-        "natural proportions.</p>",
+        + "<p>Pretraining draws each step's rows from the sources by weight. Epochs: the "
+        "source's train windows drawn over those its shards hold (above 1: repeated, below "
+        "1: some left unseen). Validation and test keep the natural proportions.</p>",
     )
     plots.plot_bars(
         outputs["mixture_figure"],
-        "share of the train tokens per source",
+        "share of the training tokens per source",
         "source",
-        "share of train tokens (%)",
+        "share of training tokens (%)",
         [row[0] for row in rows],
-        [row[3] for row in rows],
-        [f"{row[3]:.1f}% (target {row[2]:.1f}%)\n{row[6]:.2f} epochs" for row in rows],
+        [row[2] for row in rows],
+        [f"{row[2]:.1f}% (target {row[1]:.1f}%)\n{row[5]:.2f} epochs" for row in rows],
         empty_message="no sources in the manifest",
     )
 
@@ -271,13 +277,12 @@ def write_data_report(
     outputs: Mapping[str, str | os.PathLike],
 ) -> None:
     """The data stages' tables and figures: `outputs` maps filters, sources, clusters,
-    tokenizer, splits, mixture and mixture_figure to their paths."""
+    tokenizer and splits to their paths."""
     write_filter_table(clean_stats_paths, dedup_stats_path, outputs["filters"])
     write_source_table(clean_stats_paths, outputs["sources"])
     plot_clusters(dedup_stats_path, outputs["clusters"])
     write_tokenizer_table(tokenizer_eval_path, tokenizer_path, manifest_path, outputs["tokenizer"])
     plot_splits(manifest_path, outputs["splits"])
-    write_mixture(clean_stats_paths, dedup_stats_path, manifest_path, outputs)
 
 
 # ---------------------------------------------------------------------------- training

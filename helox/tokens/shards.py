@@ -6,10 +6,11 @@ when the vocabulary exceeds 65,536), one row per document, each document's ids
 followed by the `</s>` id. The flattened values of a split are therefore the packed
 training stream, with documents separated by `</s>`.
 
-With several `corpus.sources`, the train split is mixed by weight (`helox.tokens.mixture`):
-`count_part` first counts each source's tokens per split, and `tokenize_part` writes each
-train document as many times as the `Resampler` says (copies side by side; training visits
-windows in a shuffled order). Validation and test are written as they come.
+Every document is tokenized once. Shards job i writes `train/<source>/part-i.arrow` for each
+source of `corpus.sources` (the one source of `corpus.raw_dir` is named `raw`), so training
+can draw from each source by its weight (`helox.tokens.mixture`), and `val/part-i.arrow` and
+`test/part-i.arrow` with every source's documents as they come (natural proportions). No
+weight is read here: a weight edit leaves the shards as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from helox.common.io import (
 )
 from helox.common.progress import ProgressBar
 from helox.data.corpus import DEFAULT_SOURCE
-from helox.tokens.mixture import Resampler, repeat_factors
 from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -129,17 +129,20 @@ class ShardWriter:
         return {"documents": self.documents, "tokens": self.tokens, "bytes": self.bytes}
 
 
+def summed(cells: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    """Documents, tokens and bytes added up over `cells`."""
+    return {key: sum(cell[key] for cell in cells) for key in ("documents", "tokens", "bytes")}
+
+
 class SourceTally:
     """Documents, tokens and bytes per `corpus.sources` name and split."""
 
     def __init__(self) -> None:
         self.counts: dict[str, dict[str, dict[str, int]]] = {}
 
-    def add(self, corpus: str, split: str, tokens: int, size: int, copies: int = 1) -> None:
-        """Count `copies` of one document of `tokens` tokens and `size` bytes."""
-        self.add_counts(
-            corpus, split, {"documents": copies, "tokens": tokens * copies, "bytes": size * copies}
-        )
+    def add(self, corpus: str, split: str, tokens: int, size: int) -> None:
+        """Count one document of `tokens` tokens and `size` bytes."""
+        self.add_counts(corpus, split, {"documents": 1, "tokens": tokens, "bytes": size})
 
     def add_counts(self, corpus: str, split: str, counts: Mapping[str, int]) -> None:
         row = self.counts.setdefault(corpus, {})
@@ -150,9 +153,35 @@ class SourceTally:
     def to_dict(self) -> dict[str, dict[str, dict[str, int]]]:
         empty = {"documents": 0, "tokens": 0, "bytes": 0}
         return {
-            name: {split: dict(row.get(split, empty)) for split in (*SPLITS, "natural_train")}
+            name: {split: dict(row.get(split, empty)) for split in SPLITS}
             for name, row in sorted(self.counts.items())
         }
+
+
+@dataclass
+class PartPaths:
+    """What one shards job writes: each source's train shard, the val and test shards (every
+    source's documents), and the part's stats."""
+
+    train: dict[str, Path]  # by source name
+    val: Path
+    test: Path
+    stats: Path
+
+    @classmethod
+    def of(cls, shards_dir: StrPath, part: int, sources: Sequence[str]) -> PartPaths:
+        """The layout the shards rule writes (`workflow/rules/shards.smk`)."""
+        root = Path(shards_dir)
+        return cls(
+            {name: root / "train" / name / f"part-{part}.arrow" for name in sources},
+            root / "val" / f"part-{part}.arrow",
+            root / "test" / f"part-{part}.arrow",
+            root / "stats" / f"part-{part}.json",
+        )
+
+    def shards(self) -> dict[str, list[Path]]:
+        """The shard files of each split."""
+        return {"train": list(self.train.values()), "val": [self.val], "test": [self.test]}
 
 
 def encoded_batches(
@@ -165,96 +194,67 @@ def encoded_batches(
         yield list(zip(batch, encoded, strict=True))
 
 
-def count_part(
-    input_paths: list[StrPath],
-    tokenizer_path: StrPath,
-    output: StrPath,
-    config: ShardsConfig,
-    seed: int,
-    threads: int = 1,
-) -> dict:
-    """Count each source's documents, tokens and bytes per split (no shards written)."""
-    processor = load_tokenizer(tokenizer_path)
-    tally = SourceTally()
-    for batch in encoded_batches(input_paths, processor, threads):
-        for record, ids in batch:
-            split = assign_split(record["text"], seed, config)
-            size = len(record["text"].encode("utf-8"))
-            tally.add(record.get("corpus") or DEFAULT_SOURCE, split, len(ids) + 1, size)
-    counts = {"inputs": [str(path) for path in input_paths], "corpus": tally.to_dict()}
-    write_json(output, counts)
-    return counts
-
-
-def mixture_factors(count_paths: list[StrPath], weights: Mapping[str, float]) -> dict[str, float]:
-    """The repeat factor of every source, from the counts of all parts and the weights."""
-    natural: dict[str, int] = {}
-    for path in count_paths:
-        for name, row in read_json(path)["corpus"].items():
-            natural[name] = natural.get(name, 0) + row["train"]["tokens"]
-    return repeat_factors(weights, natural)
-
-
 def tokenize_part(
     input_paths: list[StrPath],
     tokenizer_path: StrPath,
-    output_paths: dict[str, StrPath],
-    stats_path: StrPath,
+    outputs: PartPaths,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
-    factors: Mapping[str, float] | None = None,
 ) -> dict:
-    """Tokenize deduplicated parts into one Arrow file per split, and write their stats.
-
-    `factors` (from `mixture_factors`) resamples the train documents of each source.
-    """
+    """Tokenize deduplicated parts into `outputs`' shards, and write their stats."""
     processor = load_tokenizer(tokenizer_path)
     dtype = token_dtype(processor.get_piece_size())
     eos = SPECIAL_IDS["</s>"]
-    resampler = Resampler(factors or {}, seed)
     tally = SourceTally()
-    writers = {split: ShardWriter(output_paths[split], dtype) for split in SPLITS}
+    train = {name: ShardWriter(path, dtype) for name, path in outputs.train.items()}
+    writers = [*train.values(), *(ShardWriter(p, dtype) for p in (outputs.val, outputs.test))]
+    by_split = {"val": writers[-2], "test": writers[-1]}
     bar = ProgressBar(
         f"tokenizing {', '.join(map(str, input_paths))}",
         sum(os.path.getsize(path) for path in input_paths),
         "MB",
         scale=1e6,
-        note=lambda: f"{sum(writer.tokens for writer in writers.values()):,} tokens",
+        note=lambda: f"{sum(writer.tokens for writer in writers):,} tokens",
     )
     try:
         for batch in encoded_batches(input_paths, processor, threads, bar.update):
-            by_split: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
-            bytes_by_split = dict.fromkeys(SPLITS, 0)
+            pending: dict[ShardWriter, tuple[list[list[int]], list[int]]] = {}
             for record, ids in batch:
                 text = record["text"]
                 corpus = record.get("corpus") or DEFAULT_SOURCE
                 split = assign_split(text, seed, config)
+                if split == "train" and corpus not in train:
+                    raise ValueError(
+                        f"{', '.join(map(str, input_paths))}: a document of corpus source "
+                        f"{corpus!r}, which is not one of the sources {sorted(train)}"
+                    )
                 ids.append(eos)
                 size = len(text.encode("utf-8"))
-                copies = 1
-                if split == "train":
-                    tally.add(corpus, "natural_train", len(ids), size)
-                    copies = resampler.copies(corpus, text, len(ids))
-                tally.add(corpus, split, len(ids), size, copies)
-                by_split[split].extend([ids] * copies)
-                bytes_by_split[split] += size * copies
-            for split, writer in writers.items():
-                writer.write(by_split[split], bytes_by_split[split])
+                tally.add(corpus, split, len(ids), size)
+                documents, sizes = pending.setdefault(
+                    train[corpus] if split == "train" else by_split[split], ([], [])
+                )
+                documents.append(ids)
+                sizes.append(size)
+            for writer, (documents, sizes) in pending.items():
+                writer.write(documents, sum(sizes))
     except BaseException:
-        for writer in writers.values():
+        for writer in writers:
             writer.close(success=False)
         raise
-    for writer in writers.values():
+    for writer in writers:
         writer.close()
     bar.close()
+    splits = {split: writer.stats() for split, writer in by_split.items()}
+    splits["train"] = summed([writer.stats() for writer in train.values()])
     stats = {
         "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in input_paths],
         "token_dtype": dtype.name,
-        "splits": {split: writers[split].stats() for split in SPLITS},
+        "splits": {split: splits[split] for split in SPLITS},
         "corpus": tally.to_dict(),
     }
-    write_json(stats_path, stats)
+    write_json(outputs.stats, stats)
     log.info("%s: %s", [str(p) for p in input_paths], stats["splits"])
     return stats
 
@@ -270,28 +270,25 @@ def write_manifest(
     shard_paths: dict[str, list[StrPath]],
     tokenizer_path: StrPath,
     manifest_path: StrPath,
-    weights: Mapping[str, float] | None = None,
 ) -> dict:
     """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
 
     `source_sha256` is the SHA-256 over the SHA-256s of the deduplicated files, by path;
     `tokenizer_sha256` that of the SentencePiece model; `shards_sha256` that of the shards.
-    `sources` holds, per `corpus.sources` name, its `weight`, its `tokens` and `documents`
-    per split, its train tokens before mixing (`natural_train_tokens`), its `share` of the
-    train tokens and its effective `epochs` (train tokens written / train tokens it has).
+    `sources` holds, per `corpus.sources` name, its `documents`, `tokens` and `bytes` per
+    split and its `train_files` (the train split's files are every source's).
     """
     shards_dir = Path(shards_dir)
     parts = [read_json(p) for p in part_stats_paths]
     inputs = [item for part in parts for item in part["inputs"]]
     processor = load_tokenizer(tokenizer_path)
-    splits = {}
-    for split in SPLITS:
-        totals = {"documents": 0, "tokens": 0, "bytes": 0}
-        for part in parts:
-            for key in totals:
-                totals[key] += part["splits"][split][key]
-        files = [str(Path(p).relative_to(shards_dir)) for p in shard_paths[split]]
-        splits[split] = {"files": files, **totals}
+    splits = {
+        split: {
+            "files": [str(Path(p).relative_to(shards_dir)) for p in shard_paths[split]],
+            **summed([part["splits"][split] for part in parts]),
+        }
+        for split in SPLITS
+    }
     check_splits_hold_tokens(splits)
     manifest = {
         "splits": splits,
@@ -306,7 +303,7 @@ def write_manifest(
         ).hexdigest(),
         "source_files": sorted(inputs, key=lambda i: i["path"]),
         "shards_sha256": sha256_files(p for split in SPLITS for p in shard_paths[split]),
-        "sources": source_rows(parts, weights or {}, splits["train"]["tokens"]),
+        "sources": source_rows(parts, splits["train"]["files"]),
     }
     write_json(manifest_path, manifest)
     return manifest
@@ -331,27 +328,27 @@ def check_splits_hold_tokens(splits: Mapping[str, Mapping[str, int]]) -> None:
             raise EmptySplitError(message)
 
 
-def source_rows(
-    parts: list[dict], weights: Mapping[str, float], train_tokens: int
-) -> dict[str, dict]:
-    """The manifest's `sources`: each source's counts summed over the parts, and its epochs."""
+def source_rows(parts: list[dict], train_files: list[str]) -> dict[str, dict]:
+    """The manifest's `sources`: each source's counts summed over the parts, and its train
+    files (`train/<source>/part-i.arrow`)."""
     totals = SourceTally()
     for part in parts:
         for name, row in part.get("corpus", {}).items():
             for split, cell in row.items():
                 totals.add_counts(name, split, cell)
-    rows = {}
-    for name, row in totals.to_dict().items():
-        natural = row["natural_train"]["tokens"]
-        rows[name] = {
-            "weight": weights.get(name, 1.0),
-            "tokens": {split: row[split]["tokens"] for split in SPLITS},
-            "documents": {split: row[split]["documents"] for split in SPLITS},
-            "natural_train_tokens": natural,
-            "share": row["train"]["tokens"] / train_tokens if train_tokens else 0.0,
-            "epochs": row["train"]["tokens"] / natural if natural else 0.0,
+    counted = totals.to_dict()
+    names = sorted(set(counted) | {Path(path).parent.name for path in train_files})
+    empty = {split: {"documents": 0, "tokens": 0, "bytes": 0} for split in SPLITS}
+    return {
+        name: {
+            **{
+                key: {split: cell[key] for split, cell in counted.get(name, empty).items()}
+                for key in ("documents", "tokens", "bytes")
+            },
+            "train_files": [path for path in train_files if Path(path).parent.name == name],
         }
-    return rows
+        for name in names
+    }
 
 
 def build_dataset_shards(
@@ -361,40 +358,22 @@ def build_dataset_shards(
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
-    weights: Mapping[str, float] | None = None,
+    sources: Sequence[str] = (DEFAULT_SOURCE,),
 ) -> dict:
-    """The whole shards stage in one call (what the rules do as a scatter and a gather).
-
-    With `weights` for two sources or more, each part's tokens are counted first and the
-    train split is mixed by them.
-    """
+    """The whole shards stage in one call (what the rules do as a scatter and a gather), for
+    documents of the `corpus.sources` named `sources`."""
     shards_dir = Path(shards_dir)
     shard_paths: dict[str, list[Path]] = {split: [] for split in SPLITS}
     stats_paths = []
-    part_count = min(config.parts, len(input_paths))
-    inputs = [inputs_of_part(list(input_paths), part, config.parts) for part in range(part_count)]
-    factors = None
-    if weights and len(weights) > 1:
-        count_paths = [shards_dir / "counts" / f"part-{part}.json" for part in range(part_count)]
-        for part_inputs, count_path in zip(inputs, count_paths, strict=True):
-            count_part(part_inputs, tokenizer_path, count_path, config, seed, threads)
-        factors = mixture_factors(count_paths, weights)
-    for part, part_inputs in enumerate(inputs):
-        outputs = {split: shards_dir / split / f"part-{part}.arrow" for split in SPLITS}
-        stats_path = shards_dir / "stats" / f"part-{part}.json"
-        tokenize_part(
-            part_inputs, tokenizer_path, outputs, stats_path, config, seed, threads, factors
-        )
-        for split in SPLITS:
-            shard_paths[split].append(outputs[split])
-        stats_paths.append(stats_path)
+    for part in range(min(config.parts, len(input_paths))):
+        outputs = PartPaths.of(shards_dir, part, sources)
+        part_inputs = inputs_of_part(list(input_paths), part, config.parts)
+        tokenize_part(part_inputs, tokenizer_path, outputs, config, seed, threads)
+        for split, paths in outputs.shards().items():
+            shard_paths[split].extend(paths)
+        stats_paths.append(outputs.stats)
     return write_manifest(
-        shards_dir,
-        stats_paths,
-        shard_paths,
-        tokenizer_path,
-        shards_dir / "manifest.json",
-        weights,
+        shards_dir, stats_paths, shard_paths, tokenizer_path, shards_dir / "manifest.json"
     )
 
 

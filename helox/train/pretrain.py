@@ -20,8 +20,9 @@ from helox.common.io import sha256_file
 from helox.model.config import ModelConfig
 from helox.model.folder import load_final
 from helox.model.network import create_model_from_config
-from helox.tokens.loader import PackedBatches, TokenStream, eval_batches, unigram_baseline
-from helox.train.checkpoint import run_defining, run_fingerprint
+from helox.tokens.loader import TokenStream, eval_batches, unigram_baseline
+from helox.tokens.mixture import mixed_batches
+from helox.train.checkpoint import micro_batches_per_step, run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
 from helox.train.launch import launch_stage, stage_job, worker_main
 from helox.train.loop import seed_everything
@@ -56,10 +57,12 @@ def run_pretrain(
     threads: int | None = None,
     snakemake_job: str | None = None,
     init_dir: str | os.PathLike | None = None,
+    weights: dict[str, float] | None = None,
 ) -> dict:
     """Train a model on the manifest's train split and write `output_dir`: from scratch, or
     continuing the final folder `init_dir` (e.g. an imported model; `model_config` is then
-    that folder's).
+    that folder's). Each batch draws its rows from the manifest's sources by `weights` (the
+    `corpus.sources` weights by name; None: their natural proportions).
 
     Resumes from `checkpoint_dir` (default: `checkpoints/` beside `output_dir`) when a
     killed run with the same configs, seed and shards left a checkpoint there.
@@ -73,22 +76,24 @@ def run_pretrain(
     dist = device_manager.dist
     manifest_path = Path(manifest_path)
 
-    train_stream = TokenStream(manifest_path, "train")
     val_stream = TokenStream(manifest_path, "val")
     if init_dir:
         init_dir = Path(init_dir)
         model, model_config = load_final(init_dir)
-    model_config = resolve_vocab_size(model_config, train_stream.vocab_size)
+    model_config = resolve_vocab_size(model_config, val_stream.vocab_size)
     token_bytes = token_byte_lengths(tokenizer_path)
-    if len(token_bytes) < train_stream.vocab_size:
+    if len(token_bytes) < val_stream.vocab_size:
         raise ValueError(
             f"{tokenizer_path} has {len(token_bytes)} pieces but {manifest_path} was written "
-            f"with a vocabulary of {train_stream.vocab_size}; rebuild the shards"
+            f"with a vocabulary of {val_stream.vocab_size}; rebuild the shards"
         )
     seq_len, batch_size = training_config.seq_len, training_config.batch_size
-    train_batches = PackedBatches(
-        train_stream, seq_len, batch_size, seed, rank=dist.rank, world_size=dist.world_size
+    train_batches = mixed_batches(
+        manifest_path, weights, seq_len, batch_size, seed, dist.rank, dist.world_size
     )
+    if dist.is_main:
+        rows = training_config.total_steps * micro_batches_per_step(training_config) * batch_size
+        train_batches.planned_epochs(rows)
     val_stream.num_windows(seq_len)  # a val split too short to score fails now, not after training
     val_batches = partial(eval_batches, val_stream, seq_len, batch_size)
     manifest_sha256 = sha256_file(manifest_path)
@@ -98,6 +103,7 @@ def run_pretrain(
         training=run_defining(training_config),
         seed=seed,
         manifest=manifest_sha256,
+        mixture=train_batches.shares_by_source(),
         **start,
     )
 
@@ -109,7 +115,7 @@ def run_pretrain(
         "pretraining %d parameters on %s (%s tokens in train, %s in val), device %s",
         parameters,
         manifest_path,
-        f"{train_stream.num_tokens:,}",
+        f"{train_batches.available_tokens():,}",
         f"{val_stream.num_tokens:,}",
         device_manager.get_device_info(),
     )
@@ -123,6 +129,7 @@ def run_pretrain(
             "manifest": str(manifest_path),
             "parameters": parameters,
             "init": str(init_dir or ""),
+            "mixture": train_batches.shares_by_source(),
         },
         lineage={
             "manifest_sha256": manifest_sha256,
@@ -138,6 +145,7 @@ def run_pretrain(
         "byte) vs unigram baseline %(unigram_val_loss).4f",
         baselines={"unigram_loss": unigram},
         token_bytes=token_bytes,
+        after_training=lambda: {"sources": train_batches.drawn_summary()},
     )
     return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 

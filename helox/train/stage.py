@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ class RunSpec:
     compare_with_start: bool = False  # evaluate before training; report it as base_*
     token_bytes: Tensor | None = None  # bytes per token id, for bits per byte
     objective: Objective | None = None  # None: next-token prediction
+    # Entries of metrics.json known only once training ends (what the loader drew).
+    after_training: Callable[[], dict[str, Any]] | None = None
 
 
 def train_stage(
@@ -129,6 +132,7 @@ def train_stage(
         **{key: value for key, value in trained.items() if key.startswith("val_")},
         **{f"base_{key}": value for key, value in start.items() if key.startswith("val_")},
         **spec.summary,
+        **(spec.after_training() if spec.after_training else {}),
         "lineage": lineage,
         **{key: value for key, value in trained.items() if not key.startswith("val_")},
     }

@@ -56,6 +56,7 @@ rule pretrain:
         model=config["model"],
         pretrain=config["pretrain"],
         seed=config["seed"],
+        weights=WEIGHTS,  # the corpus sources' weights: each one's share of the training rows
         checkpoints="results/pretrain/checkpoints",
     resources:
         **scheduler_request(config["pretrain"]),  # nodes, tasks, GPUs from pretrain.nodes/nproc

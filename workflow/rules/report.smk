@@ -25,8 +25,6 @@ rule report_data:
         clusters=data_report("duplicate_clusters.png", "clusters", "Cleaning and deduplication"),
         tokenizer=data_report("tokenizer.html", "tokenizer", "Tokenizer and shards"),
         splits=data_report("tokens_per_split.png", "splits", "Tokenizer and shards"),
-        mixture=data_report("mixture.html", "mixture", "Mixture of sources"),
-        mixture_figure=data_report("mixture.png", "mixture", "Mixture of sources"),
     log:
         "logs/report/data.log",
     benchmark:
@@ -35,6 +33,26 @@ rule report_data:
         "../../envs/train.yaml"
     script:
         "../../scripts/report_data.py"
+
+
+# What pretraining drew from each source: after pretrain, as the weights only reach training.
+rule report_mixture:
+    input:
+        clean_stats=expand("results/clean/part-{part}.stats.json", part=PARTS),
+        dedup_stats="results/dedup/stats.json",
+        manifest="results/shards/manifest.json",
+        pretrained="results/pretrain/final",
+    output:
+        mixture=data_report("mixture.html", "mixture", "Mixture of sources"),
+        mixture_figure=data_report("mixture.png", "mixture", "Mixture of sources"),
+    log:
+        "logs/report/mixture.log",
+    benchmark:
+        "logs/benchmarks/report/mixture.tsv"
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/report_mixture.py"
 
 
 def training_figure(name):
