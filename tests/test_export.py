@@ -66,7 +66,7 @@ def test_transformers_logits_match_helox(tmp_path, tokenizer_path, overrides):
 
 def test_transformers_tokenizer_and_chat_template_match_helox(tmp_path, tokenizer_path):
     folder, _ = saved_folder(tmp_path, tokenizer_path, config(), "sft")
-    processor = load_tokenizer(folder / "tokenizer.model")
+    processor = load_tokenizer(folder)
     hf_tokenizer = AutoTokenizer.from_pretrained(folder)
     for text in TEXTS:
         ids = hf_tokenizer.encode(text, add_special_tokens=False)
@@ -95,7 +95,7 @@ def test_a_model_llama_cannot_express_is_not_exported_as_one(
     flipped = {"qk_norm": True, "logit_softcap": 30.0}.get(switch, False)
     model_config = config(**{switch: flipped})
     with pytest.raises(NotLlamaError, match=f"model.{switch} .*{named}"):
-        llama_config(model_config)
+        llama_config(model_config, load_tokenizer(tokenizer_path))
     folder, model = saved_folder(tmp_path, tokenizer_path, model_config, "pretrain")
     config_json = read_json(folder / "config.json")
     assert "model_type" not in config_json and named in config_json[NOT_LLAMA_KEY]

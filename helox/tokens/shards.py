@@ -1,10 +1,11 @@
-"""Token shards: documents → SentencePiece ids → Arrow IPC files per split, plus a manifest.
+"""Token shards: documents → token ids → Arrow IPC files per split, plus a manifest.
 
 Layout of one shard file: Arrow IPC *file* format, uncompressed (so readers can
 memory-map it without a copy), one column `tokens` of type list<uint16> (list<uint32>
 when the vocabulary exceeds 65,536), one row per document, each document's ids
-followed by the `</s>` id. The flattened values of a split are therefore the packed
-training stream, with documents separated by `</s>`.
+followed by the tokenizer's EOS id (and preceded by its BOS where the model's convention
+adds one, as Llama 3's does). The flattened values of a split are therefore the packed
+training stream, with documents separated by EOS.
 
 With several `corpus.sources`, the train split is mixed by weight (`helox.tokens.mixture`):
 `count_part` first counts each source's tokens per split, and `tokenize_part` writes each
@@ -36,8 +37,9 @@ from helox.common.io import (
 )
 from helox.common.progress import ProgressBar
 from helox.data.corpus import DEFAULT_SOURCE
+from helox.tokens.interface import Tokenizer
 from helox.tokens.mixture import Resampler, repeat_factors
-from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
+from helox.tokens.vocab import TokenizerSource, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -156,31 +158,32 @@ class SourceTally:
 
 
 def encoded_batches(
-    input_paths: list[StrPath], processor, threads: int, on_read=None
+    input_paths: list[StrPath], tokenizer: Tokenizer, threads: int, on_read=None
 ) -> Iterator[list[tuple[dict, list[int]]]]:
-    """(record, token ids) of every document of the inputs, a batch of about a MB at a time."""
+    """(record, the ids training sees of it) of every document of the inputs, a batch of
+    about a MB at a time."""
     records = (record for path in input_paths for record in iter_jsonl(path, on_read))
     for batch in batched(records, ENCODE_BATCH_BYTES):
-        encoded = processor.encode([record["text"] for record in batch], num_threads=threads)
-        yield list(zip(batch, encoded, strict=True))
+        encoded = tokenizer.encode_batch([record["text"] for record in batch], threads)
+        yield [(r, tokenizer.document_ids(ids)) for r, ids in zip(batch, encoded, strict=True)]
 
 
 def count_part(
     input_paths: list[StrPath],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     output: StrPath,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
 ) -> dict:
     """Count each source's documents, tokens and bytes per split (no shards written)."""
-    processor = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer)
     tally = SourceTally()
-    for batch in encoded_batches(input_paths, processor, threads):
+    for batch in encoded_batches(input_paths, tokenizer, threads):
         for record, ids in batch:
             split = assign_split(record["text"], seed, config)
             size = len(record["text"].encode("utf-8"))
-            tally.add(record.get("corpus") or DEFAULT_SOURCE, split, len(ids) + 1, size)
+            tally.add(record.get("corpus") or DEFAULT_SOURCE, split, len(ids), size)
     counts = {"inputs": [str(path) for path in input_paths], "corpus": tally.to_dict()}
     write_json(output, counts)
     return counts
@@ -197,7 +200,7 @@ def mixture_factors(count_paths: list[StrPath], weights: Mapping[str, float]) ->
 
 def tokenize_part(
     input_paths: list[StrPath],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     output_paths: dict[str, StrPath],
     stats_path: StrPath,
     config: ShardsConfig,
@@ -209,9 +212,8 @@ def tokenize_part(
 
     `factors` (from `mixture_factors`) resamples the train documents of each source.
     """
-    processor = load_tokenizer(tokenizer_path)
-    dtype = token_dtype(processor.get_piece_size())
-    eos = SPECIAL_IDS["</s>"]
+    tokenizer = load_tokenizer(tokenizer)
+    dtype = token_dtype(tokenizer.vocab_size)
     resampler = Resampler(factors or {}, seed)
     tally = SourceTally()
     writers = {split: ShardWriter(output_paths[split], dtype) for split in SPLITS}
@@ -223,14 +225,13 @@ def tokenize_part(
         note=lambda: f"{sum(writer.tokens for writer in writers.values()):,} tokens",
     )
     try:
-        for batch in encoded_batches(input_paths, processor, threads, bar.update):
+        for batch in encoded_batches(input_paths, tokenizer, threads, bar.update):
             by_split: dict[str, list[list[int]]] = {split: [] for split in SPLITS}
             bytes_by_split = dict.fromkeys(SPLITS, 0)
             for record, ids in batch:
                 text = record["text"]
                 corpus = record.get("corpus") or DEFAULT_SOURCE
                 split = assign_split(text, seed, config)
-                ids.append(eos)
                 size = len(text.encode("utf-8"))
                 copies = 1
                 if split == "train":
@@ -268,14 +269,15 @@ def write_manifest(
     shards_dir: StrPath,
     part_stats_paths: list[StrPath],
     shard_paths: dict[str, list[StrPath]],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     manifest_path: StrPath,
     weights: Mapping[str, float] | None = None,
 ) -> dict:
     """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
 
     `source_sha256` is the SHA-256 over the SHA-256s of the deduplicated files, by path;
-    `tokenizer_sha256` that of the SentencePiece model; `shards_sha256` that of the shards.
+    `tokenizer_sha256` the tokenizer's (helox.tokens.interface.Tokenizer.sha256);
+    `shards_sha256` that of the shards.
     `sources` holds, per `corpus.sources` name, its `weight`, its `tokens` and `documents`
     per split, its train tokens before mixing (`natural_train_tokens`), its `share` of the
     train tokens and its effective `epochs` (train tokens written / train tokens it has).
@@ -283,7 +285,7 @@ def write_manifest(
     shards_dir = Path(shards_dir)
     parts = [read_json(p) for p in part_stats_paths]
     inputs = [item for part in parts for item in part["inputs"]]
-    processor = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer)
     splits = {}
     for split in SPLITS:
         totals = {"documents": 0, "tokens": 0, "bytes": 0}
@@ -295,12 +297,14 @@ def write_manifest(
     check_splits_hold_tokens(splits)
     manifest = {
         "splits": splits,
-        "vocab_size": processor.get_piece_size(),
-        "token_dtype": token_dtype(processor.get_piece_size()).name,
-        "eos_id": SPECIAL_IDS["</s>"],
-        "bos_id": SPECIAL_IDS["<s>"],
-        "pad_id": SPECIAL_IDS["<pad>"],
-        "tokenizer_sha256": sha256_file(tokenizer_path),
+        "vocab_size": tokenizer.vocab_size,
+        "token_dtype": token_dtype(tokenizer.vocab_size).name,
+        "eos_id": tokenizer.eos,
+        "bos_id": tokenizer.bos,
+        "adds_bos": tokenizer.adds_bos,
+        "pad_id": tokenizer.pad,
+        "tokenizer_kind": tokenizer.kind,
+        "tokenizer_sha256": tokenizer.sha256,
         "source_sha256": hashlib.sha256(
             "".join(i["sha256"] for i in sorted(inputs, key=lambda i: i["path"])).encode()
         ).hexdigest(),
@@ -356,7 +360,7 @@ def source_rows(
 
 def build_dataset_shards(
     input_paths: list[StrPath],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     shards_dir: StrPath,
     config: ShardsConfig,
     seed: int,
@@ -369,6 +373,7 @@ def build_dataset_shards(
     train split is mixed by them.
     """
     shards_dir = Path(shards_dir)
+    tokenizer = load_tokenizer(tokenizer)
     shard_paths: dict[str, list[Path]] = {split: [] for split in SPLITS}
     stats_paths = []
     part_count = min(config.parts, len(input_paths))
@@ -377,14 +382,12 @@ def build_dataset_shards(
     if weights and len(weights) > 1:
         count_paths = [shards_dir / "counts" / f"part-{part}.json" for part in range(part_count)]
         for part_inputs, count_path in zip(inputs, count_paths, strict=True):
-            count_part(part_inputs, tokenizer_path, count_path, config, seed, threads)
+            count_part(part_inputs, tokenizer, count_path, config, seed, threads)
         factors = mixture_factors(count_paths, weights)
     for part, part_inputs in enumerate(inputs):
         outputs = {split: shards_dir / split / f"part-{part}.arrow" for split in SPLITS}
         stats_path = shards_dir / "stats" / f"part-{part}.json"
-        tokenize_part(
-            part_inputs, tokenizer_path, outputs, stats_path, config, seed, threads, factors
-        )
+        tokenize_part(part_inputs, tokenizer, outputs, stats_path, config, seed, threads, factors)
         for split in SPLITS:
             shard_paths[split].append(outputs[split])
         stats_paths.append(stats_path)
@@ -392,21 +395,24 @@ def build_dataset_shards(
         shards_dir,
         stats_paths,
         shard_paths,
-        tokenizer_path,
+        tokenizer,
         shards_dir / "manifest.json",
         weights,
     )
 
 
 def manifest_of_tokenizer(
-    manifest_path: StrPath, tokenizer_path: StrPath, consequence: str
+    manifest_path: StrPath, tokenizer: TokenizerSource, consequence: str
 ) -> dict:
-    """The manifest, once its shards are known to be tokenized with `tokenizer_path`; else a
-    ValueError that says what reading them with another tokenizer would mean."""
+    """The manifest, once its shards are known to be tokenized with `tokenizer` (its
+    vocabulary file and the ids around each document; chat markers and a chat template added
+    by SFT do not count); else a ValueError that says what reading them with another
+    tokenizer would mean."""
     manifest = read_json(manifest_path)
-    if manifest.get("tokenizer_sha256") != sha256_file(tokenizer_path):
+    tokenizer = load_tokenizer(tokenizer)
+    if manifest.get("tokenizer_sha256") != tokenizer.sha256:
         raise ValueError(
-            f"{manifest_path} was tokenized with another tokenizer than {tokenizer_path}; "
+            f"{manifest_path} was tokenized with another tokenizer than {tokenizer.model_file}; "
             f"{consequence}"
         )
     return manifest

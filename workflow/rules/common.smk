@@ -24,4 +24,7 @@ CLEAN_SOURCES = [{"name": s.name, "path": s.path, "kind": s.kind} for s in SOURC
 # Mixing by weight needs each source's token counts first; one source is taken as it is.
 WEIGHTS = {source.name: source.weight for source in SOURCES} if len(SOURCES) > 1 else {}
 SFT_DATA = config["sft"]["data"] or "results/sample/sft.jsonl"
+# The tokenizer every stage from the shards on reads: a folder with a model folder's tokenizer
+# files (helox.tokens.folder_files.TOKENIZER_FILES), from the tokenizer stage or an import.
+TOKENIZER = "results/tokenizer/files"
 

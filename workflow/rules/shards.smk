@@ -23,7 +23,7 @@ def split_params(shards, seed):
 rule shard_counts:
     input:
         docs=dedup_parts_of,
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
     output:
         "results/shards/counts/part-{part}.json",
     params:
@@ -41,7 +41,7 @@ rule shard_counts:
 rule shards:
     input:
         docs=dedup_parts_of,
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
         counts=expand("results/shards/counts/part-{part}.json", part=SHARD_PARTS) if WEIGHTS else [],
     output:
         train="results/shards/train/part-{part}.arrow",
@@ -66,7 +66,7 @@ rule manifest:
     input:
         stats=expand("results/shards/stats/part-{part}.json", part=SHARD_PARTS),
         shards=expand("results/shards/{split}/part-{part}.arrow", split=SPLITS, part=SHARD_PARTS),
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
     output:
         "results/shards/manifest.json",
     params:
