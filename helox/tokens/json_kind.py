@@ -145,7 +145,10 @@ class JsonTokenizer(FolderTokenizer):
     def token_bytes(self) -> list[int]:
         lengths = [0] * self.vocab_size
         for token_id, token in self.base_vocab.items():
-            lengths[token_id] = len(self.piece_bytes(token))
+            if self.byte_level and not OUTSIDE_BYTE_ALPHABET.search(token):
+                lengths[token_id] = len(token)  # one character for each byte
+            else:
+                lengths[token_id] = len(self.piece_bytes(token))
         for token_id, token in self.backend.get_added_tokens_decoder().items():
             lengths[token_id] = 0 if token.special else len(token.content.encode("utf-8"))
         return lengths
@@ -153,10 +156,9 @@ class JsonTokenizer(FolderTokenizer):
     def piece_bytes(self, token: str) -> bytes:
         """The bytes a piece of the model's vocabulary stands for."""
         if self.byte_level:
-            alphabet = BYTE_ALPHABET
-            if all(char in alphabet for char in token):
-                return bytes(alphabet[char] for char in token)
-            return token.encode("utf-8")
+            if OUTSIDE_BYTE_ALPHABET.search(token):
+                return token.encode("utf-8")
+            return bytes(BYTE_ALPHABET[char] for char in token)
         if BYTE_PIECE.fullmatch(token):
             return bytes([int(token[3:5], 16)])
         return token.replace(SENTENCEPIECE_SPACE, " ").encode("utf-8")
@@ -186,3 +188,4 @@ class JsonTokenizer(FolderTokenizer):
 
 
 BYTE_ALPHABET = byte_alphabet()
+OUTSIDE_BYTE_ALPHABET = re.compile(f"[^{re.escape(''.join(BYTE_ALPHABET))}]")

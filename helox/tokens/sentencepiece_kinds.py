@@ -214,12 +214,8 @@ class SentencePieceTokenizer(FolderTokenizer):
             read_sentencepiece(files.folder / SENTENCEPIECE_FILE),
         )
         processor = self.vocab.processor
-        special = {
-            processor.id_to_piece(i): i
-            for i in range(len(processor))
-            if processor.is_control(i) or processor.is_unknown(i)
-        }
-        self.added = {i: (piece, True) for piece, i in special.items()} | files.added_tokens()
+        special = {i: (processor.id_to_piece(i), True) for i in self.vocab.control_ids}
+        self.added = special | files.added_tokens()
         size = max(len(processor), max(self.added, default=-1) + 1)
         self.by_content = {content: i for i, (content, _) in self.added.items()}
         self.pattern = (
