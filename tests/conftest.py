@@ -113,6 +113,7 @@ LONGEST_GROUPS = (
     "test_import_hf",  # 40
     "test_mixture",  # 40
     "test_lm_eval",  # 30
+    "test_model_tokenizers",  # 30
     "test_profiles",  # 27
     "test_faults_kill",  # 24
 )

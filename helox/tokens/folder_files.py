@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,9 +230,9 @@ class FolderTokenizer(Tokenizer):
     def chat_template(self) -> str | None:
         return self.files.chat_template()
 
+    @abstractmethod
     def with_files(self, files: TokenizerFiles) -> FolderTokenizer:
-        """The same kind over rewritten configs."""
-        return type(self)(files)
+        """The same kind, its vocabulary file as loaded, over rewritten configs."""
 
     def with_added_tokens(self, contents: Sequence[str]) -> Tokenizer:
         return self.with_files(self.files.with_added_tokens(self.vocab_size, contents))

@@ -129,7 +129,7 @@ class Tokenizer(ABC):
 
     def document_ids(self, ids: list[int]) -> list[int]:
         """A document's ids as training sees them: BOS where the model adds one, then EOS."""
-        return [*self.text_start(), *ids, self.eos] if self.adds_bos else [*ids, self.eos]
+        return [*self.text_start(), *ids, self.eos]
 
     def text_start(self) -> list[int]:
         """What a model that adds BOS sees before any text; nothing for one that does not."""

@@ -121,10 +121,13 @@ class JsonTokenizer(FolderTokenizer):
         return JsonTokenizer(files, self.source)
 
     @cached_property
+    def added_tokens(self) -> dict[int, tokenizers.AddedToken]:
+        return self.backend.get_added_tokens_decoder()
+
+    @cached_property
     def vocab_size(self) -> int:
-        added = self.backend.get_added_tokens_decoder()
         base = self.backend.get_vocab_size(with_added_tokens=False)
-        return max(base, max(added, default=-1) + 1)
+        return max(base, max(self.added_tokens, default=-1) + 1)
 
     @property
     def model_file(self) -> Path:
@@ -149,7 +152,7 @@ class JsonTokenizer(FolderTokenizer):
                 lengths[token_id] = len(token)  # one character for each byte
             else:
                 lengths[token_id] = len(self.piece_bytes(token))
-        for token_id, token in self.backend.get_added_tokens_decoder().items():
+        for token_id, token in self.added_tokens.items():
             lengths[token_id] = 0 if token.special else len(token.content.encode("utf-8"))
         return lengths
 
@@ -164,7 +167,7 @@ class JsonTokenizer(FolderTokenizer):
         return token.replace(SENTENCEPIECE_SPACE, " ").encode("utf-8")
 
     def piece(self, token_id: int) -> str:
-        added = self.backend.get_added_tokens_decoder().get(token_id)
+        added = self.added_tokens.get(token_id)
         if added is not None:
             return added.content
         token = self.backend.id_to_token(token_id)
@@ -177,8 +180,7 @@ class JsonTokenizer(FolderTokenizer):
 
     @cached_property
     def special_ids(self) -> frozenset[int]:
-        added = self.backend.get_added_tokens_decoder()
-        return frozenset(i for i, token in added.items() if token.special)
+        return frozenset(i for i, token in self.added_tokens.items() if token.special)
 
     @cached_property
     def byte_fallback_ids(self) -> frozenset[int]:

@@ -216,7 +216,6 @@ class SentencePieceTokenizer(FolderTokenizer):
         processor = self.vocab.processor
         special = {i: (processor.id_to_piece(i), True) for i in self.vocab.control_ids}
         self.added = special | files.added_tokens()
-        size = max(len(processor), max(self.added, default=-1) + 1)
         self.by_content = {content: i for i, (content, _) in self.added.items()}
         self.pattern = (
             re.compile("|".join(map(re.escape, sorted(self.by_content, key=len, reverse=True))))
@@ -227,7 +226,7 @@ class SentencePieceTokenizer(FolderTokenizer):
         declared["unk"] = processor.unk_id()
         specials = files.special_tokens(
             self.token_id,
-            size,
+            self.vocab_size,
             {key: (i if i >= 0 else None) for key, i in declared.items()},
             self.piece,
         )
@@ -237,7 +236,7 @@ class SentencePieceTokenizer(FolderTokenizer):
     def with_files(self, files: TokenizerFiles) -> FolderTokenizer:
         return SentencePieceTokenizer(files, self.vocab)
 
-    @property
+    @cached_property
     def vocab_size(self) -> int:
         return max(len(self.vocab.processor), max(self.added, default=-1) + 1)
 
