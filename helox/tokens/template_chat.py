@@ -34,7 +34,10 @@ from helox.tokens.chat import ChatFormat, RenderedChat, is_trained
 from helox.tokens.interface import Tokenizer
 
 PROBE = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"}]
-NOT_A_PREFIX = "the chat template renders the prompt before an assistant turn differently"
+
+
+class NotAPrefixError(ValueError):
+    """The tokens before an assistant turn are not the first tokens of the turn's render."""
 
 
 def raise_exception(message: str) -> None:
@@ -89,7 +92,7 @@ class TemplateChat(ChatFormat):
         self.tokenizer = tokenizer
         try:
             start, ids = self.turn(PROBE, 1)
-        except ValueError:
+        except NotAPrefixError:
             raise ValueError(
                 f"{where}: its chat template cannot be masked exactly: the tokens of the prompt "
                 f"{self.render(PROBE[:1], True)!r} are not the first tokens of the conversation "
@@ -124,7 +127,9 @@ class TemplateChat(ChatFormat):
         before = self.ids(messages[:index], add_generation_prompt=True)
         upto = self.ids(messages[: index + 1])
         if upto[: len(before)] != before:
-            raise ValueError(NOT_A_PREFIX)
+            raise NotAPrefixError(
+                "the chat template renders the prompt before an assistant turn differently"
+            )
         return len(before), upto
 
     def trained_length(self, turn_ids: list[int]) -> int:
