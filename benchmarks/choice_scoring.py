@@ -58,7 +58,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     config = ModelConfig(
-        vocab_size=processor.get_piece_size(),
+        vocab_size=processor.vocab_size,
         hidden_size=128,
         num_layers=1,
         num_attention_heads=4,
@@ -72,7 +72,7 @@ def main() -> None:
     ]
     rows = [row for question in fitted for row in question.rows(512)[0]]
     scored = [count for question in fitted for count in question.rows(512)[1]]
-    reference = row_log_likelihoods(model, rows, scored, device, args.batch_size)
+    reference = row_log_likelihoods(model, rows, scored, device, args.batch_size, processor.pad)
     reference_seconds = time.perf_counter() - started
     started = time.perf_counter()
     scores = score_choices(model, processor, examples, args.shots, 1, device, args.batch_size)

@@ -207,7 +207,9 @@ def helox_trainer(
     torch.manual_seed(0)
     model = create_model_from_config(helox_model_config(shape))
     if run.sft:
-        batches = SFTBatches(synthetic_conversations(shape), shape.batch_size, 0, shape.seq_len)
+        batches = SFTBatches(
+            synthetic_conversations(shape), shape.batch_size, 0, shape.seq_len, pad_id=0
+        )  # random ids of no tokenizer: any pad id will do, padding is masked
     else:
         batches = RandomTokens(shape.batch_size, shape.seq_len, shape.vocab_size)
     config = TrainingConfig(

@@ -2,7 +2,7 @@
 
     python benchmarks/recipe.py [--budget-minutes 10] [--clock wall|cpu] [--threads 2]
         [--parallel] [--manifest results/shards/manifest.json]
-        [--tokenizer results/tokenizer/spm.model] [--config config.yaml]
+        [--tokenizer results/tokenizer/files] [--config config.yaml]
         [--arms baseline recipe] [--set SECTION.KEY=VALUE ...] [--json FILE --label NAME]
 
 Two arms train on the same shards for the same budget, one after the other, or with
@@ -202,7 +202,7 @@ def main() -> None:
         "--parallel", action="store_true", help="train the arms at once, one process each"
     )
     parser.add_argument("--manifest", type=Path, default=Path("results/shards/manifest.json"))
-    parser.add_argument("--tokenizer", type=Path, default=Path("results/tokenizer/spm.model"))
+    parser.add_argument("--tokenizer", type=Path, default=Path("results/tokenizer/files"))
     parser.add_argument("--config", type=Path, default=Path("config.yaml"))
     parser.add_argument("--arms", nargs="+", default=["baseline", "recipe"])
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")

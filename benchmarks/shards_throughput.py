@@ -34,7 +34,7 @@ def main() -> None:
         model = tmp / "tok" / "spm.model"
         texts = list(iter_texts(parts))
         megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-        processor = load_tokenizer(model)
+        processor = load_tokenizer(model).processor
 
         reference, ours = [], []
         for repeat in range(args.repeats):

@@ -9,5 +9,9 @@ from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 setup_logging(snakemake.log[0])
 config = section_from_dict(TokenizerConfig, snakemake.params.tokenizer, "tokenizer")
 build_tokenizer(
-    list(snakemake.input), Path(snakemake.output.model).parent, config, threads=snakemake.threads
+    list(snakemake.input),
+    Path(snakemake.output.eval).parent,
+    config,
+    threads=snakemake.threads,
+    model_path=Path(snakemake.output.folder) / "tokenizer.model",
 )

@@ -64,6 +64,20 @@ def manifest(tmp_path: Path) -> Path:
     return write_shards(tmp_path / "shards", splits, files_per_split=2, vocab_size=16)
 
 
+@pytest.fixture(scope="session")
+def real_tokenizers() -> Path:
+    """The cache folder of the real tokenizer files of tests/real_tokenizers.py, fetched once
+    per machine; the tests that need them skip, saying why, where they cannot be had."""
+    from real_tokenizers import SOURCES, cache_dir, fetch
+
+    try:
+        for name in SOURCES:
+            fetch(name)
+    except RuntimeError as error:
+        pytest.skip(f"the real tokenizer files cannot be fetched: {error}")
+    return cache_dir()
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models gain nothing from threads, and lose much when the cores are busy."""
@@ -99,6 +113,7 @@ LONGEST_GROUPS = (
     "test_import_hf",  # 40
     "test_mixture",  # 40
     "test_lm_eval",  # 30
+    "test_model_tokenizers",  # 30
     "test_profiles",  # 27
     "test_faults_kill",  # 24
     "test_hf_families",  # 20

@@ -181,7 +181,9 @@ def test_scores_equal_one_forward_per_choice_on_both_paths(processor, code_examp
     rows = [question.rows(1024) for question in fitted]
     flat_rows = [row for question_rows, _ in rows for row in question_rows]
     flat_scored = [count for _, counts in rows for count in counts]
-    whole_rows = iter(row_log_likelihoods(model, flat_rows, flat_scored, torch.device("cpu"), 5))
+    whole_rows = iter(
+        row_log_likelihoods(model, flat_rows, flat_scored, torch.device("cpu"), 5, processor.pad)
+    )
     for index, example in enumerate(code_examples):
         prompt = few_shot_prompt(code_examples, index, shot_indices(index, 24, 2, seed=3))
         expected = [

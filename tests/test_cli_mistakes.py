@@ -187,13 +187,17 @@ def test_a_folder_that_is_not_a_model_folder_is_named_with_what_it_lacks(
     assert f"argument folder: {tmp_path / 'nowhere'}: no such folder; pass a model folder" in err
     code, _, err = run(capsys, "eval", str(tiny / "shards"), "--shards", str(tiny / "shards"))
     assert code == 2
-    assert "is not a model folder: it has no model.safetensors, config.json, tokenizer.model" in err
+    lacks = "model.safetensors, config.json, tokenizer.json or tokenizer.model"
+    assert f"is not a model folder: it has no {lacks}" in err
     partial = tmp_path / "partial"
     partial.mkdir()
     for name in ("model.safetensors", "config.json"):
         (partial / name).write_bytes((tiny / "final" / name).read_bytes())
     code, _, err = run(capsys, "chat", str(partial))
-    assert code == 2 and f"{partial} is not a model folder: it has no tokenizer.model" in err
+    assert (
+        code == 2
+        and f"{partial} is not a model folder: it has no tokenizer.json or tokenizer.model" in err
+    )
     code, _, err = run(capsys, "import-hf", str(tiny / "shards"), str(tmp_path / "imported"))
     assert code == 2
     assert "argument source: " in err and "not a Hugging Face model folder" in err

@@ -35,6 +35,7 @@ from tiny_models import seeded_model, tiny_config
 from helox.common.io import JsonlWriter, read_json
 from helox.model.folder import load_final, save_final
 from helox.model.network import create_model_from_config
+from helox.tokens.chat import HeloxChat
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import (
     MODEL_FILE,
@@ -191,9 +192,13 @@ def test_each_rank_takes_its_own_rows_of_every_global_sft_batch(
     instruction_pairs: Path, spm_model: Path
 ) -> None:
     items = read_instruction_data(instruction_pairs).items
-    examples = encode_examples(items, load_tokenizer(spm_model), 96)
-    single = SFTBatches(examples, 2 * 3, seed=4, pack_width=96)
-    ranks = [SFTBatches(examples, 3, seed=4, pack_width=96, rank=r, world_size=2) for r in (0, 1)]
+    tokenizer = load_tokenizer(spm_model)
+    examples = encode_examples(items, HeloxChat(tokenizer), 96)
+    single = SFTBatches(examples, 2 * 3, seed=4, pack_width=96, pad_id=tokenizer.pad)
+    ranks = [
+        SFTBatches(examples, 3, seed=4, pack_width=96, rank=r, world_size=2, pad_id=tokenizer.pad)
+        for r in (0, 1)
+    ]
     for _ in range(12):  # over an epoch boundary
         whole_ids, whole_labels, whole_extra = next(single)
         parts = [next(batches) for batches in ranks]

@@ -22,7 +22,7 @@ from helox.model.config import ModelConfig
 from helox.model.folder import save_final
 from helox.model.generate import is_chat_model
 from helox.model.network import IGNORE_INDEX, create_model_from_config
-from helox.tokens.chat import END
+from helox.tokens.chat import END, HeloxChat
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
 from helox.train.preference import DPOObjective, dpo_losses
@@ -180,7 +180,7 @@ def test_only_the_answers_of_a_multi_turn_pair_are_trained(derived) -> None:
         {"role": "user", "content": "And a string?"},
     ]
     pair = PreferencePair(earlier, "return text[::-1]", "return text")
-    (encoded,) = encode_pairs([pair], processor, 256)
+    (encoded,) = encode_pairs([pair], HeloxChat(processor), 256)
     for chat, answer in ((encoded.chosen, pair.chosen), (encoded.rejected, pair.rejected)):
         trained = [i for i, t in zip(chat.ids, chat.trained, strict=True) if t]
         assert trained == processor.encode(answer) + [END]
@@ -195,7 +195,7 @@ def test_pairs_cut_before_their_answers_differ_are_counted(derived) -> None:
         PreferencePair([{"role": "user", "content": "Add."}], question + "x", question + "y"),
     ]
     skipped = Counter()
-    assert len(encode_pairs(pairs, processor, 64, skipped)) == 1
+    assert len(encode_pairs(pairs, HeloxChat(processor), 64, skipped)) == 1
     assert skipped == {
         "an answer has no token within seq_len (64 tokens)": 1,
         "the answers differ only after seq_len (64 tokens)": 1,
@@ -240,7 +240,7 @@ def direct_log_prob(model, ids: list[int], trained: list[bool]) -> float:
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_dpo_loss_and_log_ratios_match_a_direct_computation(derived, label_smoothing) -> None:
     processor = load_tokenizer(derived["tokenizer"])
-    pairs = encode_pairs(read_preference_data(derived["dpo"]).items[:3], processor, 200)
+    pairs = encode_pairs(read_preference_data(derived["dpo"]).items[:3], HeloxChat(processor), 200)
     torch.manual_seed(0)
     config = ModelConfig(**{**MODEL.__dict__, "vocab_size": 800})
     policy, reference = create_model_from_config(config), create_model_from_config(config)
@@ -263,7 +263,7 @@ def test_dpo_loss_and_log_ratios_match_a_direct_computation(derived, label_smoot
         expected_rejected.append(rejected)
     objective = DPOObjective(beta, label_smoothing)
     for pack_width in (None, 512):  # one answer to a row, and answers packed together
-        input_ids, labels, extra = collate_pairs(pairs, pack_width)
+        input_ids, labels, extra = collate_pairs(pairs, pack_width, processor.pad)
         assert labels[labels != IGNORE_INDEX].numel() == sum(
             sum(s.trained[1:]) for p in pairs for s in (p.chosen, p.rejected)
         )
@@ -280,15 +280,15 @@ def test_dpo_loss_and_log_ratios_match_a_direct_computation(derived, label_smoot
 
 def test_batches_are_seeded_and_resume_exactly(derived) -> None:
     processor = load_tokenizer(derived["tokenizer"])
-    pairs = encode_pairs(read_preference_data(derived["dpo"]).items[:20], processor, 200)
+    pairs = encode_pairs(read_preference_data(derived["dpo"]).items[:20], HeloxChat(processor), 200)
     for pair in pairs:
         pair.reference = (0.0, 0.0)
-    batches = PreferenceBatches(pairs, 3, seed=5, pack_width=256)
+    batches = PreferenceBatches(pairs, 3, seed=5, pack_width=256, pad_id=processor.pad)
     for _ in range(4):
         next(batches)
     state = batches.state()
     expected = next(batches)
-    again = PreferenceBatches(pairs, 3, seed=5, pack_width=256)
+    again = PreferenceBatches(pairs, 3, seed=5, pack_width=256, pad_id=processor.pad)
     again.load_state(state)
     got = next(again)
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])

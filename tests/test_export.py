@@ -96,7 +96,7 @@ def test_transformers_logits_match_helox(tmp_path, tokenizer_path, overrides, hf
 
 def test_transformers_tokenizer_and_chat_template_match_helox(tmp_path, tokenizer_path):
     folder, _ = saved_folder(tmp_path, tokenizer_path, config(), "sft")
-    processor = load_tokenizer(folder / "tokenizer.model")
+    processor = load_tokenizer(folder)
     hf_tokenizer = AutoTokenizer.from_pretrained(folder)
     for text in TEXTS:
         ids = hf_tokenizer.encode(text, add_special_tokens=False)

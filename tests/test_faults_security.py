@@ -119,15 +119,15 @@ def test_a_planted_state_file_is_refused_on_loading(tmp_path, marker, planted_fi
         load_checkpoint(forged, model, torch.optim.AdamW(model.parameters()))
 
 
-def final_folder(tmp_path: Path) -> Path:
-    """A model folder as training writes it (its tokenizer a stand-in, never read here)."""
-    tokenizer = tmp_path / "tokenizer.model"
-    tokenizer.write_bytes(b"not read: the weights are refused first")
+def final_folder(tmp_path: Path, tokenizer: Path) -> Path:
+    """A model folder as training writes it."""
     return save_final(tmp_path / "final", create_model_from_config(MODEL), MODEL, tokenizer, {})
 
 
-def test_a_planted_model_folder_is_refused_by_loading_and_generation(tmp_path, marker) -> None:
-    folder = final_folder(tmp_path)
+def test_a_planted_model_folder_is_refused_by_loading_and_generation(
+    tmp_path, marker, spm_model
+) -> None:
+    folder = final_folder(tmp_path, spm_model)
     plant(folder / MODEL_FILE, marker, "pickle")
     with pytest.raises(SafetensorError, match="header"):
         load_final(folder)
@@ -136,12 +136,14 @@ def test_a_planted_model_folder_is_refused_by_loading_and_generation(tmp_path, m
 
 
 @pytest.mark.parametrize("name", ["pytorch_model.bin", "ckpt.pt", "model.pt"])
-def test_a_pickled_checkpoint_under_another_name_is_never_read(tmp_path, marker, name) -> None:
+def test_a_pickled_checkpoint_under_another_name_is_never_read(
+    tmp_path, marker, name, spm_model
+) -> None:
     step = tmp_path / "checkpoints/step_8"
     step.mkdir(parents=True)
     plant(step / name, marker)
     assert latest_checkpoint(tmp_path / "checkpoints") is None
-    folder = final_folder(tmp_path)
+    folder = final_folder(tmp_path, spm_model)
     (folder / MODEL_FILE).unlink()
     plant(folder / name, marker)
     with pytest.raises(FileNotFoundError):

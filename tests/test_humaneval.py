@@ -238,7 +238,7 @@ def test_cli_canonical_prints_pass_at_1_last(capsys):
 
 def test_base_samples_stop_at_a_stop_sequence_or_end_token(model_folders):
     solver = Solver(model_folders["pretrain"], HumanEvalConfig(), "cpu", seed=0)
-    encode = solver.generator.processor.encode
+    encode = solver.generator.tokenizer.encode
     assert not solver.stopped(encode("    return x + 1\n    y = 2"))
     assert solver.stopped(encode("    return x + 1\ndef g():"))
     assert solver.stopped([*encode("    return x"), EOS])

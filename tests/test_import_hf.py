@@ -20,11 +20,12 @@ from helox.common.io import iter_texts, read_json, sha256_file
 from helox.eval.bpb import evaluate_folder
 from helox.model.config import ModelConfig
 from helox.model.folder import load_final
-from helox.model.import_hf import NotImportableError, import_hf_folder
+from helox.model.import_hf import import_hf_folder
 from helox.model.network import IGNORE_INDEX
 from helox.tokens.loader import TokenStream, eval_batches
 from helox.tokens.shards import ShardsConfig, build_dataset_shards
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from helox.tokens.vocab import load_tokenizer
 from helox.train.config import TrainingConfig
 from helox.train.pretrain import run_pretrain
 from helox.train.tracking import TrackingConfig
@@ -139,11 +140,22 @@ def plain_sentencepiece(doc_parts, folder: Path) -> Path:
     return path
 
 
-def test_a_tokenizer_without_helox_special_ids_is_refused_naming_them(tmp_path, doc_parts) -> None:
-    llama_folder(tmp_path / "hf", plain_sentencepiece(doc_parts, tmp_path))
-    with pytest.raises(NotImportableError, match=r"lacks <pad> at id 3 .*<\|system\|> at id 4"):
-        import_hf_folder(tmp_path / "hf", tmp_path / "final")
-    assert not (tmp_path / "final").exists()
+def test_a_tokenizer_of_its_own_is_carried_and_one_too_large_is_refused(tmp_path, doc_parts):
+    plain = plain_sentencepiece(doc_parts, tmp_path)
+    llama_folder(tmp_path / "hf", plain)
+    import_hf_folder(tmp_path / "hf", tmp_path / "final")
+    tokenizer = load_tokenizer(tmp_path / "final")
+    assert (tokenizer.kind, tokenizer.bos, tokenizer.eos, tokenizer.pad) == (
+        "sentencepiece",
+        1,
+        2,
+        2,
+    )
+    assert (tmp_path / "final" / "tokenizer.model").read_bytes() == plain.read_bytes()
+    llama_folder(tmp_path / "small", plain, vocab_size=VOCAB - 100)
+    with pytest.raises(ValueError, match=rf"tokenizer.model has {VOCAB} tokens but .*config.json"):
+        import_hf_folder(tmp_path / "small", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_init_from_replaces_the_tokenizer_stage_or_everything_before_sft(tmp_path) -> None:

@@ -129,7 +129,7 @@ def test_lm_eval_offline_agrees_with_helox_scoring(folder_and_task, tmp_path):
 
     examples = read_choice_task(task)
     model, _ = load_final(folder)
-    processor = load_tokenizer(folder / "tokenizer.model")
+    processor = load_tokenizer(folder)
     scores = score_choices(model, processor, examples, 0, 0, "cpu", batch_size=8)
     ours = summarize(examples, scores, shots=0)
 

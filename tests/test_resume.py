@@ -43,7 +43,7 @@ def prepare_inputs(workdir: Path, doc_parts: list[Path]) -> None:
     results = workdir / "results"
     tokenizer = train_tokenizer(
         doc_parts,
-        results / "tokenizer" / "spm.model",
+        results / "tokenizer" / "files" / "tokenizer.model",
         TokenizerConfig(vocab_size=400, max_train_bytes=200_000),
         threads=1,
     )
@@ -90,7 +90,7 @@ def test_sigkill_then_the_same_target_resumes_and_matches_an_uninterrupted_run_b
     config = effective_config()
     uninterrupted = run_pretrain(
         tmp_path / "results" / "shards" / "manifest.json",
-        tmp_path / "results" / "tokenizer" / "spm.model",
+        tmp_path / "results" / "tokenizer" / "files",
         tmp_path / "uninterrupted" / "final",
         ModelConfig(**config["model"]),
         TrainingConfig(**config["pretrain"]),

@@ -14,7 +14,7 @@ import zstandard
 
 from helox.model.config import ModelConfig
 from helox.model.network import create_model_from_config
-from helox.tokens.chat import END, ROLE_IDS, render_chat, render_prompt
+from helox.tokens.chat import END, ROLE_IDS, HeloxChat, render_chat, render_prompt
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
 from helox.tune.sft_data import (
@@ -63,8 +63,8 @@ def test_prompt_rendering_matches_training_rendering(processor):
 
 
 def test_collate_shifts_labels_and_masks_padding(processor):
-    examples = encode_examples([CONVERSATION, CONVERSATION[:3]], processor, seq_len=512)
-    inputs, labels = collate(examples)
+    examples = encode_examples([CONVERSATION, CONVERSATION[:3]], HeloxChat(processor), seq_len=512)
+    inputs, labels = collate(examples, processor.pad)
     assert inputs.shape == labels.shape == (2, len(examples[0].ids) - 1)
     row = examples[1]
     width = len(row.ids) - 1
@@ -257,20 +257,22 @@ def test_encoding_counts_conversations_cut_before_any_response(processor, caplog
     long_system = {"role": "system", "content": "Answer in French. " * 200}
     conversations = [TRANSLATE, [long_system, *TRANSLATE], [*TRANSLATE, *TRANSLATE * 50]]
     skipped = Counter()
-    examples = encode_examples(conversations, processor, seq_len=128, skipped=skipped)
+    examples = encode_examples(conversations, HeloxChat(processor), seq_len=128, skipped=skipped)
     assert len(examples) == 2 and all(len(e.ids) <= 129 for e in examples)
     assert skipped == {"no response token within seq_len (128 tokens)": 1}
     assert "2 of 3 conversations are longer than seq_len (128 tokens)" in caplog.text
 
 
 def test_batches_are_seeded_and_resume_exactly(processor):
-    examples = encode_examples([CONVERSATION[: 3 + (i % 3)] for i in range(7)], processor, 256)
-    first = SFTBatches(examples, 3, seed=5)
+    examples = encode_examples(
+        [CONVERSATION[: 3 + (i % 3)] for i in range(7)], HeloxChat(processor), 256
+    )
+    first = SFTBatches(examples, 3, seed=5, pad_id=processor.pad)
     run = [next(first) for _ in range(5)]
-    second = SFTBatches(examples, 3, seed=5)
+    second = SFTBatches(examples, 3, seed=5, pad_id=processor.pad)
     for _ in range(2):
         next(second)
-    resumed = SFTBatches(examples, 3, seed=5)
+    resumed = SFTBatches(examples, 3, seed=5, pad_id=processor.pad)
     resumed.load_state(second.state())
     for expected in run[2:]:
         got = next(resumed)
@@ -287,12 +289,12 @@ def varied_examples(processor, count: int = 11):
         ]
         for i in range(count)
     ]
-    return encode_examples(conversations, processor, seq_len=96)
+    return encode_examples(conversations, HeloxChat(processor), seq_len=96)
 
 
 def test_packed_rows_restart_positions_and_keep_labels(processor):
     examples = varied_examples(processor)[:3]
-    inputs, labels, extra = collate_packed([examples], width=200)
+    inputs, labels, extra = collate_packed([examples], width=200, pad_id=processor.pad)
     segments, positions = extra["segment_ids"][0], extra["position_ids"][0]
     offset = 0
     for index, example in enumerate(examples):
@@ -300,7 +302,7 @@ def test_packed_rows_restart_positions_and_keep_labels(processor):
         assert torch.equal(inputs[0, span], torch.tensor(example.ids[:-1]))
         assert torch.equal(positions[span], torch.arange(len(example.ids) - 1))
         assert bool((segments[span] == index).all())
-        separate_labels = collate([example])[1][0]
+        separate_labels = collate([example], processor.pad)[1][0]
         assert torch.equal(labels[0, span], separate_labels)
         offset += len(example.ids) - 1
     assert bool((segments[offset:] == -1).all())
@@ -313,7 +315,7 @@ def test_packed_rows_score_each_conversation_as_it_scores_alone(processor):
     torch.manual_seed(0)
     model = create_model_from_config(
         ModelConfig(
-            vocab_size=processor.get_piece_size(),
+            vocab_size=processor.vocab_size,
             hidden_size=32,
             num_layers=2,
             num_attention_heads=4,
@@ -322,7 +324,9 @@ def test_packed_rows_score_each_conversation_as_it_scores_alone(processor):
         )
     ).eval()
     examples = varied_examples(processor)[:4]
-    inputs, labels, extra = collate_packed([examples[:2], examples[2:]], width=250)
+    inputs, labels, extra = collate_packed(
+        [examples[:2], examples[2:]], width=250, pad_id=processor.pad
+    )
     with torch.no_grad():
         packed = model(inputs, labels, **extra)
         leaky = model(inputs).logits
@@ -330,7 +334,7 @@ def test_packed_rows_score_each_conversation_as_it_scores_alone(processor):
     for row, pair in enumerate((examples[:2], examples[2:])):
         offset = 0
         for example in pair:
-            alone_inputs, alone_labels = collate([example])
+            alone_inputs, alone_labels = collate([example], processor.pad)
             with torch.no_grad():
                 alone = model(alone_inputs, alone_labels)
             span = slice(offset, offset + alone_inputs.size(1))
@@ -345,7 +349,7 @@ def test_packed_rows_score_each_conversation_as_it_scores_alone(processor):
 
 def test_packing_takes_every_example_once_per_epoch_and_resumes(processor):
     examples = varied_examples(processor)
-    packed = SFTBatches(examples, batch_size=1, seed=3, pack_width=120)
+    packed = SFTBatches(examples, batch_size=1, seed=3, pack_width=120, pad_id=processor.pad)
     seen = []
     for _ in packed.rows():
         inputs, _, extra = next(packed)
@@ -356,12 +360,12 @@ def test_packing_takes_every_example_once_per_epoch_and_resumes(processor):
     assert sorted(seen) == sorted(e.ids[:-1] for e in examples)
     assert len(seen) > len(packed.rows()), "no row holds more than one conversation"
 
-    first = SFTBatches(examples, 2, seed=3, pack_width=120)
+    first = SFTBatches(examples, 2, seed=3, pack_width=120, pad_id=processor.pad)
     run = [next(first) for _ in range(6)]
-    resumed = SFTBatches(examples, 2, seed=3, pack_width=120)
+    resumed = SFTBatches(examples, 2, seed=3, pack_width=120, pad_id=processor.pad)
     for _ in range(2):
         next(resumed)
-    restored = SFTBatches(examples, 2, seed=3, pack_width=120)
+    restored = SFTBatches(examples, 2, seed=3, pack_width=120, pad_id=processor.pad)
     restored.load_state(resumed.state())
     for expected in run[2:]:
         inputs, labels, extra = next(restored)
@@ -371,8 +375,8 @@ def test_packing_takes_every_example_once_per_epoch_and_resumes(processor):
 
 def test_packing_saves_padding_and_refuses_an_example_wider_than_a_row(processor):
     examples = varied_examples(processor, count=40)
-    packed = padding_fraction(SFTBatches(examples, 4, seed=1, pack_width=256))
-    unpacked = padding_fraction(SFTBatches(examples, 4, seed=1))
+    packed = padding_fraction(SFTBatches(examples, 4, seed=1, pack_width=256, pad_id=processor.pad))
+    unpacked = padding_fraction(SFTBatches(examples, 4, seed=1, pad_id=processor.pad))
     assert 0 <= packed < unpacked < 1
     with pytest.raises(ValueError, match="does not fit a row of 8"):
-        SFTBatches(examples, 4, seed=1, pack_width=8)
+        SFTBatches(examples, 4, seed=1, pack_width=8, pad_id=processor.pad)

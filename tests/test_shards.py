@@ -51,7 +51,7 @@ def test_shards_hold_every_document_once_with_eos(doc_parts, tmp_path):
         assert manifest["splits"][split]["tokens"] == sum(map(len, rows))
         found.extend(rows)
     assert sorted(found) == expected
-    assert manifest["vocab_size"] == processor.get_piece_size()
+    assert manifest["vocab_size"] == processor.vocab_size
     assert len(manifest["tokenizer_sha256"]) == 64
     again = build_dataset_shards(doc_parts, model, tmp_path / "again", config, seed=3)
     assert again["shards_sha256"] == manifest["shards_sha256"]

@@ -21,7 +21,7 @@ def test_split_long_text_keeps_every_byte_and_respects_the_limit():
 def test_tokenizer_special_ids_roundtrip_and_eval(doc_parts, tmp_path):
     config = TokenizerConfig(vocab_size=1200, eval_docs=50)
     report = build_tokenizer(doc_parts, tmp_path, config, threads=2)
-    processor = load_tokenizer(tmp_path / "spm.model")
+    processor = load_tokenizer(tmp_path / "spm.model").processor
     for piece, index in SPECIAL_IDS.items():
         assert processor.id_to_piece(index) == piece
     # chat markers are control symbols: typed in text they are never the special token

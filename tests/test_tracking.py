@@ -54,7 +54,8 @@ def test_training_runs_nest_under_one_pipeline_run_with_lineage(pipeline):
     for stage, run in children.items():
         tags = run.data.tags
         assert tags["helox.manifest_sha256"] == sha256_file(results / "shards/manifest.json")
-        assert tags["helox.tokenizer_sha256"] == sha256_file(results / "tokenizer/spm.model")
+        tokenizer = results / "tokenizer/files/tokenizer.model"
+        assert tags["helox.tokenizer_sha256"] == sha256_file(tokenizer)
         assert tags["helox.git_commit"] == commit
         assert tags["helox.version"] == helox.__version__
         assert tags["helox.snakemake_job"] == stage

@@ -436,7 +436,7 @@ def test_seq_len_longer_than_the_model_is_refused(manifest: Path, tmp_path: Path
 
 
 def test_token_bytes_count_the_utf8_bytes_of_what_each_token_stands_for(spm_model: Path) -> None:
-    processor = load_tokenizer(spm_model)
+    processor = load_tokenizer(spm_model).processor
     lengths = token_byte_lengths(spm_model)
     assert len(lengths) == processor.get_piece_size()
     assert all(lengths[index] == 0 for index in SPECIAL_IDS.values())
@@ -513,12 +513,10 @@ def test_disabled_tracker_does_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 # ------------------------------------------------------------------- final folder, pretrain
 
 
-def test_final_folder_round_trips(tmp_path: Path) -> None:
+def test_final_folder_round_trips(tmp_path: Path, spm_model: Path) -> None:
     torch.manual_seed(0)
     model = create_model_from_config(MODEL)
-    tokenizer = tmp_path / "spm.model"
-    tokenizer.write_bytes(b"tokenizer bytes")
-    save_final(tmp_path / "final", model, MODEL, tokenizer, {"val_loss": 1.5})
+    save_final(tmp_path / "final", model, MODEL, spm_model, {"val_loss": 1.5})
     files = {p.name for p in (tmp_path / "final").iterdir()}
     assert files == {
         "model.safetensors",

@@ -14,7 +14,6 @@ import yaml
 
 from helox.model.folder import load_final
 from helox.model.generate import Generator, SamplingConfig
-from helox.tokens.chat import render_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -209,7 +208,7 @@ def test_chat_leaves_out_the_oldest_turns_when_the_window_is_full(pipeline):
         history += [{"role": "user", "content": turn}, {"role": "assistant", "content": turn}]
     history.append({"role": "user", "content": "And now?"})
     window = TINY["model"]["max_position_embeddings"]
-    assert len(render_prompt(history, generator.processor)) > window
+    assert len(generator.chat.prompt(history)) > window
     assert isinstance(generator.reply(history, sampling), str)
     with pytest.raises(ValueError, match="the model sees at most 128"):
         generator.reply([{"role": "user", "content": turn * 20}], sampling)

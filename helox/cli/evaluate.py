@@ -70,7 +70,7 @@ def eval_suite(args: argparse.Namespace) -> int:
             task_paths["next_line"] = str(Path(scratch) / "next_line.jsonl")
             build_next_line_task(
                 Path(args.shards) / "manifest.json",
-                Path(args.folder) / "tokenizer.model",
+                args.folder,
                 task_paths["next_line"],
                 config.next_line,
                 args.seed,

@@ -102,7 +102,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--pretrained-model", required=True, type=model_folder, help="a pretrain final/ folder"
     )
     sft.add_argument("--instruction-data", required=True, type=existing_file, help=INSTRUCTIONS)
-    sft.add_argument("--tokenizer-model", type=existing_file, help="defaults to the folder's own")
+    sft.add_argument(
+        "--tokenizer-model",
+        type=existing_file,
+        help="Helox's SentencePiece model; defaults to the folder's own tokenizer",
+    )
     add_fine_tuning_arguments(sft, "sft")
     sft.set_defaults(func=cmd_sft)
 
@@ -121,7 +125,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     import_hf.add_argument(
         "source",
         type=hf_folder,
-        help="a folder with config.json, *.safetensors and a SentencePiece tokenizer.model",
+        help="a folder with config.json, *.safetensors and its tokenizer (tokenizer.json or "
+        "tokenizer.model, with their configs and chat template)",
     )
     import_hf.add_argument("destination", help="the final/ folder to write")
     import_hf.set_defaults(func=cmd_import_hf)

@@ -52,14 +52,16 @@ def existing_file(text: str) -> str:
 
 def model_folder(text: str) -> str:
     """A folder holding what every final/ folder holds: weights, config and tokenizer."""
-    from helox.model.folder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
+    from helox.model.folder import CONFIG_FILE, MODEL_FILE
 
     folder = Path(text)
     example = "a model folder such as results/pretrain/final or results/sft/final"
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: no such folder; pass {example}")
-    needed = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE)
-    missing = [name for name in needed if not (folder / name).is_file()]
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    tokenizer_files = ("tokenizer.json", "tokenizer.model")
+    if not any((folder / name).is_file() for name in tokenizer_files):
+        missing.append(" or ".join(tokenizer_files))
     if missing:
         raise argparse.ArgumentTypeError(
             f"{text} is not a model folder: it has no {', '.join(missing)}; pass {example}"

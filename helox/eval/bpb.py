@@ -9,9 +9,10 @@ from pathlib import Path
 from helox.common.io import read_json
 from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
-from helox.model.folder import METRICS_FILE, TOKENIZER_FILE, load_final
+from helox.model.folder import METRICS_FILE, load_final
 from helox.tokens.loader import TokenStream, eval_batches
 from helox.tokens.shards import manifest_of_tokenizer
+from helox.tokens.vocab import load_tokenizer
 from helox.train.evaluate import score_batches
 from helox.train.metrics import token_byte_lengths
 
@@ -31,8 +32,8 @@ def evaluate_folder(
     largest. The shards must have been tokenized with the folder's own tokenizer.
     """
     folder, manifest_path = Path(folder), Path(shards_dir) / "manifest.json"
-    tokenizer_path = folder / TOKENIZER_FILE
-    manifest_of_tokenizer(manifest_path, tokenizer_path, "bits per byte would be meaningless")
+    tokenizer = load_tokenizer(folder)
+    manifest_of_tokenizer(manifest_path, tokenizer, "bits per byte would be meaningless")
     device_manager = DeviceManager(device)
     model, config = load_final(folder, device_manager.device)
     trained = folder / METRICS_FILE
@@ -46,7 +47,7 @@ def evaluate_folder(
         model,
         islice(eval_batches(stream, seq_len, batch_size), max_batches),
         device_manager.device,
-        token_byte_lengths(tokenizer_path),
+        token_byte_lengths(tokenizer),
     )
     return {
         "folder": str(folder),

@@ -7,8 +7,9 @@ separated by blank lines, then the question's context. The choice is appended to
 as it is, so any separating space or newline belongs at the end of the context or the start of
 the choices.
 
-Every stage's model is scored on raw text: no chat template and no BOS token, the way
-pretraining saw its documents, so the numbers of pretrain, SFT and later stages compare.
+Every stage's model is scored on raw text, the way pretraining saw its documents: no chat
+template, and a BOS token only where the model's tokenizer puts one before every text (Llama
+3), so the numbers of pretrain, SFT and later stages compare.
 
 The choice's tokens are found as lm-evaluation-harness finds them: whitespace ending the
 prompt moves to the choice, the whole text is encoded, and the tokens past those of the
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,7 +35,8 @@ from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.folder import load_final
 from helox.model.network import IGNORE_INDEX, HeloxLM
-from helox.tokens.vocab import EOS, PAD, SPECIAL_IDS, load_tokenizer
+from helox.tokens.interface import Tokenizer
+from helox.tokens.vocab import load_tokenizer
 
 SHOT_SEPARATOR = "\n\n"
 
@@ -115,19 +116,18 @@ def few_shot_prompt(examples: list[ChoiceExample], index: int, shot_ids: list[in
     return SHOT_SEPARATOR.join([*solved, examples[index].context])
 
 
-def encode_pair(
-    processor: spm.SentencePieceProcessor, prompt: str, choice: str
-) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer: Tokenizer, prompt: str, choice: str) -> tuple[list[int], list[int]]:
     """(prompt tokens, choice tokens): trailing whitespace of the prompt goes with the choice,
-    the choice's tokens are those of the whole text past the stripped prompt's; an empty prompt
-    becomes `</s>`, the separator every training document followed."""
+    the choice's tokens are those of the whole text past the stripped prompt's, and the prompt
+    starts as every training document did (BOS where the model adds one); an empty prompt
+    becomes what each document follows (that BOS, else the previous document's EOS)."""
     stripped = prompt.rstrip()
     choice = prompt[len(stripped) :] + choice
     if not stripped:
-        return [SPECIAL_IDS[EOS]], processor.encode(choice)
-    prompt_ids = processor.encode(stripped)
-    choice_ids = processor.encode(stripped + choice)[len(prompt_ids) :]
-    return prompt_ids, choice_ids or processor.encode(choice)
+        return tokenizer.context_start(), tokenizer.encode(choice)
+    prompt_ids = tokenizer.encode(stripped)
+    choice_ids = tokenizer.encode(stripped + choice)[len(prompt_ids) :]
+    return tokenizer.text_start() + prompt_ids, choice_ids or tokenizer.encode(choice)
 
 
 @dataclass
@@ -151,7 +151,7 @@ class FittedQuestion:
 
 
 def fit_question(
-    processor: spm.SentencePieceProcessor,
+    tokenizer: Tokenizer,
     examples: list[ChoiceExample],
     index: int,
     shots: int,
@@ -163,7 +163,7 @@ def fit_question(
     drawn = shot_indices(index, len(examples), shots, seed)
     for kept in range(len(drawn), -1, -1):
         prompt = few_shot_prompt(examples, index, drawn[len(drawn) - kept :])
-        pairs = [encode_pair(processor, prompt, choice) for choice in examples[index].choices]
+        pairs = [encode_pair(tokenizer, prompt, choice) for choice in examples[index].choices]
         longest = max(len(prompt_ids) + len(choice_ids) for prompt_ids, choice_ids in pairs)
         if longest - 1 <= max_positions:
             break
@@ -178,11 +178,12 @@ def repeat_cache(cache: KVCache, times: int) -> None:
     cache.values = [values.expand(times, -1, -1, -1).clone() for values in cache.values]
 
 
-def padded_batch(rows: list[list[int]], scored: list[int]) -> tuple[Tensor, Tensor]:
-    """(inputs, targets) of right-padded rows: inputs are each row but its last token; the
-    targets of its last `scored` inputs are the tokens that follow them, the others ignored."""
+def padded_batch(rows: list[list[int]], scored: list[int], pad_id: int) -> tuple[Tensor, Tensor]:
+    """(inputs, targets) of rows right-padded with `pad_id`: inputs are each row but its last
+    token; the targets of its last `scored` inputs are the tokens that follow them, the others
+    ignored."""
     width = max(len(row) for row in rows) - 1
-    inputs = torch.full((len(rows), width), SPECIAL_IDS[PAD], dtype=torch.long)
+    inputs = torch.full((len(rows), width), pad_id, dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     for slot, (row, count) in enumerate(zip(rows, scored, strict=True)):
         length = len(row) - 1
@@ -203,7 +204,11 @@ def summed_log_probs(logits: Tensor, targets: Tensor) -> list[float]:
 
 @torch.no_grad()
 def shared_prompt_log_likelihoods(
-    model: HeloxLM, prompt_ids: list[int], choice_ids: list[list[int]], device: torch.device
+    model: HeloxLM,
+    prompt_ids: list[int],
+    choice_ids: list[list[int]],
+    device: torch.device,
+    pad_id: int,
 ) -> list[float]:
     """Each choice's summed log-likelihood after one prompt: the decoder runs over the prompt
     but its last token once, then every choice, after that token, in one batch over copies
@@ -213,7 +218,7 @@ def shared_prompt_log_likelihoods(
         model.model(torch.tensor([prompt_ids[:-1]], device=device), cache=cache)
         repeat_cache(cache, len(choice_ids))
     rows = [prompt_ids[-1:] + ids for ids in choice_ids]
-    inputs, targets = padded_batch(rows, [len(ids) for ids in choice_ids])
+    inputs, targets = padded_batch(rows, [len(ids) for ids in choice_ids], pad_id)
     return summed_log_probs(model(inputs.to(device), cache=cache).logits, targets.to(device))
 
 
@@ -224,14 +229,15 @@ def row_log_likelihoods(
     scored: list[int],
     device: torch.device,
     batch_size: int,
+    pad_id: int,
 ) -> list[float]:
     """Sum of log-probabilities of the last `scored[i]` tokens of each row given the tokens
-    before them; `batch_size` rows of similar length a forward, right-padded."""
+    before them; `batch_size` rows of similar length a forward, right-padded with `pad_id`."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
     totals = [0.0] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        inputs, targets = padded_batch([rows[i] for i in chunk], [scored[i] for i in chunk])
+        inputs, targets = padded_batch([rows[i] for i in chunk], [scored[i] for i in chunk], pad_id)
         sums = summed_log_probs(model(inputs.to(device)).logits, targets.to(device))
         for i, total in zip(chunk, sums, strict=True):
             totals[i] = total
@@ -249,7 +255,7 @@ class ChoiceScores:
 
 def score_choices(
     model: HeloxLM,
-    processor: spm.SentencePieceProcessor,
+    tokenizer: Tokenizer,
     examples: list[ChoiceExample],
     shots: int,
     seed: int,
@@ -266,13 +272,15 @@ def score_choices(
     device = torch.device(device)
     max_positions, _ = sequence_limit(model.config)
     fitted = [
-        fit_question(processor, examples, index, shots, seed, max_positions)
+        fit_question(tokenizer, examples, index, shots, seed, max_positions)
         for index in range(len(examples))
     ]
     likelihoods = [
         []
         if question.truncated
-        else shared_prompt_log_likelihoods(model, question.prompt_ids, question.choice_ids, device)
+        else shared_prompt_log_likelihoods(
+            model, question.prompt_ids, question.choice_ids, device, tokenizer.pad
+        )
         for question in fitted
     ]
     cut = [index for index, question in enumerate(fitted) if question.truncated]
@@ -281,7 +289,7 @@ def score_choices(
         question_rows, question_scored = fitted[index].rows(max_positions)
         rows += question_rows
         scored += question_scored
-    flat = iter(row_log_likelihoods(model, rows, scored, device, batch_size))
+    flat = iter(row_log_likelihoods(model, rows, scored, device, batch_size, tokenizer.pad))
     for index in cut:
         likelihoods[index] = [next(flat) for _ in fitted[index].choice_ids]
     return ChoiceScores(
@@ -321,7 +329,7 @@ def summarize(examples: list[ChoiceExample], scores: ChoiceScores, shots: int) -
 
 def score_choice_task(
     model: HeloxLM,
-    processor: spm.SentencePieceProcessor,
+    tokenizer: Tokenizer,
     examples: list[ChoiceExample],
     shots: int,
     seed: int,
@@ -333,7 +341,7 @@ def score_choice_task(
     `truncated` counts the questions whose context was cut to fit the model's positions
     even with no shots; `shots_dropped` those that got fewer shots than the others.
     """
-    scores = score_choices(model, processor, examples, shots, seed, device, batch_size)
+    scores = score_choices(model, tokenizer, examples, shots, seed, device, batch_size)
     return summarize(examples, scores, shots)
 
 
@@ -351,6 +359,6 @@ def run_choice_task(
     examples = read_choice_task(path)
     torch_device = DeviceManager(device).device
     model, _ = load_final(folder, torch_device)
-    processor = load_tokenizer(Path(folder) / "tokenizer.model")
-    summary = score_choice_task(model, processor, examples, shots, seed, torch_device, batch_size)
+    tokenizer = load_tokenizer(folder)
+    summary = score_choice_task(model, tokenizer, examples, shots, seed, torch_device, batch_size)
     return {"task": name or Path(path).stem, **summary}

@@ -25,8 +25,7 @@ import torch
 from helox.eval.config import HumanEvalConfig
 from helox.eval.sandbox import RunResult, SandboxLimits, run_programs
 from helox.model.config import sequence_limit
-from helox.model.generate import Generator, is_chat_model
-from helox.tokens.chat import END, EOS, render_prompt
+from helox.model.generate import Generator, is_chat_model, until_stop
 
 log = logging.getLogger(__name__)
 
@@ -148,29 +147,31 @@ class Solver:
                 self.new_tokens,
             )
         self.prompt_room = positions - self.new_tokens
+        tokenizer = self.generator.tokenizer
+        self.stop_ids = self.generator.chat.stop_ids if self.chat else tokenizer.stop_ids
         self.random = torch.Generator(device=self.generator.device).manual_seed(seed)
 
     def prompt_ids(self, problem: Problem) -> list[int]:
-        processor = self.generator.processor
         if self.chat:
             message = {"role": "user", "content": CHAT_INSTRUCTION + problem.prompt}
-            return render_prompt([message], processor)
-        # Every training document follows the previous one's </s>.
-        return [EOS, *processor.encode(problem.prompt)]
+            return self.generator.chat.prompt([message])
+        # Every training document follows BOS where the model adds one, else the previous EOS.
+        tokenizer = self.generator.tokenizer
+        return [*tokenizer.context_start(), *tokenizer.encode(problem.prompt)]
 
     def fit(self, ids: list[int]) -> list[int]:
-        """`ids` left-truncated to the room the new tokens leave, keeping the chat markers."""
+        """`ids` left-truncated to the room the new tokens leave, keeping the head every
+        prompt shares (the chat template's opening, or the token before a document)."""
         if len(ids) <= self.prompt_room:
             return ids
-        head = ids[:2] if self.chat else ids[:1]  # <s> <|user|>, or </s>
+        head = ids[: self.generator.chat.head_length] if self.chat else ids[:1]
         return head + ids[-(self.prompt_room - len(head)) :]
 
     def stopped(self, new_ids: list[int]) -> bool:
-        """Whether a sample is complete: its end token, or for a base model a stop sequence."""
-        stop_id = END if self.chat else EOS
-        if stop_id in new_ids:
+        """Whether a sample is complete: a stop token, or for a base model a stop sequence."""
+        if any(token_id in self.stop_ids for token_id in new_ids):
             return True
-        text = self.generator.processor.decode(new_ids)
+        text = self.generator.tokenizer.decode(new_ids)
         return not self.chat and truncate_at_stop(text) != text
 
     @torch.no_grad()
@@ -187,7 +188,7 @@ class Solver:
                 temperature=self.config.temperature,
                 top_k=None,
                 top_p=self.config.top_p,
-                eos_id=END if self.chat else EOS,
+                eos_id=self.stop_ids,
                 generator=self.random,
             )
             left -= step
@@ -200,12 +201,9 @@ class Solver:
         """The code of every sample for `problem`, and whether its prompt was truncated."""
         full_ids = self.prompt_ids(problem)
         ids = self.fit(full_ids)
-        stop_id = END if self.chat else EOS
         codes = []
         for row in self.sample(ids):
-            text = self.generator.processor.decode(
-                row[: row.index(stop_id)] if stop_id in row else row
-            )
+            text = self.generator.tokenizer.decode(until_stop(row, self.stop_ids))
             if self.chat:
                 codes.append(extract_code(text, problem))
             else:

@@ -27,7 +27,7 @@ from pathlib import Path
 from helox.common.io import JsonlWriter
 from helox.eval.config import NextLineTaskConfig
 from helox.tokens.shards import manifest_of_tokenizer, read_shard
-from helox.tokens.vocab import EOS, SPECIAL_IDS, load_tokenizer
+from helox.tokens.vocab import TokenizerSource, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,18 @@ def indent_of(line: str) -> int:
 
 
 def held_out_documents(
-    manifest_path: str | os.PathLike, tokenizer_path: str | os.PathLike
+    manifest_path: str | os.PathLike, tokenizer: TokenizerSource
 ) -> Iterator[str]:
-    """The text of every test-split document, in manifest order."""
+    """The text of every test-split document, in manifest order (BOS and EOS, special tokens,
+    left out by decoding)."""
     manifest_path = Path(manifest_path)
+    tokenizer = load_tokenizer(tokenizer)
     manifest = manifest_of_tokenizer(
-        manifest_path, tokenizer_path, "its documents would decode to the wrong text"
+        manifest_path, tokenizer, "its documents would decode to the wrong text"
     )
-    processor = load_tokenizer(tokenizer_path)
     for name in manifest["splits"]["test"]["files"]:
         for ids in read_shard(manifest_path.parent / name).column("tokens").to_pylist():
-            yield processor.decode(ids[:-1] if ids and ids[-1] == SPECIAL_IDS[EOS] else ids)
+            yield tokenizer.decode(ids)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def question_positions(
 
 def build_next_line_task(
     manifest_path: str | os.PathLike,
-    tokenizer_path: str | os.PathLike,
+    tokenizer: TokenizerSource,
     output_path: str | os.PathLike,
     config: NextLineTaskConfig,
     seed: int,
@@ -160,7 +161,7 @@ def build_next_line_task(
     return how many examples, documents and lines it was built from."""
     documents = [
         [line.rstrip() for line in text.splitlines() if line.strip()]
-        for text in held_out_documents(manifest_path, tokenizer_path)
+        for text in held_out_documents(manifest_path, tokenizer)
     ]
     rng = random.Random(seed)
     positions = question_positions(documents, config.context_lines, config.examples, rng)

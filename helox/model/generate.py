@@ -1,9 +1,15 @@
-"""Sampling text from a model folder, raw or through the chat template."""
+"""Sampling text from a model folder, raw or through its chat template.
+
+Raw text starts as training documents do (after BOS where the model adds one) and stops at
+EOS or generation_config's stop ids; a reply is rendered with the folder's chat format and
+also stops at the end of the turn.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -12,7 +18,8 @@ from helox.common.io import read_json
 from helox.model.config import sequence_limit
 from helox.model.device import DeviceManager
 from helox.model.folder import CHAT_STAGES, load_final
-from helox.tokens.chat import END, EOS, render_prompt
+from helox.tokens.chat import ChatFormat
+from helox.tokens.chat_setup import chat_format
 from helox.tokens.vocab import load_tokenizer
 
 # Tokens kept free for the answer when old turns must leave a long conversation.
@@ -38,12 +45,20 @@ class Generator:
     """A loaded model folder that turns prompts into text."""
 
     def __init__(self, folder: str | os.PathLike, device: str = "auto"):
+        self.folder = Path(folder)
         self.device = DeviceManager(device).device
         self.model, self.config = load_final(folder, self.device)
         self.model.eval()
-        self.processor = load_tokenizer(Path(folder) / "tokenizer.model")
+        self.tokenizer = load_tokenizer(folder)
 
-    def _sample(self, prompt_ids: list[int], sampling: SamplingConfig, stop_id: int) -> list[int]:
+    @cached_property
+    def chat(self) -> ChatFormat:
+        """The folder's chat format (helox.tokens.chat_setup.chat_format), made on first use."""
+        return chat_format(self.tokenizer, str(self.folder))
+
+    def _sample(
+        self, prompt_ids: list[int], sampling: SamplingConfig, stop_ids: tuple[int, ...]
+    ) -> list[int]:
         longest, key = sequence_limit(self.config)
         room = longest - len(prompt_ids)
         if room <= 0:
@@ -59,17 +74,19 @@ class Generator:
             temperature=sampling.temperature,
             top_k=sampling.top_k,
             top_p=sampling.top_p,
-            eos_id=stop_id,
+            eos_id=stop_ids,
             generator=generator,
         )
         new_ids = output[0, len(prompt_ids) :].tolist()
-        return new_ids[: new_ids.index(stop_id)] if stop_id in new_ids else new_ids
+        return until_stop(new_ids, stop_ids)
 
     def complete(self, prompt: str, sampling: SamplingConfig) -> str:
         """Continue raw text; returns the prompt followed by the continuation. An empty prompt
-        starts a new document: after the end-of-text token that ends each one in training."""
-        new_ids = self._sample(self.processor.encode(prompt) or [EOS], sampling, EOS)
-        return prompt + self.processor.decode(new_ids)
+        starts a new document: after the token that precedes each one in training."""
+        tokenizer = self.tokenizer
+        ids = tokenizer.text_start() + tokenizer.encode(prompt)
+        new_ids = self._sample(ids or tokenizer.context_start(), sampling, tokenizer.stop_ids)
+        return prompt + tokenizer.decode(new_ids)
 
     def reply(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
         """The assistant's next turn in a conversation, rendered with the chat template.
@@ -79,11 +96,17 @@ class Generator:
         """
         room = min(sampling.max_new_tokens, ANSWER_ROOM)
         kept = list(messages)
-        prompt = render_prompt(kept, self.processor)
+        prompt = self.chat.prompt(kept)
         while len(prompt) + room > sequence_limit(self.config)[0]:
             first = 1 if kept[0]["role"] == "system" else 0
             if len(kept) - first <= 1:
                 break
             del kept[first]
-            prompt = render_prompt(kept, self.processor)
-        return self.processor.decode(self._sample(prompt, sampling, END))
+            prompt = self.chat.prompt(kept)
+        return self.tokenizer.decode(self._sample(prompt, sampling, self.chat.stop_ids))
+
+
+def until_stop(ids: list[int], stop_ids: tuple[int, ...]) -> list[int]:
+    """`ids` up to the first stop id, which is left out."""
+    stop = next((i for i, token_id in enumerate(ids) if token_id in stop_ids), len(ids))
+    return ids[:stop]

@@ -4,33 +4,30 @@ Llama, Mistral, Qwen2 and Qwen3 tensors already have `HeloxLM`'s names, so they 
 they are (cast to float32); what needs care is the config, which helox.model.families maps,
 refusing by name each key Helox cannot compute the same way rather than approximating it.
 
-The tokenizer must be a SentencePiece `tokenizer.model` holding every Helox special token
-at its fixed id (helox.tokens.vocab.SPECIAL_IDS: `<unk>` 0, `<s>` 1, `</s>` 2, `<pad>` 3, the
-chat markers 4-7), as a tokenizer trained by Helox does: sharding, the chat template and
-generation address them by id. Any other is refused, naming each missing piece; remapping
-ids would change the vocabulary that the imported weights were trained with.
+The tokenizer is the folder's own (`tokenizer.json` or a SentencePiece `tokenizer.model`, its
+special ids read from its configs: helox.tokens.vocab.load_tokenizer), carried into the new
+folder with its configs and chat template as they are. It must load, and its vocabulary must
+fit the embedding rows.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 from safetensors import safe_open
 
 from helox.common.config_files import load_mapping
-from helox.common.io import atomic_path, sha256_file, write_json
+from helox.common.io import sha256_file
 from helox.model.config import ModelConfig
 from helox.model.families import NotImportableError, from_hf_config
 from helox.model.folder import save_final
 from helox.model.network import HeloxLM, create_model_from_config
+from helox.model.token_rows import check_vocabulary_fits
 from helox.model.weight_files import TensorEntry, check_fits, folder_tensors
-from helox.tokens.tokenizer import evaluate_tokenizer
-from helox.tokens.vocab import SPECIAL_IDS
+from helox.tokens.vocab import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +78,6 @@ def load_source_tensors(model: HeloxLM, tensors: dict[str, TensorEntry]) -> None
                 targets[name].copy_(file.get_tensor(name))
 
 
-def check_special_tokens(tokenizer_path: Path) -> spm.SentencePieceProcessor:
-    """The SentencePiece model at `tokenizer_path`, refused (naming each piece) unless it has
-    every Helox special token at its fixed id."""
-    processor = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
-    wrong = [
-        f"{piece} at id {expected} (it has {processor.piece_to_id(piece)})"
-        for piece, expected in SPECIAL_IDS.items()
-        if processor.piece_to_id(piece) != expected
-    ]
-    if wrong:
-        raise NotImportableError(
-            f"{tokenizer_path}: Helox addresses its special tokens by fixed ids, and this "
-            f"tokenizer lacks {', '.join(wrong)}; remapping them would change the vocabulary "
-            "the weights were trained with"
-        )
-    return processor
-
-
 def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """Convert the Hugging Face folder `source` into the Helox final folder `destination`.
 
@@ -113,15 +92,8 @@ def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) 
         )
     where = str(source / "config.json")
     config = from_hf_config(load_mapping(where), where)
-    tokenizer_path = source / "tokenizer.model"
-    if not tokenizer_path.is_file():
-        raise FileNotFoundError(f"{source}: no SentencePiece tokenizer.model")
-    processor = check_special_tokens(tokenizer_path)
-    if len(processor) > config.vocab_size:
-        raise NotImportableError(
-            f"{tokenizer_path} has {len(processor)} pieces but {where} a vocab_size of "
-            f"{config.vocab_size}"
-        )
+    tokenizer = load_tokenizer(source)
+    check_vocabulary_fits(tokenizer, config.vocab_size, where)
     tensors = source_tensors(source, config)
     check_tensor_shapes(config, tensors, where)
     check_fits(source, tensors.values(), "cpu")
@@ -135,10 +107,10 @@ def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) 
             "imported_sha256": {
                 p.name: sha256_file(p) for p in sorted(source.glob("*.safetensors"))
             },
-            "tokenizer_sha256": sha256_file(tokenizer_path),
+            "tokenizer_sha256": tokenizer.sha256,
         },
     }
-    save_final(destination, model, config, tokenizer_path, metrics)
+    save_final(destination, model, config, tokenizer, metrics)
     log.info(
         "imported %s (%s, %d parameters) into %s",
         source,
@@ -147,20 +119,3 @@ def import_hf_folder(source: str | os.PathLike, destination: str | os.PathLike) 
         destination,
     )
     return destination
-
-
-def adopt_tokenizer(
-    folder: str | os.PathLike,
-    input_paths: list[str | os.PathLike],
-    model_path: str | os.PathLike,
-    eval_path: str | os.PathLike,
-    eval_docs: int,
-) -> dict:
-    """Stand an imported folder's tokenizer in for the tokenizer stage: copy it to
-    `model_path` and evaluate it on the corpus (`eval_path`) as that stage does."""
-    with atomic_path(model_path) as tmp:
-        shutil.copyfile(Path(folder) / "tokenizer.model", tmp)
-    report = evaluate_tokenizer(input_paths, model_path, eval_docs)
-    write_json(eval_path, report)
-    log.info("imported tokenizer eval: %s", report["overall"])
-    return report

@@ -11,6 +11,7 @@ attention kernels, masks and KV cache are helox.model.attention's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -327,14 +328,15 @@ class HeloxLM(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
-        eos_id: int | None = None,
+        eos_id: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Extend each row of `input_ids` (B, T) by sampled tokens; greedy when temperature is 0.
 
-        Rows that emit `eos_id` are padded with it; generation stops once every row has.
-        Returns the prompt followed by the new tokens.
+        Rows that emit `eos_id` (or any of several stop ids) are padded with it; generation
+        stops once every row has. Returns the prompt followed by the new tokens.
         """
+        stops = None if eos_id is None else torch.tensor(eos_id, device=input_ids.device).view(-1)
         total = input_ids.size(1) + max_new_tokens
         if total > self.model.max_sequence:
             raise ValueError(
@@ -349,11 +351,11 @@ class HeloxLM(nn.Module):
         logits = self(input_ids, cache=cache).logits[:, -1]
         for step in range(max_new_tokens):
             next_ids = sample_next_token(logits, temperature, top_k, top_p, generator)
-            if eos_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_id)
-                finished |= next_ids == eos_id
+            if stops is not None:
+                next_ids = torch.where(finished, stops[0], next_ids)
+                finished |= torch.isin(next_ids, stops)
             tokens.append(next_ids[:, None])
-            if step + 1 == max_new_tokens or (eos_id is not None and bool(finished.all())):
+            if step + 1 == max_new_tokens or (stops is not None and bool(finished.all())):
                 break
             logits = self(next_ids[:, None], cache=cache).logits[:, -1]
         self.train(was_training)

@@ -221,7 +221,8 @@ def write_mixture(
 
 
 def visible(piece: str) -> str:
-    """A piece with its newlines and tabs written as escapes (▁, SentencePiece's space, stays)."""
+    """A piece with its newlines and tabs written as escapes (▁, SentencePiece's space, stays;
+    a byte-level BPE piece shows the text it stands for)."""
     return piece.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
@@ -233,11 +234,11 @@ def top_pieces(
 
     train = TokenStream(manifest_path, "train")
     counts = train.bincount(train.vocab_size)
-    processor = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path)
     total = max(1, int(counts.sum()))
     ranked = counts.argsort(kind="stable")[::-1][:count]
     return [
-        [rank, int(i), visible(processor.id_to_piece(int(i))), int(counts[i])]
+        [rank, int(i), visible(tokenizer.piece(int(i))), int(counts[i])]
         + [100 * int(counts[i]) / total]
         for rank, i in enumerate(ranked, start=1)
     ]
@@ -259,7 +260,8 @@ def write_tokenizer_table(
     rows = [[kind] + [numbers.get(key, "") for key in keys] for kind, numbers in kinds.items()]
     pieces = top_pieces(manifest_path, tokenizer_path, TOP_PIECES)
     body = (
-        f"<p>Vocabulary of {evaluation['vocab_size']:,} pieces, measured on held-out documents "
+        f"<p>Tokenizer kind {html.escape(evaluation.get('kind', 'helox'))}: "
+        f"vocabulary of {evaluation['vocab_size']:,} pieces, measured on held-out documents "
         f"({html.escape(evaluation.get('held_out', ''))}).</p>\n"
         + html_table(headers, rows)
         + f"<h2>The {len(pieces)} most frequent pieces of the train split</h2>\n"

@@ -1,10 +1,11 @@
-"""Token shards: documents → SentencePiece ids → Arrow IPC files per split, plus a manifest.
+"""Token shards: documents → token ids → Arrow IPC files per split, plus a manifest.
 
 Layout of one shard file: Arrow IPC *file* format, uncompressed (so readers can
 memory-map it without a copy), one column `tokens` of type list<uint16> (list<uint32>
 when the vocabulary exceeds 65,536), one row per document, each document's ids
-followed by the `</s>` id. The flattened values of a split are therefore the packed
-training stream, with documents separated by `</s>`.
+followed by the tokenizer's EOS id (and preceded by its BOS where the model's convention
+adds one, as Llama 3's does). The flattened values of a split are therefore the packed
+training stream, with documents separated by EOS.
 
 Every document is tokenized once. Shards job i writes `train/<source>/part-i.arrow` for each
 source of `corpus.sources` (the one source of `corpus.raw_dir` is named `raw`), so training
@@ -37,7 +38,8 @@ from helox.common.io import (
 )
 from helox.common.progress import ProgressBar
 from helox.data.corpus import DEFAULT_SOURCE
-from helox.tokens.vocab import SPECIAL_IDS, load_tokenizer
+from helox.tokens.interface import Tokenizer
+from helox.tokens.vocab import TokenizerSource, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -185,27 +187,27 @@ class PartPaths:
 
 
 def encoded_batches(
-    input_paths: list[StrPath], processor, threads: int, on_read=None
+    input_paths: list[StrPath], tokenizer: Tokenizer, threads: int, on_read=None
 ) -> Iterator[list[tuple[dict, list[int]]]]:
-    """(record, token ids) of every document of the inputs, a batch of about a MB at a time."""
+    """(record, the ids training sees of it) of every document of the inputs, a batch of
+    about a MB at a time."""
     records = (record for path in input_paths for record in iter_jsonl(path, on_read))
     for batch in batched(records, ENCODE_BATCH_BYTES):
-        encoded = processor.encode([record["text"] for record in batch], num_threads=threads)
-        yield list(zip(batch, encoded, strict=True))
+        encoded = tokenizer.encode_batch([record["text"] for record in batch], threads)
+        yield [(r, tokenizer.document_ids(ids)) for r, ids in zip(batch, encoded, strict=True)]
 
 
 def tokenize_part(
     input_paths: list[StrPath],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     outputs: PartPaths,
     config: ShardsConfig,
     seed: int,
     threads: int = 1,
 ) -> dict:
     """Tokenize deduplicated parts into `outputs`' shards, and write their stats."""
-    processor = load_tokenizer(tokenizer_path)
-    dtype = token_dtype(processor.get_piece_size())
-    eos = SPECIAL_IDS["</s>"]
+    tokenizer = load_tokenizer(tokenizer)
+    dtype = token_dtype(tokenizer.vocab_size)
     tally = SourceTally()
     train = {name: ShardWriter(path, dtype) for name, path in outputs.train.items()}
     writers = [*train.values(), *(ShardWriter(p, dtype) for p in (outputs.val, outputs.test))]
@@ -218,7 +220,7 @@ def tokenize_part(
         note=lambda: f"{sum(writer.tokens for writer in writers):,} tokens",
     )
     try:
-        for batch in encoded_batches(input_paths, processor, threads, bar.update):
+        for batch in encoded_batches(input_paths, tokenizer, threads, bar.update):
             pending: dict[ShardWriter, tuple[list[list[int]], list[int]]] = {}
             for record, ids in batch:
                 text = record["text"]
@@ -229,7 +231,6 @@ def tokenize_part(
                         f"{', '.join(map(str, input_paths))}: a document of corpus source "
                         f"{corpus!r}, which is not one of the sources {sorted(train)}"
                     )
-                ids.append(eos)
                 size = len(text.encode("utf-8"))
                 tally.add(corpus, split, len(ids), size)
                 documents, sizes = pending.setdefault(
@@ -268,20 +269,21 @@ def write_manifest(
     shards_dir: StrPath,
     part_stats_paths: list[StrPath],
     shard_paths: dict[str, list[StrPath]],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     manifest_path: StrPath,
 ) -> dict:
     """Gather the parts' stats into `manifest.json`: counts per split and the lineage hashes.
 
     `source_sha256` is the SHA-256 over the SHA-256s of the deduplicated files, by path;
-    `tokenizer_sha256` that of the SentencePiece model; `shards_sha256` that of the shards.
+    `tokenizer_sha256` the tokenizer's (helox.tokens.interface.Tokenizer.sha256);
+    `shards_sha256` that of the shards.
     `sources` holds, per `corpus.sources` name, its `documents`, `tokens` and `bytes` per
     split and its `train_files` (the train split's files are every source's).
     """
     shards_dir = Path(shards_dir)
     parts = [read_json(p) for p in part_stats_paths]
     inputs = [item for part in parts for item in part["inputs"]]
-    processor = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer)
     splits = {
         split: {
             "files": [str(Path(p).relative_to(shards_dir)) for p in shard_paths[split]],
@@ -292,12 +294,14 @@ def write_manifest(
     check_splits_hold_tokens(splits)
     manifest = {
         "splits": splits,
-        "vocab_size": processor.get_piece_size(),
-        "token_dtype": token_dtype(processor.get_piece_size()).name,
-        "eos_id": SPECIAL_IDS["</s>"],
-        "bos_id": SPECIAL_IDS["<s>"],
-        "pad_id": SPECIAL_IDS["<pad>"],
-        "tokenizer_sha256": sha256_file(tokenizer_path),
+        "vocab_size": tokenizer.vocab_size,
+        "token_dtype": token_dtype(tokenizer.vocab_size).name,
+        "eos_id": tokenizer.eos,
+        "bos_id": tokenizer.bos,
+        "adds_bos": tokenizer.adds_bos,
+        "pad_id": tokenizer.pad,
+        "tokenizer_kind": tokenizer.kind,
+        "tokenizer_sha256": tokenizer.sha256,
         "source_sha256": hashlib.sha256(
             "".join(i["sha256"] for i in sorted(inputs, key=lambda i: i["path"])).encode()
         ).hexdigest(),
@@ -353,7 +357,7 @@ def source_rows(parts: list[dict], train_files: list[str]) -> dict[str, dict]:
 
 def build_dataset_shards(
     input_paths: list[StrPath],
-    tokenizer_path: StrPath,
+    tokenizer: TokenizerSource,
     shards_dir: StrPath,
     config: ShardsConfig,
     seed: int,
@@ -363,29 +367,33 @@ def build_dataset_shards(
     """The whole shards stage in one call (what the rules do as a scatter and a gather), for
     documents of the `corpus.sources` named `sources`."""
     shards_dir = Path(shards_dir)
+    tokenizer = load_tokenizer(tokenizer)
     shard_paths: dict[str, list[Path]] = {split: [] for split in SPLITS}
     stats_paths = []
     for part in range(min(config.parts, len(input_paths))):
         outputs = PartPaths.of(shards_dir, part, sources)
         part_inputs = inputs_of_part(list(input_paths), part, config.parts)
-        tokenize_part(part_inputs, tokenizer_path, outputs, config, seed, threads)
+        tokenize_part(part_inputs, tokenizer, outputs, config, seed, threads)
         for split, paths in outputs.shards().items():
             shard_paths[split].extend(paths)
         stats_paths.append(outputs.stats)
     return write_manifest(
-        shards_dir, stats_paths, shard_paths, tokenizer_path, shards_dir / "manifest.json"
+        shards_dir, stats_paths, shard_paths, tokenizer, shards_dir / "manifest.json"
     )
 
 
 def manifest_of_tokenizer(
-    manifest_path: StrPath, tokenizer_path: StrPath, consequence: str
+    manifest_path: StrPath, tokenizer: TokenizerSource, consequence: str
 ) -> dict:
-    """The manifest, once its shards are known to be tokenized with `tokenizer_path`; else a
-    ValueError that says what reading them with another tokenizer would mean."""
+    """The manifest, once its shards are known to be tokenized with `tokenizer` (its
+    vocabulary file and the ids around each document; chat markers and a chat template added
+    by SFT do not count); else a ValueError that says what reading them with another
+    tokenizer would mean."""
     manifest = read_json(manifest_path)
-    if manifest.get("tokenizer_sha256") != sha256_file(tokenizer_path):
+    tokenizer = load_tokenizer(tokenizer)
+    if manifest.get("tokenizer_sha256") != tokenizer.sha256:
         raise ValueError(
-            f"{manifest_path} was tokenized with another tokenizer than {tokenizer_path}; "
+            f"{manifest_path} was tokenized with another tokenizer than {tokenizer.model_file}; "
             f"{consequence}"
         )
     return manifest

@@ -1,5 +1,11 @@
 """The tokenizer stage: SentencePiece trained on the deduplicated corpus, then evaluated on
-held-out documents. The special tokens it reserves and `load_tokenizer` are helox.tokens.vocab."""
+held-out documents; or, for a stage that starts from a model folder of another family, that
+folder's own tokenizer standing in (`adopt_tokenizer`), evaluated the same way. The special
+tokens Helox's reserves and `load_tokenizer` are helox.tokens.vocab.
+
+The stage's artifact is a folder (`results/tokenizer/files/`) holding what a model folder
+holds of its tokenizer: Helox's `tokenizer.model`, or the adopted folder's files as they are.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +23,17 @@ from pathlib import Path
 import sentencepiece as spm
 
 from helox.common.io import atomic_path, iter_jsonl, write_json
-from helox.tokens.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK, load_tokenizer
+from helox.tokens.folder_files import TOKENIZER_FILES
+from helox.tokens.vocab import (
+    BOS,
+    CHAT_MARKERS,
+    EOS,
+    PAD,
+    SPECIAL_IDS,
+    UNK,
+    TokenizerSource,
+    load_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +202,11 @@ class KindEval:
 
 
 def evaluate_tokenizer(
-    input_paths: list[str | os.PathLike], model_path: str | os.PathLike, max_docs: int
+    input_paths: list[str | os.PathLike], tokenizer: TokenizerSource, max_docs: int
 ) -> dict:
     """Bytes per token, byte-fallback share and exact round trip on held-out documents."""
-    processor = load_tokenizer(model_path)
-    byte_ids = {i for i in range(processor.get_piece_size()) if processor.is_byte(i)}
+    tokenizer = load_tokenizer(tokenizer)
+    byte_ids = tokenizer.byte_fallback_ids
     per_kind: dict[str, KindEval] = {}
     for record in (r for p in input_paths for r in iter_jsonl(p)):
         if sum(k.documents for k in per_kind.values()) >= max_docs:
@@ -197,19 +214,20 @@ def evaluate_tokenizer(
         text = record["text"]
         if not is_held_out(text):
             continue
-        ids = processor.encode(text)
+        ids = tokenizer.encode(text)
         stats = per_kind.setdefault(record.get("kind", "prose"), KindEval())
         stats.documents += 1
         stats.bytes += len(text.encode("utf-8"))
         stats.tokens += len(ids)
         stats.byte_fallback_tokens += sum(1 for i in ids if i in byte_ids)
-        stats.roundtrip_failures += processor.decode(ids) != text
+        stats.roundtrip_failures += tokenizer.decode(ids) != text
     total = KindEval()
     for stats in per_kind.values():
         for name in vars(total):
             setattr(total, name, getattr(total, name) + getattr(stats, name))
     return {
-        "vocab_size": processor.get_piece_size(),
+        "kind": tokenizer.kind,
+        "vocab_size": tokenizer.vocab_size,
         "held_out": f"one document in {HELD_OUT_MODULUS}, chosen by a hash of its text",
         "overall": total.summary(),
         "per_kind": {kind: stats.summary() for kind, stats in sorted(per_kind.items())},
@@ -223,11 +241,14 @@ def build_tokenizer(
     config: TokenizerConfig,
     prefix: str = "spm",
     threads: int = 2,
+    model_path: str | os.PathLike | None = None,
 ) -> dict:
-    """The tokenizer stage: `<prefix>.model`, `<prefix>.vocab` (piece, score) and `eval.json`."""
+    """The tokenizer stage: `<prefix>.model` (or `model_path`), `<prefix>.vocab` (piece,
+    score) and `eval.json` in `output_dir`."""
     output_dir = Path(output_dir)
-    model_path = train_tokenizer(input_paths, output_dir / f"{prefix}.model", config, threads)
-    processor = load_tokenizer(model_path)
+    model_path = model_path or output_dir / f"{prefix}.model"
+    model_path = train_tokenizer(input_paths, model_path, config, threads)
+    processor = load_tokenizer(model_path).processor
     with atomic_path(output_dir / f"{prefix}.vocab") as tmp:
         tmp.write_text(
             "".join(
@@ -239,4 +260,26 @@ def build_tokenizer(
     report = evaluate_tokenizer(input_paths, model_path, config.eval_docs)
     write_json(output_dir / "eval.json", report)
     log.info("tokenizer eval: %s", report["overall"])
+    return report
+
+
+def adopt_tokenizer(
+    source: str | os.PathLike,
+    input_paths: list[str | os.PathLike],
+    folder: str | os.PathLike,
+    eval_path: str | os.PathLike,
+    eval_docs: int,
+) -> dict:
+    """Stand the tokenizer of the model folder `source` in for the tokenizer stage: copy its
+    files into `folder` as they are, and evaluate it on the corpus (`eval_path`) as that
+    stage does."""
+    tokenizer = load_tokenizer(source)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        for name in TOKENIZER_FILES:
+            if (Path(source) / name).is_file():
+                shutil.copyfile(Path(source) / name, tmp / name)
+    report = evaluate_tokenizer(input_paths, tokenizer, eval_docs)
+    write_json(eval_path, report)
+    log.info("%s tokenizer of %s: %s", tokenizer.kind, source, report["overall"])
     return report

@@ -14,7 +14,7 @@ from typing import Any
 
 import helox
 from helox.common.config_files import section_from_dict
-from helox.common.io import read_json, sha256_file
+from helox.common.io import read_json
 from helox.train.checkpoint import step_dirs
 from helox.train.tracking import FINAL_DIR_TAG, TrackingConfig
 
@@ -97,7 +97,7 @@ def pretrained_lineage(folder: str | Path) -> dict[str, Any]:
     return read_json(metrics_path).get("lineage", {})
 
 
-def tuned_lineage(base_dir: str | Path, tokenizer_path: str | Path) -> dict[str, Any]:
-    """The lineage of a run that tunes the model of `base_dir` with the tokenizer at
-    `tokenizer_path`: the base folder's own, with this tokenizer's hash."""
-    return {**pretrained_lineage(base_dir), "tokenizer_sha256": sha256_file(tokenizer_path)}
+def tuned_lineage(base_dir: str | Path, tokenizer_sha256: str) -> dict[str, Any]:
+    """The lineage of a run that tunes the model of `base_dir` with the tokenizer whose hash
+    is `tokenizer_sha256`: the base folder's own, with this tokenizer's hash."""
+    return {**pretrained_lineage(base_dir), "tokenizer_sha256": tokenizer_sha256}

@@ -4,21 +4,21 @@ MFU is achieved training FLOP/s (`HeloxLM.flops_per_token` times tokens per seco
 over the device's peak: on CUDA the dense bf16 tensor-core peak of the GPU model, on
 CPU the fp32 matmul throughput measured once in this process.
 Bits per byte divide the validation loss by the UTF-8 bytes the target tokens stand
-for, so models with different vocabularies compare.
+for (helox.tokens.interface.Tokenizer.token_bytes), so models with different vocabularies
+compare.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from helox.tokens.vocab import load_tokenizer
+from helox.tokens.vocab import TokenizerSource, load_tokenizer
 
 # Dense bf16 peak FLOP/s per GPU from the vendors' data sheets, first match by name wins.
 BF16_PEAK_FLOPS: tuple[tuple[str, float], ...] = (
@@ -34,7 +34,6 @@ BF16_PEAK_FLOPS: tuple[tuple[str, float], ...] = (
 )
 PROBE_SIZE = 1024
 PROBE_SECONDS = 0.25
-SENTENCEPIECE_SPACE = "\u2581"
 
 
 def measure_matmul_peak(
@@ -71,20 +70,10 @@ def peak_flops(device: torch.device) -> float | None:
     return None
 
 
-def token_byte_lengths(tokenizer_path: str | os.PathLike) -> Tensor:
-    """UTF-8 bytes each token id stands for: 1 for a byte-fallback piece, 0 for control
-    and unknown tokens, else the bytes of its piece with SentencePiece's space mark as a space."""
-    processor = load_tokenizer(tokenizer_path)
-    lengths = []
-    for token_id in range(processor.get_piece_size()):
-        if processor.is_control(token_id) or processor.is_unknown(token_id):
-            lengths.append(0)
-        elif processor.is_byte(token_id):
-            lengths.append(1)
-        else:
-            piece = processor.id_to_piece(token_id).replace(SENTENCEPIECE_SPACE, " ")
-            lengths.append(len(piece.encode("utf-8")))
-    return torch.tensor(lengths, dtype=torch.int64)
+def token_byte_lengths(tokenizer: TokenizerSource) -> Tensor:
+    """UTF-8 bytes each token id stands for: 1 for a byte piece, 0 for a special token, else
+    the bytes of its text (a SentencePiece space mark counting as a space)."""
+    return torch.tensor(load_tokenizer(tokenizer).token_bytes(), dtype=torch.int64)
 
 
 def bits_per_byte(total_nats: float, total_bytes: int) -> float:

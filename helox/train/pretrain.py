@@ -22,6 +22,7 @@ from helox.model.folder import load_final
 from helox.model.network import create_model_from_config
 from helox.tokens.loader import TokenStream, eval_batches, unigram_baseline
 from helox.tokens.mixture import mixed_batches
+from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import micro_batches_per_step, run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
 from helox.train.launch import launch_stage, stage_job, worker_main
@@ -81,7 +82,8 @@ def run_pretrain(
         init_dir = Path(init_dir)
         model, model_config = load_final(init_dir)
     model_config = resolve_vocab_size(model_config, val_stream.vocab_size)
-    token_bytes = token_byte_lengths(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path)
+    token_bytes = token_byte_lengths(tokenizer)
     if len(token_bytes) < val_stream.vocab_size:
         raise ValueError(
             f"{tokenizer_path} has {len(token_bytes)} pieces but {manifest_path} was written "
@@ -122,7 +124,7 @@ def run_pretrain(
     unigram = unigram_baseline(manifest_path) if dist.is_main else math.nan
     spec = RunSpec(
         fingerprint=fingerprint,
-        tokenizer_path=Path(tokenizer_path),
+        tokenizer=tokenizer,
         params={
             "model": dataclasses.asdict(model_config),
             "training": dataclasses.asdict(training_config),
@@ -133,7 +135,7 @@ def run_pretrain(
         },
         lineage={
             "manifest_sha256": manifest_sha256,
-            "tokenizer_sha256": sha256_file(tokenizer_path),
+            "tokenizer_sha256": tokenizer.sha256,
             **({"init_sha256": start["init"]} if init_dir else {}),
         },
         summary={

@@ -21,6 +21,7 @@ from torch import Tensor
 from helox.model.device import DeviceManager
 from helox.model.folder import save_final
 from helox.model.network import HeloxLM
+from helox.tokens.interface import Tokenizer
 from helox.train.config import TrainingConfig
 from helox.train.hooks import ProgressHook
 from helox.train.lineage import lineage_tags, output_tags, pipeline_key
@@ -67,7 +68,7 @@ class RunSpec:
     what it records, and how it trains."""
 
     fingerprint: str  # run_fingerprint of everything that decides the run
-    tokenizer_path: Path
+    tokenizer: Tokenizer  # what the stage tokenized with; its files go into final/
     params: dict[str, Any]  # tracked as run parameters (configs, inputs), with seed and fingerprint
     # Hashes of what the run read; "pipeline" (the parent tracking run) defaults to this
     # run's own key and "manifest_sha256" to None.
@@ -136,7 +137,7 @@ def train_stage(
         "lineage": lineage,
         **{key: value for key, value in trained.items() if not key.startswith("val_")},
     }
-    save_final(run.output_dir, model, model.config, spec.tokenizer_path, metrics)
+    save_final(run.output_dir, model, model.config, spec.tokenizer, metrics)
     if is_main:
         log.info(spec.result, metrics)
     device_manager.shutdown()

@@ -25,7 +25,6 @@ import torch.distributed as dist
 from helox.common.io import sha256_file
 from helox.model.folder import load_final
 from helox.model.network import HeloxLM
-from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.evaluate import Autocast, to_device
 from helox.train.launch import launch_stage, stage_job, worker_main
@@ -43,7 +42,7 @@ from helox.tune.dpo_data import (
     read_preference_data,
     split_pairs,
 )
-from helox.tune.sft import TuningConfig
+from helox.tune.sft import TuningConfig, fit_model_to
 from helox.tune.sft_data import describe_split
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,7 @@ def attach_reference_logps(
     batch_size: int,
     device: torch.device,
     autocast: Autocast,
+    pad_id: int,
 ) -> None:
     """Set each pair's `reference` to the summed response log-probabilities under `model`.
     Under several processes each scores every world-th batch and they sum what they found,
@@ -77,7 +77,8 @@ def attach_reference_logps(
     found = torch.zeros(len(pairs), 2, dtype=torch.float64, device=device)
     for start in range(rank * batch_size, len(pairs), world * batch_size):
         chunk = pairs[start : start + batch_size]
-        input_ids, labels, extra = to_device(next(eval_pair_batches(chunk, len(chunk))), device)
+        batch = next(eval_pair_batches(chunk, len(chunk), pad_id))
+        input_ids, labels, extra = to_device(batch, device)
         sequence_ids = extra.pop("sequence_ids")
         with autocast:
             logits = model(input_ids, **extra).logits
@@ -107,41 +108,53 @@ def run_dpo(
     run = StageRun(output_dir, config, seed, tracking, checkpoint_dir, threads, snakemake_job)
     device_manager = run.start_devices()
     sft_dir = Path(sft_dir)
-    tokenizer_path = sft_dir / "tokenizer.model"
+    prepared = config.prepare_chat(sft_dir, sft_dir)
+    tokenizer = prepared.tokenizer
 
     data = read_preference_data(data_path)
-    processor = load_tokenizer(tokenizer_path)
     train_pairs, val_pairs = split_pairs(data.items, seed, config.val_fraction)
-    train_encoded = encode_pairs(train_pairs, processor, config.seq_len, data.skipped)
-    val_encoded = encode_pairs(val_pairs, processor, config.seq_len, data.skipped)
+    train_encoded = encode_pairs(train_pairs, prepared.chat, config.seq_len, data.skipped)
+    val_encoded = encode_pairs(val_pairs, prepared.chat, config.seq_len, data.skipped)
     if not val_encoded:
         raise ValueError(f"{data_path}: no held-out pair has two different answers to score")
-    val_batches = partial(eval_pair_batches, val_encoded, config.batch_size, config.eval_batches)
+    val_batches = partial(
+        eval_pair_batches, val_encoded, config.batch_size, tokenizer.pad, config.eval_batches
+    )
     counts = describe_split("pairs", train_encoded, val_encoded, data.skipped)
     log.info("DPO on %s, device %s", counts, device_manager.get_device_info())
 
     seed_everything(seed)
     model, _ = load_final(sft_dir, device_manager.device)
+    model = fit_model_to(model, prepared, sft_dir)
     autocast = device_manager.autocast(config.mixed_precision)
     for pairs in (train_encoded, val_encoded):  # val as its scoring batches: exact ties
-        attach_reference_logps(model, pairs, config.batch_size, device_manager.device, autocast)
+        attach_reference_logps(
+            model, pairs, config.batch_size, device_manager.device, autocast, tokenizer.pad
+        )
     pack_width = config.seq_len if config.packing else None
     dist_env = device_manager.dist
     train_batches = PreferenceBatches(
-        train_encoded, config.batch_size, seed, pack_width, dist_env.rank, dist_env.world_size
+        train_encoded,
+        config.batch_size,
+        seed,
+        pack_width,
+        dist_env.rank,
+        dist_env.world_size,
+        pad_id=tokenizer.pad,
     )
     fingerprint = run_fingerprint(
         dpo=run_defining(config),
         seed=seed,
         sft=sha256_file(sft_dir / "model.safetensors"),
         data=sha256_file(data_path),
+        chat_template=tokenizer.chat_template,
     )
-    token_bytes = token_byte_lengths(tokenizer_path)
+    token_bytes = token_byte_lengths(tokenizer)
     spec = RunSpec(
         fingerprint=fingerprint,
-        tokenizer_path=tokenizer_path,
+        tokenizer=tokenizer,
         params={"dpo": dataclasses.asdict(config), "sft": str(sft_dir), "data": str(data_path)},
-        lineage=tuned_lineage(sft_dir, tokenizer_path),
+        lineage=tuned_lineage(sft_dir, tokenizer.sha256),
         summary={
             "train_pairs": len(train_encoded),
             "val_pairs": len(val_encoded),

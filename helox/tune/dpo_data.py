@@ -3,7 +3,7 @@
 A record is the conversation so far and two answers to it: `{"prompt": str | "messages":
 [...], "chosen": str, "rejected": str}`, or one of the public shapes that
 helox.tune.formats reads (TRL and UltraFeedback message lists, Anthropic HH
-transcripts). Both answers are rendered with SFT's chat template and mask
+transcripts). Both answers are rendered with the chat format and mask of SFT
 (helox.tune.sft_data), and a batch lays each pair's chosen and rejected sequences side by
 side, packed into rows as SFT packs its conversations.
 
@@ -24,12 +24,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import sentencepiece as spm
 import torch
 from torch import Tensor
 
 from helox.common.io import JsonlWriter
-from helox.tokens.chat import RenderedChat, render_chat
+from helox.tokens.chat import ChatFormat, RenderedChat
 from helox.tune import formats as dataset_formats
 from helox.tune.sft_data import (
     JsonlExamples,
@@ -39,6 +38,7 @@ from helox.tune.sft_data import (
     first_fit_rows,
     held_out_flags,
     read_jsonl_examples,
+    render_examples,
     warn_cut,
 )
 
@@ -93,18 +93,22 @@ def split_pairs(
 
 def encode_pairs(
     pairs: list[PreferencePair],
-    processor: spm.SentencePieceProcessor,
+    chat: ChatFormat,
     seq_len: int,
     skipped: Counter | None = None,
 ) -> list[EncodedPair]:
-    """Render both answers, cut each to seq_len + 1 tokens, and drop pairs that the cut
-    left without a response token or made identical, counting them in `skipped` when given."""
+    """Render both answers in `chat`'s template, cut each to seq_len + 1 tokens, and drop
+    pairs that the template refuses or the cut left without a response token or made
+    identical, counting them in `skipped` when given."""
     encoded, cut = [], 0
     for pair in pairs:
-        chosen, rejected = (
-            render_chat(pair.conversation(answer), processor)
+        answers = [
+            render_examples(pair.conversation(answer), chat, skipped)
             for answer in (pair.chosen, pair.rejected)
-        )
+        ]
+        if not all(answers):
+            continue
+        (chosen,), (rejected,) = answers
         cut += max(len(chosen.ids), len(rejected.ids)) > seq_len + 1
         chosen, rejected = cut_to(chosen, seq_len), cut_to(rejected, seq_len)
         if not (any(chosen.trained[1:]) and any(rejected.trained[1:])):
@@ -121,7 +125,7 @@ def encode_pairs(
 
 
 def collate_pairs(
-    pairs: list[EncodedPair], pack_width: int | None
+    pairs: list[EncodedPair], pack_width: int | None, pad_id: int
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Sequences chosen₀, rejected₀, chosen₁, ... as packed rows (first fit into rows of
     `pack_width` slots) or one to a row; `sequence_ids` numbers each slot's sequence (-1 on
@@ -132,7 +136,8 @@ def collate_pairs(
         rows, width = [[i] for i in range(len(sequences))], max(lengths)
     else:
         rows, width = first_fit_rows(lengths, pack_width), pack_width
-    inputs, labels, extra = collate_packed([[sequences[i] for i in row] for row in rows], width)
+    rows_of_sequences = [[sequences[i] for i in row] for row in rows]
+    inputs, labels, extra = collate_packed(rows_of_sequences, width, pad_id)
     sequence_of = np.zeros((len(rows), max(len(row) for row in rows)), dtype=np.int64)
     for r, row in enumerate(rows):
         sequence_of[r, : len(row)] = row
@@ -161,14 +166,16 @@ class PreferenceBatches(TuningBatches[EncodedPair, int]):
 
     def __next__(self) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         pairs = [self.items[i] for i in self.next_units()]
-        return collate_pairs(pairs, self.pack_width)
+        return collate_pairs(pairs, self.pack_width, self.pad_id)
 
 
-def eval_pair_batches(pairs: list[EncodedPair], batch_size: int, max_batches: int | None = None):
+def eval_pair_batches(
+    pairs: list[EncodedPair], batch_size: int, pad_id: int, max_batches: int | None = None
+):
     """The held-out pairs in file order, `batch_size` at a time, one sequence to a row."""
     end = len(pairs) if max_batches is None else min(len(pairs), batch_size * max_batches)
     for start in range(0, end, batch_size):
-        yield collate_pairs(pairs[start : start + batch_size], None)
+        yield collate_pairs(pairs[start : start + batch_size], None, pad_id)
 
 
 # ---------------------------------------------------------------------------- default pairs

@@ -18,6 +18,9 @@ from typing import ClassVar
 
 from helox.common.io import sha256_file
 from helox.model.folder import load_final
+from helox.model.network import HeloxLM
+from helox.model.token_rows import add_token_rows, check_vocabulary_fits
+from helox.tokens.chat_setup import PreparedChat, prepare_chat
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
@@ -48,6 +51,23 @@ class TuningConfig(TrainingConfig):
     max_pairs: int = 4000  # derived pairs
     val_fraction: float = 0.05
     packing: bool = True  # several sequences per row; attention never crosses them
+    # A Jinja chat template file; "" = the model folder's own, else Helox's (its markers
+    # then added to the tokenizer, helox.tokens.chat_setup).
+    chat_template: str = ""
+
+    def prepare_chat(self, tokenizer_source, folder: Path) -> PreparedChat:
+        """The tokenizer and chat format this stage trains the model of `folder` with."""
+        key = f"{self.SECTION}.chat_template"
+        return prepare_chat(load_tokenizer(tokenizer_source), self.chat_template, key, str(folder))
+
+
+def fit_model_to(model: HeloxLM, prepared: PreparedChat, folder: Path) -> HeloxLM:
+    """The model of `folder` with rows for the tokens `prepare_chat` added (the tokens before
+    them set their start); refused where the tokenizer has more ids than it has rows."""
+    if prepared.added_ids:
+        return add_token_rows(model, prepared.added_ids, known=prepared.added_ids[0])
+    check_vocabulary_fits(prepared.tokenizer, model.config.vocab_size, folder / "config.json")
+    return model
 
 
 @dataclass
@@ -80,26 +100,28 @@ def run_sft(
     device_manager = run.start_devices()
     dist = device_manager.dist
     pretrained_dir = Path(pretrained_dir)
-    tokenizer_path = Path(tokenizer_path or pretrained_dir / "tokenizer.model")
+    prepared = config.prepare_chat(tokenizer_path or pretrained_dir, pretrained_dir)
+    tokenizer = prepared.tokenizer
 
     data = read_instruction_data(data_path)
-    processor = load_tokenizer(tokenizer_path)
     held_out = held_out_flags(data.items, seed, config.val_fraction)
     train_examples = encode_examples(
         [c for c, v in zip(data.items, held_out, strict=True) if not v],
-        processor,
+        prepared.chat,
         config.seq_len,
         data.skipped,
     )
     val_examples = encode_examples(
         [c for c, v in zip(data.items, held_out, strict=True) if v],
-        processor,
+        prepared.chat,
         config.seq_len,
         data.skipped,
     )
     if not val_examples:
         raise ValueError(f"{data_path}: no held-out example has a response to score")
-    val_batches = partial(eval_batches, val_examples, config.batch_size, config.eval_batches)
+    val_batches = partial(
+        eval_batches, val_examples, config.batch_size, config.eval_batches, tokenizer.pad
+    )
     counts = describe_split("examples", train_examples, val_examples, data.skipped)
     log.info("SFT on %s, device %s", counts, device_manager.get_device_info())
 
@@ -110,11 +132,12 @@ def run_sft(
         config.seq_len if config.packing else None,
         rank=dist.rank,
         world_size=dist.world_size,
+        pad_id=tokenizer.pad,
     )
     padding = {
         "padding_fraction": padding_fraction(train_batches),
         "padding_fraction_unpacked": padding_fraction(
-            SFTBatches(train_examples, config.batch_size, seed)
+            SFTBatches(train_examples, config.batch_size, seed, pad_id=tokenizer.pad)
         ),
     }
     log.info(
@@ -125,21 +148,23 @@ def run_sft(
 
     seed_everything(seed)
     model, _ = load_final(pretrained_dir, device_manager.device)
+    model = fit_model_to(model, prepared, pretrained_dir)
     fingerprint = run_fingerprint(
         sft=run_defining(config),
         seed=seed,
         pretrained=sha256_file(pretrained_dir / "model.safetensors"),
         data=sha256_file(data_path),
+        chat_template=tokenizer.chat_template,
     )
     spec = RunSpec(
         fingerprint=fingerprint,
-        tokenizer_path=tokenizer_path,
+        tokenizer=tokenizer,
         params={
             "sft": dataclasses.asdict(config),
             "pretrained": str(pretrained_dir),
             "data": str(data_path),
         },
-        lineage=tuned_lineage(pretrained_dir, tokenizer_path),
+        lineage=tuned_lineage(pretrained_dir, tokenizer.sha256),
         summary={
             "train_examples": len(train_examples),
             "val_examples": len(val_examples),
@@ -148,7 +173,7 @@ def run_sft(
         },
         result="held-out response loss %(val_loss).4f after SFT, %(base_val_loss).4f before",
         compare_with_start=True,
-        token_bytes=token_byte_lengths(tokenizer_path),
+        token_bytes=token_byte_lengths(tokenizer),
     )
     return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 

@@ -20,14 +20,12 @@ from typing import IO, ClassVar, Generic, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sentencepiece as spm
 import torch
 from torch import Tensor
 
 from helox.data.packed import CorruptStreamError, open_unpacked
-from helox.tokens.chat import RenderedChat, render_chat
+from helox.tokens.chat import ChatFormat, RenderedChat
 from helox.tokens.loader import ShuffledBatches
-from helox.tokens.vocab import SPECIAL_IDS
 from helox.tune.formats import parse_example
 
 log = logging.getLogger(__name__)
@@ -204,31 +202,44 @@ def warn_cut(cut: int, total: int, seq_len: int, dropped: int) -> None:
         )
 
 
+def render_examples(
+    conversation: list[dict], chat: ChatFormat, skipped: Counter | None
+) -> list[RenderedChat]:
+    """The training examples `chat` makes of one conversation; none, counted in `skipped`
+    with the reason, where the template refuses it or its turns cannot be masked exactly."""
+    try:
+        return chat.examples(conversation)
+    except ValueError as error:
+        if skipped is not None:
+            skipped[str(error)] += 1
+        return []
+
+
 def encode_examples(
     conversations: list[list[dict[str, str]]],
-    processor: spm.SentencePieceProcessor,
+    chat: ChatFormat,
     seq_len: int,
     skipped: Counter | None = None,
 ) -> list[RenderedChat]:
-    """Render conversations, cut to seq_len + 1 tokens, and drop those the cut left with
-    nothing to learn, counting them in `skipped` when given."""
+    """Render conversations in `chat`'s template, cut each example to seq_len + 1 tokens, and
+    drop those the cut left with nothing to learn, counting them in `skipped` when given."""
+    examples = [e for c in conversations for e in render_examples(c, chat, skipped)]
     rendered, cut = [], 0
-    for conversation in conversations:
-        chat = render_chat(conversation, processor)
-        cut += len(chat.ids) > seq_len + 1
-        chat = cut_to(chat, seq_len)
-        if any(chat.trained[1:]):
-            rendered.append(chat)
+    for example in examples:
+        cut += len(example.ids) > seq_len + 1
+        example = cut_to(example, seq_len)
+        if any(example.trained[1:]):
+            rendered.append(example)
         elif skipped is not None:
             skipped[f"no response token within seq_len ({seq_len} tokens)"] += 1
-    warn_cut(cut, len(conversations), seq_len, len(conversations) - len(rendered))
+    warn_cut(cut, len(examples), seq_len, len(examples) - len(rendered))
     return rendered
 
 
-def collate(examples: list[RenderedChat]) -> tuple[Tensor, Tensor]:
+def collate(examples: list[RenderedChat], pad_id: int) -> tuple[Tensor, Tensor]:
     """Pad to the batch's longest example; labels are next tokens where trained, else ignored."""
     width = max(len(e.ids) for e in examples) - 1
-    inputs = np.full((len(examples), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
+    inputs = np.full((len(examples), width), pad_id, dtype=np.int64)
     labels = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
     for row, example in enumerate(examples):
         ids = np.asarray(example.ids, dtype=np.int64)
@@ -238,10 +249,12 @@ def collate(examples: list[RenderedChat]) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(inputs), torch.from_numpy(labels)
 
 
-def collate_packed(rows: list[list[RenderedChat]], width: int) -> tuple[Tensor, Tensor, dict]:
+def collate_packed(
+    rows: list[list[RenderedChat]], width: int, pad_id: int
+) -> tuple[Tensor, Tensor, dict]:
     """Lay each row's examples end to end in `width` slots; positions restart per example and
     `segment_ids` number the examples (-1 on padding), so attention stays inside one."""
-    inputs = np.full((len(rows), width), SPECIAL_IDS["<pad>"], dtype=np.int64)
+    inputs = np.full((len(rows), width), pad_id, dtype=np.int64)
     labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
     positions = np.zeros((len(rows), width), dtype=np.int64)
     segments = np.full((len(rows), width), -1, dtype=np.int64)
@@ -284,7 +297,7 @@ class TuningBatches(ShuffledBatches, Generic[T, Unit]):
     epoch); position restorable. Each epoch orders its units (`order_units`); a global batch
     is the next `world_size` × `batch_size` of them, moving into the next epoch when one runs
     out, and process `rank` takes its own run. With `pack_width` the items' sequences are
-    first-fit into rows of that many slots."""
+    first-fit into rows of that many slots; `pad_id` (the tokenizer's) fills what is left."""
 
     ITEMS: ClassVar[str]  # what the items are, for the error when there are none
     SEQUENCE: ClassVar[str]  # what one sequence is, for the error when one is too long
@@ -297,6 +310,8 @@ class TuningBatches(ShuffledBatches, Generic[T, Unit]):
         pack_width: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        *,
+        pad_id: int,
     ):
         if not items:
             raise ValueError(f"no {self.ITEMS} to train on")
@@ -308,6 +323,7 @@ class TuningBatches(ShuffledBatches, Generic[T, Unit]):
         super().__init__(batch_size, seed, rank, world_size)
         self.items = items
         self.pack_width = pack_width
+        self.pad_id = pad_id
         self._units_of: tuple[int, list[Unit]] | None = None
 
     def slots(self, item: T) -> int:
@@ -361,8 +377,8 @@ class SFTBatches(TuningBatches[RenderedChat, list[int]]):
     def __next__(self) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, dict]:
         rows = [[self.items[i] for i in row] for row in self.next_units()]
         if self.pack_width is None:
-            return collate([row[0] for row in rows])
-        return collate_packed(rows, self.pack_width)
+            return collate([row[0] for row in rows], self.pad_id)
+        return collate_packed(rows, self.pack_width, self.pad_id)
 
 
 def padding_fraction(batches: SFTBatches) -> float:
@@ -376,7 +392,7 @@ def padding_fraction(batches: SFTBatches) -> float:
     return 1 - sum(used) / slots
 
 
-def eval_batches(examples: list[RenderedChat], batch_size: int, max_batches: int):
+def eval_batches(examples: list[RenderedChat], batch_size: int, max_batches: int, pad_id: int):
     """The held-out examples in file order, as at most `max_batches` batches."""
     for start in range(0, min(len(examples), batch_size * max_batches), batch_size):
-        yield collate(examples[start : start + batch_size])
+        yield collate(examples[start : start + batch_size], pad_id)

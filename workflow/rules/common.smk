@@ -25,4 +25,7 @@ CLEAN_SOURCES = [{"name": s.name, "path": s.path, "kind": s.kind} for s in SOURC
 # (a lone source's weight changes nothing).
 WEIGHTS = {source.name: source.weight for source in SOURCES} if len(SOURCES) > 1 else {}
 SFT_DATA = config["sft"]["data"] or "results/sample/sft.jsonl"
+# The tokenizer every stage from the shards on reads: a folder with a model folder's tokenizer
+# files (helox.tokens.folder_files.TOKENIZER_FILES), from the tokenizer stage or an import.
+TOKENIZER = "results/tokenizer/files"
 

@@ -24,7 +24,7 @@ def eval_device(stage):
 rule next_line_task:
     input:
         manifest="results/shards/manifest.json",
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
     output:
         NEXT_LINE_TASK,
     params:

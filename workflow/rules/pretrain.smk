@@ -1,8 +1,8 @@
 # Pretraining; step checkpoints live beside final/ so a rerun after a crash resumes.
 # With pretrain.nproc or pretrain.nodes > 1 the adapter starts nodes × nproc processes through
 # torchrun (one torchrun per node under srun), and the job asks for exactly those nodes and GPUs.
-# With pretrain.init_from it continues an imported Hugging Face model, whose tokenizer
-# then takes the tokenizer stage's place.
+# With pretrain.init_from it continues an imported Hugging Face model, whose tokenizer's
+# files then take the tokenizer stage's place (the folder TOKENIZER, as that stage's).
 
 PRETRAIN_INIT = "results/import/pretrain" if config["pretrain"].get("init_from") else []
 
@@ -33,7 +33,7 @@ if PRETRAIN_INIT:
             folder=PRETRAIN_INIT,
             documents=expand("results/dedup/part-{part}.jsonl.zst", part=PARTS),
         output:
-            model="results/tokenizer/spm.model",
+            folder=directory(TOKENIZER),
             eval="results/tokenizer/eval.json",
         params:
             eval_docs=config["tokenizer"]["eval_docs"],
@@ -48,7 +48,7 @@ if PRETRAIN_INIT:
 rule pretrain:
     input:
         manifest="results/shards/manifest.json",
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
         init=PRETRAIN_INIT,
     output:
         directory("results/pretrain/final"),

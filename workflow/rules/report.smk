@@ -17,7 +17,7 @@ rule report_data:
         clean_stats=expand("results/clean/part-{part}.stats.json", part=PARTS),
         dedup_stats="results/dedup/stats.json",
         tokenizer_eval="results/tokenizer/eval.json",
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
         manifest="results/shards/manifest.json",
     output:
         filters=data_report("filters.html", "filters", "Cleaning and deduplication"),

@@ -18,7 +18,7 @@ def dedup_parts_of(wildcards):
 rule shards:
     input:
         docs=dedup_parts_of,
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
     output:
         train=expand("results/shards/train/{source}/part-{{part}}.arrow", source=SOURCE_NAMES),
         val="results/shards/val/part-{part}.arrow",
@@ -45,7 +45,7 @@ rule manifest:
         ),
         val=expand("results/shards/val/part-{part}.arrow", part=SHARD_PARTS),
         test=expand("results/shards/test/part-{part}.arrow", part=SHARD_PARTS),
-        tokenizer="results/tokenizer/spm.model",
+        tokenizer=TOKENIZER,
     output:
         "results/shards/manifest.json",
     log:
