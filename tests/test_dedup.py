@@ -14,16 +14,10 @@ from helox.common.config_files import ConfigError, section_from_dict
 from helox.common.io import JsonlWriter, iter_jsonl, read_json
 from helox.data.clean import clean_part
 from helox.data.clean_config import CleanConfig
-from helox.data.dedup import (
-    EXACT,
-    NEAR,
-    DedupConfig,
-    EmptyCorpusError,
-    cluster_parts,
-    filter_part,
-    sign_part,
-)
-from helox.data.minhash import MinHasher
+from helox.data.dedup import EXACT, NEAR, DedupConfig, EmptyCorpusError, filter_part
+from helox.data.dedup_index import IndexSettings, sign_part
+from helox.data.dedup_join import join_pairs
+from helox.data.dedup_pairs import find_pairs
 from helox.data.stdlib import stdlib_files, stdlib_root
 from helox.pipeline.config import config_errors
 
@@ -38,19 +32,19 @@ def write_part(path: Path, texts: list[str]) -> Path:
 def dedup(
     inputs: list[Path], folder: Path, config: DedupConfig, clean_stats: list[Path] | None = None
 ) -> tuple[list[list[dict]], dict]:
-    """The three steps as the workflow runs them: sign each part, cluster, filter each part."""
-    near = config.near
-    hasher = MinHasher(
-        near.num_perm if near.enabled else 0, near.ngram, near.seed, config.lowercase
-    )
-    signatures = [folder / "signatures" / f"part-{i}.npz" for i in range(len(inputs))]
-    for input_path, signature in zip(inputs, signatures, strict=True):
-        sign_part(input_path, signature, hasher)
-    duplicates = folder / "duplicates.npz"
-    stats = cluster_parts(signatures, duplicates, folder / "stats.json", config, clean_stats)
+    """The four steps as the workflow runs them: sign each part, find the pairs in each bucket
+    job, join them, filter each part."""
+    indexes = [folder / "signatures" / f"part-{i}" for i in range(len(inputs))]
+    for input_path, index in zip(inputs, indexes, strict=True):
+        sign_part(input_path, index, IndexSettings.of(config))
+    pairs = [folder / "pairs" / f"bucket-{job}.npz" for job in range(config.bucket_jobs)]
+    for job, path in enumerate(pairs):
+        find_pairs(indexes, job, config.bucket_jobs, path, config)
+    removed = [folder / "removed" / f"part-{i}.npz" for i in range(len(inputs))]
+    stats = join_pairs(indexes, pairs, removed, folder / "stats.json", clean_stats)
     outputs = [folder / f"part-{i}.jsonl.zst" for i in range(len(inputs))]
-    for part, (input_path, output) in enumerate(zip(inputs, outputs, strict=True)):
-        filter_part(input_path, duplicates, part, output)
+    for input_path, listed, output in zip(inputs, removed, outputs, strict=True):
+        filter_part(input_path, listed, output)
     return [list(iter_jsonl(path)) for path in outputs], stats
 
 
@@ -118,12 +112,14 @@ def test_near_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
     assert len(kept) == 6 and (texts[2] in kept) != (copy in kept)
     assert stats["removed"][NEAR]["documents"] == 1
     assert stats["clusters"]["sizes"] == {"2": 1} and stats["lsh"]["merged_pairs"] >= 1
-    with np.load(tmp_path / "near" / "duplicates.npz") as removed:
-        assert removed["near"].tolist() == [True]
-        removed_at = (int(removed["part"][0]), int(removed["index"][0]))
-        kept_at = (int(removed["keep_part"][0]), int(removed["keep_index"][0]))
-        assert {removed_at, kept_at} == {(0, 2), (1, 0)}
-        assert removed["documents"].tolist() == [4, 3]
+    listed = [np.load(tmp_path / "near" / "removed" / f"part-{i}.npz") for i in range(2)]
+    assert [int(removed["documents"]) for removed in listed] == [4, 3]
+    part = next(i for i, removed in enumerate(listed) if len(removed["index"]))
+    removed = listed[part]
+    assert removed["near"].tolist() == [True] and len(listed[1 - part]["index"]) == 0
+    removed_at = (part, int(removed["index"][0]))
+    kept_at = (int(removed["keep_part"][0]), int(removed["keep_index"][0]))
+    assert {removed_at, kept_at} == {(0, 2), (1, 0)}
 
     exact_only = section_from_dict(DedupConfig, {"near": {"enabled": False}}, "dedup")
     survivors, stats = dedup(inputs, tmp_path / "exact", exact_only)
@@ -183,7 +179,7 @@ def test_empty_corpus_names_the_filters(tmp_path: Path) -> None:
     assert "the corpus produced no documents" in message
     assert "removed by min_text_length: 4 documents" in message
     assert "skipped (unsupported extension): 1" in message
-    assert not (tmp_path / "dedup" / "duplicates.npz").exists()
+    assert not (tmp_path / "dedup" / "removed").exists()
     assert not (tmp_path / "dedup" / "stats.json").exists()
 
     with pytest.raises(EmptyCorpusError, match="no documents"):
@@ -195,7 +191,7 @@ def test_a_part_changed_since_clustering_is_refused(tmp_path: Path) -> None:
     dedup([part], tmp_path / "dedup", DedupConfig())
     write_part(part, ["one text", "another text", "a third text"])
     with pytest.raises(ValueError, match="holds 3 documents but .* computed from 2"):
-        filter_part(part, tmp_path / "dedup" / "duplicates.npz", 0, tmp_path / "out.jsonl.zst")
+        filter_part(part, tmp_path / "dedup" / "removed" / "part-0.npz", tmp_path / "out.jsonl.zst")
     assert not (tmp_path / "out.jsonl.zst").exists()
 
 
