@@ -64,7 +64,8 @@ def near_copy(text: str, every: int = 100) -> str:
     return re.sub(r"\S+", lambda word: "edited" if next(count) % every == 7 else word[0], text)
 
 
-def test_exact_duplicates_keep_the_longest_copy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bucket_jobs", [1, 3])
+def test_exact_duplicates_keep_the_longest_copy(tmp_path: Path, bucket_jobs: int) -> None:
     parts = [
         ["alpha text", "beta text", "Alpha   TEXT", "gamma"],
         ["beta\ntext", "delta", "alpha text"],
@@ -72,7 +73,7 @@ def test_exact_duplicates_keep_the_longest_copy(tmp_path: Path) -> None:
         [],
     ]
     inputs = [write_part(tmp_path / f"in-{i}.jsonl.zst", texts) for i, texts in enumerate(parts)]
-    survivors, stats = dedup(inputs, tmp_path / "dedup", DedupConfig())
+    survivors, stats = dedup(inputs, tmp_path / "dedup", DedupConfig(bucket_jobs=bucket_jobs))
     common = ["Alpha   TEXT", "delta", "GAMMA "]
     texts = [[record["text"] for record in part] for part in survivors]
     assert "Alpha   TEXT" in texts[0] and texts[1][-1] == "delta" and texts[2] == ["GAMMA "]
@@ -100,14 +101,15 @@ def test_case_is_kept_apart_when_asked(tmp_path: Path) -> None:
     assert stats["removed"][EXACT]["documents"] == 1
 
 
-def test_near_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bucket_jobs", [1, 4])
+def test_near_duplicates_are_removed_and_listed(tmp_path: Path, bucket_jobs: int) -> None:
     texts = [text for _, text in real_texts(6)]
     copy = near_copy(texts[2])
     inputs = [
         write_part(tmp_path / "in-0.jsonl.zst", texts[:4]),
         write_part(tmp_path / "in-1.jsonl.zst", [copy, *texts[4:]]),
     ]
-    survivors, stats = dedup(inputs, tmp_path / "near", DedupConfig())
+    survivors, stats = dedup(inputs, tmp_path / "near", DedupConfig(bucket_jobs=bucket_jobs))
     kept = [record["text"] for part in survivors for record in part]
     assert len(kept) == 6 and (texts[2] in kept) != (copy in kept)
     assert stats["removed"][NEAR]["documents"] == 1
@@ -126,7 +128,9 @@ def test_near_duplicates_are_removed_and_listed(tmp_path: Path) -> None:
     assert sum(map(len, survivors)) == 7 and stats["removed"][NEAR]["documents"] == 0
 
 
-def test_one_part_or_four_keep_the_same_documents(tmp_path: Path) -> None:
+def test_parts_bucket_jobs_and_block_sizes_keep_the_same_documents(
+    tmp_path: Path, monkeypatch
+) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     for number, (name, text) in enumerate(real_texts(16)):
@@ -137,9 +141,11 @@ def test_one_part_or_four_keep_the_same_documents(tmp_path: Path) -> None:
         if number % 5 == 0:
             (raw / f"{stem}_copy.py").write_text(text)
     kept_sets, removed_counts = [], []
-    for parts in (1, 4):
+    # (parts, bucket jobs, tiny blocks): tiny blocks read each lane a few keys at a time and
+    # write, merge and compare pairs a few at a time.
+    for parts, bucket_jobs, tiny in ((1, 1, False), (4, 1, False), (4, 5, False), (3, 2, True)):
         config = CleanConfig(parts=parts)
-        folder = tmp_path / f"parts-{parts}"
+        folder = tmp_path / f"parts-{parts}-{bucket_jobs}-{tiny}"
         inputs = []
         for part in range(parts):
             inputs.append(folder / "clean" / f"part-{part}.jsonl.zst")
@@ -154,11 +160,17 @@ def test_one_part_or_four_keep_the_same_documents(tmp_path: Path) -> None:
             )
         if parts == 4:
             assert sum(1 for path in inputs if next(iter_jsonl(path), None)) >= 3
-        survivors, stats = dedup(inputs, folder / "dedup", DedupConfig())
+        with monkeypatch.context() as patch:
+            if tiny:
+                for name, size in (("BLOCK_ENTRIES", 8), ("PAIR_BATCH", 3), ("CHUNK_PAIRS", 5)):
+                    patch.setattr(f"helox.data.dedup_pairs.{name}", size)
+                patch.setattr("helox.data.dedup_join.UNION_BATCH", 4)
+            survivors, stats = dedup(inputs, folder / "dedup", DedupConfig(bucket_jobs=bucket_jobs))
         kept_sets.append({(r["source"], r["text"]) for part in survivors for r in part})
         removed_counts.append([stats["removed"][reason]["documents"] for reason in (EXACT, NEAR)])
-    assert kept_sets[0] == kept_sets[1]
-    assert removed_counts[0] == removed_counts[1] and sum(removed_counts[0]) == 4 + 6
+    assert all(kept == kept_sets[0] for kept in kept_sets)
+    assert all(counts == removed_counts[0] for counts in removed_counts)
+    assert sum(removed_counts[0]) == 4 + 6
 
 
 def test_empty_corpus_names_the_filters(tmp_path: Path) -> None:
