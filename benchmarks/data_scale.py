@@ -7,8 +7,9 @@ eighth is the files whose path hashes to one part of eight (hard links, no copy)
 
 Each size runs `snakemake results/shards/manifest.json` in its own folder with an overlay
 config (its raw folder, --parts clean parts, --bucket-jobs dedup bucket jobs, 4 shards parts,
-a 16k vocabulary trained on a 50 MB sample, which both sizes exceed). While it runs, every job's Python process is
-watched through /proc (its script, as Snakemake names it, says the job's rule): its peak
+a 16k vocabulary trained on a 50 MB sample, which both sizes exceed). While it runs, every
+job's Python process is watched through /proc (its script, as Snakemake names it, says the
+job's rule): its peak
 resident set (VmHWM, the kernel's high-water mark, so a peak between two looks is not
 missed), its CPU time and how long it ran. Per job kind it prints jobs, wall seconds and CPU
 seconds summed over jobs, MB of raw corpus per CPU second (one core), the largest peak RSS of
