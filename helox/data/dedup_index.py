@@ -90,10 +90,10 @@ class IndexSettings:
 
 
 class _Batch:
-    """The documents of one part read since the last flush, written out a batch at a time."""
+    """Documents of one part read since the last batch was written."""
 
-    def __init__(self, hasher: MinHasher):
-        self.hasher = hasher
+    def __init__(self, lowercase: bool):
+        self.lowercase = lowercase
         self.texts: list[str] = []
         self.keys: list[bytes] = []
         self.corpus: list[int] = []
@@ -101,7 +101,7 @@ class _Batch:
 
     def add(self, text: str, source: str, corpus: int) -> None:
         self.texts.append(text)
-        self.keys.append(text_key(text, self.hasher.lowercase) + source_key(source))
+        self.keys.append(text_key(text, self.lowercase) + source_key(source))
         self.corpus.append(corpus)
         self.chars += len(text)
 
@@ -114,101 +114,109 @@ class _Batch:
         return records
 
 
+class _IndexWriter:
+    """Writes one part's index into `folder`: records and signatures a batch at a time, the
+    lanes sorted and part.json at the end. Holds the lanes' keys until then (about 270
+    bytes a document at 32 bands)."""
+
+    def __init__(self, folder: Path, settings: IndexSettings):
+        self.folder, self.settings = folder, settings
+        self.rows = settings.num_perm // settings.bands if settings.bands else 0
+        self.documents = open(folder / "documents.bin", "wb")  # noqa: SIM115 - closed in __exit__
+        self.signatures = open(folder / "signatures.bin", "wb")  # noqa: SIM115 - likewise
+        self.corpus_numbers: dict[str, int] = {}
+        self.corpus: dict[str, dict[str, int]] = {}
+        self.exact_keys: list[np.ndarray] = []
+        self.band_keys: list[np.ndarray] = []
+        self.band_docs: list[np.ndarray] = []
+        self.count = self.bytes = 0
+
+    def __enter__(self) -> _IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.documents.close()
+        self.signatures.close()
+
+    def corpus_number(self, name: str) -> int:
+        return self.corpus_numbers.setdefault(name, len(self.corpus_numbers))
+
+    def write(self, batch: _Batch) -> None:
+        records = batch.records()
+        records.tofile(self.documents)
+        self.exact_keys.append(records["exact"][:, 0].copy())
+        signature, shingles = self.settings.hasher.signatures(batch.texts)
+        signature.tofile(self.signatures)
+        signed = np.flatnonzero(shingles > 0)
+        rows = self.rows
+        lanes = [
+            band_keys(signature[signed, band * rows : (band + 1) * rows])
+            for band in range(self.settings.bands)
+        ]
+        self.band_keys.append(np.array(lanes, dtype="<u8").reshape(len(lanes), len(signed)))
+        self.band_docs.append((signed + self.count).astype("<u4"))
+        names = list(self.corpus_numbers)
+        counts = np.bincount(records["corpus"], minlength=len(names))
+        sizes = np.bincount(records["corpus"], records["bytes"], minlength=len(names))
+        for number in np.flatnonzero(counts):
+            row = self.corpus.setdefault(names[number], {"documents": 0, "bytes": 0})
+            row["documents"] += int(counts[number])
+            row["bytes"] += int(sizes[number])
+        self.count += len(records)
+        self.bytes += int(records["bytes"].sum())
+
+    def finish(self) -> None:
+        """Sort each lane by key (documents in file order among equal keys), write the lanes
+        and part.json."""
+        exact = np.concatenate(self.exact_keys)
+        order = np.argsort(exact, kind="stable")
+        exact[order].tofile(self.folder / "exact_keys.bin")
+        order.astype("<u4").tofile(self.folder / "exact_docs.bin")
+        lanes, documents = np.concatenate(self.band_keys, axis=1), np.concatenate(self.band_docs)
+        with (
+            open(self.folder / "band_keys.bin", "wb") as keys,
+            open(self.folder / "band_docs.bin", "wb") as docs,
+        ):
+            for lane in lanes:
+                order = np.argsort(lane, kind="stable")
+                lane[order].tofile(keys)
+                documents[order].tofile(docs)
+        settings = self.settings
+        meta = {"documents": self.count, "bytes": self.bytes, "near_documents": len(documents)}
+        meta |= {"num_perm": settings.num_perm, "bands": settings.bands, "rows": self.rows}
+        meta |= {"ngram": settings.ngram, "seed": settings.seed, "lowercase": settings.lowercase}
+        meta |= {"corpus_names": list(self.corpus_numbers), "corpus": self.corpus}
+        write_json(self.folder / "part.json", meta)
+
+
 def sign_part(
     input_path: str | os.PathLike, output: str | os.PathLike, settings: IndexSettings
 ) -> int:
     """Write the dedup index of one cleaned part (a folder, see the module); return how many
     documents it holds."""
-    hasher, bands = settings.hasher, settings.bands
-    rows = hasher.num_perm // bands if bands else 0
-    corpus_index: dict[str, int] = {}
-    exact_keys, band_lanes, band_docs = [], [], []
-    totals = {"documents": 0, "bytes": 0}
-    corpus_totals: dict[str, dict[str, int]] = {}
+    signed = 0
     bar = ProgressBar(
         f"signing {input_path}",
         os.path.getsize(input_path),
         "MB",
         scale=1e6,
-        note=lambda: f"{totals['documents']:,} docs",
+        note=lambda: f"{signed:,} docs",
     )
     with atomic_path(output) as folder:
         folder.mkdir()
-        with (
-            open(folder / "documents.bin", "wb") as documents,
-            open(folder / "signatures.bin", "wb") as signatures,
-        ):
-
-            def flush(batch: _Batch) -> None:
-                records = batch.records()
-                records.tofile(documents)
-                exact_keys.append(records["exact"][:, 0].copy())
-                signature, shingles = hasher.signatures(batch.texts)
-                signature.tofile(signatures)
-                signed = np.flatnonzero(shingles > 0)
-                lanes = [
-                    band_keys(signature[signed, band * rows : (band + 1) * rows])
-                    for band in range(bands)
-                ]
-                band_lanes.append(np.array(lanes, dtype="<u8").reshape(bands, len(signed)))
-                band_docs.append((signed + totals["documents"]).astype("<u4"))
-                names = list(corpus_index)
-                counts = np.bincount(records["corpus"], minlength=len(names))
-                sizes = np.bincount(records["corpus"], records["bytes"], minlength=len(names))
-                for index in np.flatnonzero(counts):
-                    row = corpus_totals.setdefault(names[index], {"documents": 0, "bytes": 0})
-                    row["documents"] += int(counts[index])
-                    row["bytes"] += int(sizes[index])
-                totals["documents"] += len(records)
-                totals["bytes"] += int(records["bytes"].sum())
-
-            batch = _Batch(hasher)
+        with _IndexWriter(folder, settings) as index:
+            batch = _Batch(settings.lowercase)
             for record in iter_jsonl(input_path, on_read=bar.update):
-                corpus = record.get("corpus") or DEFAULT_SOURCE
-                batch.add(
-                    record["text"],
-                    record.get("source", ""),
-                    corpus_index.setdefault(corpus, len(corpus_index)),
-                )
+                corpus = index.corpus_number(record.get("corpus") or DEFAULT_SOURCE)
+                batch.add(record["text"], record.get("source", ""), corpus)
                 if batch.chars >= BATCH_CHARS:
-                    flush(batch)
-                    batch = _Batch(hasher)
-            flush(batch)
-        bar.close()
-        _write_lanes(folder, exact_keys, band_lanes, band_docs)
-        write_json(
-            folder / "part.json",
-            {
-                **totals,
-                "near_documents": sum(map(len, band_docs)),
-                "num_perm": hasher.num_perm,
-                "bands": bands,
-                "rows": rows,
-                "ngram": hasher.ngram,
-                "seed": hasher.seed,
-                "lowercase": hasher.lowercase,
-                "corpus_names": list(corpus_index),
-                "corpus": corpus_totals,
-            },
-        )
-    log.info("signed %d documents of %s into %s", totals["documents"], input_path, output)
-    return totals["documents"]
-
-
-def _write_lanes(
-    folder: Path, exact_keys: list[np.ndarray], band_lanes: list[np.ndarray], docs: list[np.ndarray]
-) -> None:
-    """Sort each lane by key (documents in file order among equal keys) and write it."""
-    exact = np.concatenate(exact_keys)
-    order = np.argsort(exact, kind="stable")
-    exact[order].tofile(folder / "exact_keys.bin")
-    order.astype("<u4").tofile(folder / "exact_docs.bin")
-    lanes, documents = np.concatenate(band_lanes, axis=1), np.concatenate(docs)
-    with open(folder / "band_keys.bin", "wb") as keys, open(folder / "band_docs.bin", "wb") as ids:
-        for lane in lanes:
-            order = np.argsort(lane, kind="stable")
-            lane[order].tofile(keys)
-            documents[order].tofile(ids)
+                    index.write(batch)
+                    signed, batch = index.count, _Batch(settings.lowercase)
+            index.write(batch)
+            bar.close()
+            index.finish()
+    log.info("signed %d documents of %s into %s", index.count, input_path, output)
+    return index.count
 
 
 def _mapped(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
