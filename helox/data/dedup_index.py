@@ -300,16 +300,17 @@ def open_parts(folders: list[str | os.PathLike]) -> tuple[list[PartIndex], np.nd
 
 def gather(parts: list[PartIndex], part_of: np.ndarray, docs: np.ndarray, read: str) -> np.ndarray:
     """`read` ("records" or "signatures") of each document (`part_of`, `docs`), in their order,
-    reading each part once with its documents sorted."""
+    reading each part once with its documents sorted, straight into the result."""
     order = np.lexsort((docs, part_of))
     ends = np.searchsorted(part_of[order], np.arange(len(parts)), side="right")
-    pieces = []
+    result = getattr(parts[0], read)(docs[:0])  # empty, of the type and width read
     start = 0
     for part, end in enumerate(ends):
         if end > start:
-            pieces.append(getattr(parts[part], read)(docs[order[start:end]]))
+            chosen = order[start:end]
+            rows = getattr(parts[part], read)(docs[chosen])
+            if not len(result):
+                result = np.empty((len(docs), *rows.shape[1:]), dtype=rows.dtype)
+            result[chosen] = rows
         start = end
-    found = np.concatenate(pieces) if pieces else getattr(parts[0], read)(docs[:0])
-    result = np.empty_like(found)
-    result[order] = found
     return result

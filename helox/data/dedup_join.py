@@ -28,8 +28,9 @@ from helox.data.minhash import UnionFind
 
 log = logging.getLogger(__name__)
 
-# Pairs merged into the clusters at once (more when more documents are linked).
-UNION_BATCH = 1 << 20
+# Pairs merged into the clusters at once, at least: as many as there are linked documents, so
+# that merging costs a few passes over them, and the batch stays in proportion to them.
+UNION_BATCH = 1 << 16
 
 
 def join_pairs(

@@ -38,10 +38,12 @@ from helox.data.minhash import bucket_pairs
 
 log = logging.getLogger(__name__)
 
-# Lane entries (key, part, document) a bucket job sorts at once: 16 bytes each.
-BLOCK_ENTRIES = 1 << 19
-# Pairs whose signatures are compared at once, and pairs written to one chunk.
-PAIR_BATCH = 1 << 14
+# Lane entries (key, part, document) a bucket job sorts at once: about 60 bytes each with
+# the sort's work arrays, so 16 MB a block.
+BLOCK_ENTRIES = 1 << 18
+# Pairs whose signatures are compared at once (4 MB of signatures at 128 values), and pairs
+# written to one chunk.
+PAIR_BATCH = 1 << 12
 CHUNK_PAIRS = 1 << 16
 
 

@@ -12,6 +12,7 @@ from helox.data.filters.base import Drop, Step, ratio
 from helox.data.kinds import unix_line_ends
 
 URL_PATTERN = re.compile(r"(?:https?|ftp)://[^\s<>\"']+|www\.[^\s<>\"']+", re.IGNORECASE)
+WWW = re.compile(r"www\.", re.IGNORECASE)
 EXTRA_BLANK_LINES = re.compile(r"\n{4,}")
 
 
@@ -90,7 +91,7 @@ class UrlFilter(Step):
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
         # Every URL holds a "://" or starts with "www.": a text with neither has none.
-        if "://" not in doc.text and "www." not in doc.view.lower:
+        if "://" not in doc.text and not WWW.search(doc.text):
             return doc
         url_chars = sum(match.end() - match.start() for match in URL_PATTERN.finditer(doc.text))
         share = ratio(url_chars, len(doc.text))
