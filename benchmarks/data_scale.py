@@ -254,8 +254,16 @@ def dry_run(args: argparse.Namespace) -> None:
         "shards": {"parts": args.dry_run_parts // 4},
     }
     (work / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n"]
-    command += ["--directory", str(work), "--configfile", str(work / "overlay.yaml"), TARGET]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        TARGET,
+        "-n",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    ]
+    command += ["--directory", str(work), "--configfile", str(work / "overlay.yaml")]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     seconds = time.monotonic() - start
