@@ -6,7 +6,8 @@ quarter of them (one run of 5% of the words replaced, Jaccard about 0.85); "4× 
 times the distinct documents with the same near-copies; "4× duplicates", the base's distinct
 documents with a near-copy of every one. Each is split into --parts parts as `clean` writes
 them, and every step (sign each part, each of --bucket-jobs bucket jobs, the join, filter each
-part) runs in a fresh Python process whose peak RSS (ru_maxrss) is read with os.wait4.
+part) runs in a fresh Python process and reports its peak RSS (VmHWM, the kernel's
+high-water mark of its own memory: ru_maxrss would carry over the parent's from the fork).
 
 Per step it prints the largest peak of its jobs on each corpus and the ratios to the base: a
 step that holds no more than a block, a chunk or a part keeps near 1 on both; the join, which
@@ -19,7 +20,6 @@ duplicates, by the MB per thousand linked documents printed last.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
@@ -52,6 +52,8 @@ elif step == "join":
     join_pairs(indexes, pairs, removed, f"{folder}/stats.json")
 elif step == "filter":
     filter_part(clean, removed[number], f"{folder}/dedup-{number}.jsonl.zst")
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """
 
 
@@ -98,12 +100,11 @@ def write_corpus(folder: Path, distinct: list[str], copied: int, parts: int) -> 
 
 
 def peak_rss_mb(*args: str) -> float:
-    """Run one step in a fresh interpreter; return its peak RSS in MB."""
-    child = subprocess.Popen([sys.executable, "-c", STEP, *args])
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"step {args} failed")
-    return usage.ru_maxrss * 1024 / 1e6
+    """Run one step in a fresh interpreter; return the peak RSS it reports in MB."""
+    result = subprocess.run([sys.executable, "-c", STEP, *args], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"step {args} failed:\n{result.stderr[-2000:]}")
+    return int(result.stdout.split()[-1]) * 1024 / 1e6
 
 
 def run_steps(folder: Path, parts: int, jobs: int) -> dict[str, float]:
