@@ -156,6 +156,14 @@ class JobWatcher(threading.Thread):
         job.last = time.monotonic()
 
 
+def snakemake_command(workdir: Path, overlay: dict, *flags: str) -> list[str]:
+    """Snakemake to TARGET in `workdir` with `overlay` as its config file, and `flags`."""
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    command = [sys.executable, "-m", "snakemake", TARGET, *flags]
+    command += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    return command + ["--configfile", str(workdir / "overlay.yaml")]
+
+
 def run_size(workdir: Path, raw: Path, args: argparse.Namespace) -> tuple[float, list[Job]]:
     """Run the data stages on `raw` in `workdir`; return the wall time and every job seen."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -167,10 +175,7 @@ def run_size(workdir: Path, raw: Path, args: argparse.Namespace) -> tuple[float,
         "tokenizer": {"vocab_size": 16000, "max_train_bytes": 50_000_000},
         "shards": {"parts": 4},
     }
-    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(workdir), "--configfile", str(workdir / "overlay.yaml")]
-    command += ["--cores", str(args.cores), TARGET]
+    command = snakemake_command(workdir, overlay, "--cores", str(args.cores))
     watcher = JobWatcher(workdir)
     watcher.start()
     start = time.monotonic()
@@ -253,17 +258,7 @@ def dry_run(args: argparse.Namespace) -> None:
         "dedup": {"bucket_jobs": args.bucket_jobs},
         "shards": {"parts": args.dry_run_parts // 4},
     }
-    (work / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        TARGET,
-        "-n",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-    ]
-    command += ["--directory", str(work), "--configfile", str(work / "overlay.yaml")]
+    command = snakemake_command(work, overlay, "-n")
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     seconds = time.monotonic() - start
