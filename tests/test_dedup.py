@@ -207,6 +207,19 @@ def test_a_part_changed_since_clustering_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out.jsonl.zst").exists()
 
 
+def test_an_index_signed_with_other_settings_is_refused(tmp_path: Path) -> None:
+    part = write_part(tmp_path / "in.jsonl.zst", ["one text here", "another text here"])
+    sign_part(part, tmp_path / "index", IndexSettings.of(DedupConfig(lowercase=False)))
+    other = section_from_dict(DedupConfig, {"near": {"num_perm": 64, "bands": 16}}, "dedup")
+    with pytest.raises(
+        ValueError,
+        match=r"signed with lowercase False, num_perm 128, bands 32, "
+        r"but the dedup section asks for lowercase True, num_perm 64, bands 16",
+    ):
+        find_pairs([tmp_path / "index"], 0, 1, tmp_path / "pairs.npz", other)
+    assert not (tmp_path / "pairs.npz").exists()
+
+
 def test_lsh_config_errors_name_their_keys() -> None:
     with pytest.raises(ConfigError, match=r"dedup\.near\.bands × dedup\.near\.rows = 16 × 4"):
         section_from_dict(DedupConfig, {"near": {"bands": 16}}, "dedup")

@@ -59,14 +59,7 @@ def join_pairs(
     records = gather(parts, part_of, index, "records")
     exact = records["exact"]
     order = np.lexsort(rank_keys(records, part_of, index))
-    rank_of = np.empty_like(order)
-    rank_of[order] = np.arange(len(order))
-    clusters = UnionFind.of_size(len(order))
-    for left, right in _pair_batches(pair_paths, len(linked)):
-        clusters.union(
-            rank_of[np.searchsorted(linked, left)], rank_of[np.searchsorted(linked, right)]
-        )
-    roots = clusters.roots()
+    roots = _cluster_roots(pair_paths, linked, order)
     removed_ranks = np.flatnonzero(roots != np.arange(len(roots)))
     removed, kept_for = order[removed_ranks], order[roots[removed_ranks]]
     near = np.any(exact[removed] != exact[kept_for], axis=1)
@@ -100,6 +93,21 @@ def join_pairs(
         len(linked),
     )
     return stats
+
+
+def _cluster_roots(
+    pair_paths: list[str | os.PathLike], linked: np.ndarray, order: np.ndarray
+) -> np.ndarray:
+    """Each linked document's cluster, as the rank of its first document in `order` (the
+    ranking of the `linked` ids), indexed by rank."""
+    rank_of = np.empty_like(order)
+    rank_of[order] = np.arange(len(order))
+    clusters = UnionFind.of_size(len(order))
+    for left, right in _pair_batches(pair_paths, len(linked)):
+        clusters.union(
+            rank_of[np.searchsorted(linked, left)], rank_of[np.searchsorted(linked, right)]
+        )
+    return clusters.roots()
 
 
 def _linked_documents(pair_paths: list[str | os.PathLike]) -> np.ndarray:

@@ -16,6 +16,7 @@ the corpus. Global ids number the documents of all parts in part order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from helox.data.dedup import DedupConfig
 from helox.data.dedup_index import (
     EXACT_LANE,
     KEY_SPACE,
+    IndexSettings,
     PartIndex,
     gather,
     open_parts,
@@ -120,11 +122,10 @@ def find_pairs(
     if not 0 <= job < jobs:
         raise ValueError(f"bucket job {job} is out of range for {jobs} (dedup.bucket_jobs)")
     parts, offsets = open_parts(index_folders)
+    _check_settings(parts, config)
     near = config.near
     lanes = [EXACT_LANE] if config.exact else []
-    if near.enabled:
-        _check_layout(parts, config)
-        lanes += list(range(near.bands))
+    lanes += list(range(near.bands)) if near.enabled else []
     counts = dict.fromkeys(COUNT_NAMES, 0)
     needed = near.threshold * near.num_perm
     writer = PairWriter(output)
@@ -159,15 +160,17 @@ def find_pairs(
     return counts
 
 
-def _check_layout(parts: list[PartIndex], config: DedupConfig) -> None:
-    near = config.near
+def _check_settings(parts: list[PartIndex], config: DedupConfig) -> None:
+    """Refuse indexes signed with other settings than `config`'s, naming the keys."""
+    expected = dataclasses.asdict(IndexSettings.of(config))
     for part in parts:
-        signed = (part.meta["num_perm"], part.meta["bands"])
-        if signed != (near.num_perm, near.bands):
+        differing = [key for key, value in expected.items() if part.meta.get(key) != value]
+        if differing:
+            found = ", ".join(f"{key} {part.meta.get(key)}" for key in differing)
+            wanted = ", ".join(f"{key} {expected[key]}" for key in differing)
             raise ValueError(
-                f"the dedup index {part.folder} holds {signed[0]} signature values in "
-                f"{signed[1]} bands, but dedup.near asks for num_perm {near.num_perm} in "
-                f"{near.bands} bands: rerun the dedup_signatures rule"
+                f"the dedup index {part.folder} was signed with {found}, but the dedup section "
+                f"asks for {wanted}: rerun the dedup_signatures rule"
             )
 
 
