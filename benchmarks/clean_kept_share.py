@@ -1,5 +1,11 @@
-"""Characters kept by cleaning on real long-form prose and documentation: web rules on
-everything (the clean stage before kinds) against cleaning by kind (the default), per root.
+"""Bytes kept by cleaning on real hand-written code, per package, and characters kept on real
+long-form prose and documentation: web rules on everything (the clean stage before kinds)
+against cleaning by kind (the default), per root.
+
+The code is the Python of well-known libraries installed beside Helox (CODE_PACKAGES, from
+this interpreter's site-packages), each file one code document, files whose first five lines
+say they are generated left out. It is cleaned by the default config, and by the same config
+with the URL rule that it replaced (more than 20 URLs, whatever the length of the file).
 
 The prose is what this machine ships (benchmarks/clean_throughput.py's PROSE_ROOTS: Vim's
 help, Git's release notes, CMake's reference, the common licences) plus Python's own
@@ -10,14 +16,17 @@ dedup's word 5-gram shingles, re-wrapped to another width), cleaned both ways as
 and deduplicated with the default settings; a pair collapses when exactly one of the two
 is left.
 
-    .venv/bin/python benchmarks/clean_kept_share.py
+    .venv/bin/python benchmarks/clean_kept_share.py [--code-only]
 """
 
 from __future__ import annotations
 
+import argparse
 import pydoc_data.topics
 import random
+import re
 import sys
+import sysconfig
 import tempfile
 from collections import Counter
 from dataclasses import replace
@@ -31,6 +40,7 @@ from helox.data.corpus import SourceConfig
 from helox.data.dedup import DedupConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import apply_steps, build_steps
+from helox.data.filters.general import URL_PATTERN
 from helox.data.kinds import detect_kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -40,6 +50,90 @@ from test_kinds import PYTHON_LICENSE, WEB_RULES_EVERYWHERE  # noqa: E402
 
 # The clean stage before kinds, its length limit included.
 WEB_RULES_BEFORE_KINDS = replace(WEB_RULES_EVERYWHERE, max_text_length=1_000_000)
+# Libraries whose hand-written Python is measured (import names, as folders of site-packages).
+CODE_PACKAGES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "sympy",
+    "sklearn",
+    "matplotlib",
+    "networkx",
+    "sqlalchemy",
+    "docutils",
+    "transformers",
+    "torch",
+    "_pytest",
+    "pip",
+    "setuptools",
+    "rich",
+    "requests",
+)
+# What a generated file says of itself in its first lines.
+GENERATED = re.compile(r"generated|do not edit", re.IGNORECASE)
+# The URL rule before issue 27: at most this many URLs in a document, whatever its length.
+OLD_MAX_URLS = 20
+
+
+def hand_written(package: str) -> list[tuple[str, str]]:
+    """The package's Python files as (name, text), less those whose first 5 lines say they
+    are generated and those that are not UTF-8."""
+    root = Path(sysconfig.get_paths()["purelib"]) / package
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if not GENERATED.search("\n".join(text.split("\n", 5)[:5])):
+            files.append((str(path.relative_to(root.parent)), text))
+    return files
+
+
+def code_table() -> None:
+    """Per package: MB of hand-written code, the share of its bytes kept now and with the
+    old URL count; then the bytes each rule removes, over all packages."""
+    now_steps = build_steps(CleanConfig())
+    without_urls = build_steps(CleanConfig(max_url_char_fraction=1.0))
+    removed: Counter[str] = Counter()
+    largest: dict[str, tuple[int, str]] = {}
+    totals = Counter()
+    print("| package | files | MB | kept | kept with the old URL count |")
+    print("| --- | --- | --- | --- | --- |")
+    for package in CODE_PACKAGES:
+        files = hand_written(package)
+        size = now = before = 0
+        for name, text in files:
+            nbytes = len(text.encode("utf-8"))
+            size += nbytes
+            _, dropped = apply_steps(Document(text, name, "code"), now_steps, Stats())
+            if dropped is None:
+                now += nbytes
+            else:
+                rule = f"{dropped.step}: {dropped.rule}"
+                removed[rule] += nbytes
+                largest[rule] = max(largest.get(rule, (0, "")), (nbytes, name))
+            too_many_urls = sum(1 for _ in URL_PATTERN.finditer(text)) > OLD_MAX_URLS
+            _, dropped = apply_steps(Document(text, name, "code"), without_urls, Stats())
+            before += nbytes if dropped is None and not too_many_urls else 0
+        totals.update(files=len(files), size=size, now=now, before=before)
+        print(
+            f"| {package} | {len(files)} | {size / 1e6:.1f} | {now / size:.1%} "
+            f"| {before / size:.1%} |"
+        )
+    size = totals["size"]
+    print(
+        f"| **all** | {totals['files']} | {size / 1e6:.1f} | **{totals['now'] / size:.1%}** "
+        f"| {totals['before'] / size:.1%} |"
+    )
+    print()
+    print("| removed by | MB | share of all bytes | largest file |")
+    print("| --- | --- | --- | --- |")
+    for rule, nbytes in removed.most_common():
+        biggest, name = largest[rule]
+        share = f"{nbytes / size:.2%}"
+        print(f"| {rule} | {nbytes / 1e6:.2f} | {share} | {name} ({biggest / 1e6:.2f} MB) |")
+    print()
 
 
 def roots() -> dict[str, list[tuple[str, str]]]:
@@ -104,6 +198,12 @@ def recall(workdir: Path) -> dict[str, tuple[int, int, int, int]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--code-only", action="store_true", help="only the code table")
+    args = parser.parse_args()
+    code_table()
+    if args.code_only:
+        return
     print(
         "| root | documents | MB | kept, web rules on everything | kept, by kind | kinds detected |"
     )

@@ -1,143 +1,170 @@
-"""Peak memory of the dedup stage on a corpus and on one 4× larger, each step in its own process.
+"""Peak memory of each dedup step: 4× the documents at the same duplicates, and 4× the duplicates.
 
-The 1× corpus is standard-library sources cut into documents of about 60 lines; the 4× corpus
-holds it 4 times, each copy after the first with a run of 5% of its words replaced (so the
-stage has near-duplicates to cluster). Both are split into the same number of parts, as
-`clean` would write them. Every step (sign each part, cluster, filter each part) runs in a
-fresh Python process; its peak resident set (ru_maxrss) is read back with os.wait4. The
-stage's peak is the largest of its steps'. The ratio, 4× over 1×, is printed last.
+Three corpora of real Python, cut into documents of 60 lines (this interpreter's site-packages,
+in path order): the base, --mb MB of distinct documents plus a near-copy of each of the first
+quarter of them (one run of 5% of the words replaced, Jaccard about 0.85); "4× documents", four
+times the distinct documents with the same near-copies; "4× duplicates", the base's distinct
+documents with a near-copy of every one. Each is split into --parts parts as `clean` writes
+them, and every step (sign each part, each of --bucket-jobs bucket jobs, the join, filter each
+part) runs in a fresh Python process and reports its peak RSS (VmHWM, the kernel's
+high-water mark of its own memory: ru_maxrss would carry over the parent's from the fork).
 
-    .venv/bin/python benchmarks/dedup_memory.py
+Per step it prints the largest peak of its jobs on each corpus and the ratios to the base: a
+step that holds no more than a block, a chunk or a part keeps near 1 on both; the join, which
+holds the documents that have a duplicate, keeps near 1 on 4× documents and grows on 4×
+duplicates, by the MB per thousand linked documents printed last.
+
+    .venv/bin/python benchmarks/dedup_memory.py [--mb 16] [--parts 4] [--bucket-jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
 from helox.common.io import JsonlWriter, read_json
-from helox.data.stdlib import stdlib_files, stdlib_root
 
 LINES_PER_DOCUMENT = 60
 STEP = """
 import sys
-from helox.data.dedup import DedupConfig
-from helox.data.dedup import cluster_parts, filter_part, sign_part
-from helox.data.minhash import MinHasher
+from helox.data.dedup import DedupConfig, filter_part
+from helox.data.dedup_index import IndexSettings, sign_part
+from helox.data.dedup_join import join_pairs
+from helox.data.dedup_pairs import find_pairs
 
-step, folder, parts, part = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-config = DedupConfig()
-near = config.near
-clean = f"{folder}/clean-{part}.jsonl.zst"
+step, folder, parts, jobs, number = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+config = DedupConfig(bucket_jobs=jobs)
+indexes = [f"{folder}/index-{part}" for part in range(parts)]
+pairs = [f"{folder}/pairs-{job}.npz" for job in range(jobs)]
+removed = [f"{folder}/removed-{part}.npz" for part in range(parts)]
+clean = f"{folder}/clean-{number}.jsonl.zst"
 if step == "sign":
-    hasher = MinHasher(near.num_perm, near.ngram, near.seed, config.lowercase)
-    sign_part(clean, f"{folder}/signatures-{part}.npz", hasher)
-elif step == "cluster":
-    signatures = [f"{folder}/signatures-{i}.npz" for i in range(parts)]
-    cluster_parts(signatures, f"{folder}/duplicates.npz", f"{folder}/stats.json", config)
+    sign_part(clean, indexes[number], IndexSettings.of(config))
+elif step == "buckets":
+    find_pairs(indexes, number, jobs, pairs[number], config)
+elif step == "join":
+    join_pairs(indexes, pairs, removed, f"{folder}/stats.json")
 elif step == "filter":
-    filter_part(clean, f"{folder}/duplicates.npz", part, f"{folder}/dedup-{part}.jsonl.zst")
+    filter_part(clean, removed[number], f"{folder}/dedup-{number}.jsonl.zst")
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """
 
 
 def documents(max_bytes: int) -> list[str]:
-    """Standard-library sources, cut into pieces of LINES_PER_DOCUMENT lines, up to max_bytes."""
-    pieces, size = [], 0
-    for source in stdlib_files(stdlib_root()):
-        lines = source.path.read_text(encoding="utf-8", errors="replace").splitlines()
+    """Real Python cut into pieces of LINES_PER_DOCUMENT lines, distinct, up to `max_bytes`."""
+    pieces, seen, size = [], set(), 0
+    for path in sorted(Path(sysconfig.get_paths()["purelib"]).rglob("*.py")):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, OSError):
+            continue
         for start in range(0, len(lines), LINES_PER_DOCUMENT):
             piece = "\n".join(lines[start : start + LINES_PER_DOCUMENT])
-            if len(piece.split()) < 20:
+            if len(piece.split()) < 50 or piece in seen:
                 continue
             if size + len(piece) > max_bytes:
                 return pieces
+            seen.add(piece)
             pieces.append(piece)
             size += len(piece)
     return pieces
 
 
-def variant(text: str, copy: int, share: float = 0.05) -> str:
-    """Copy 0 is the text; copy k replaces one run of `share` of its words (Jaccard ≈ 0.85)."""
-    if copy == 0:
-        return text
+def near_copy(text: str, share: float = 0.05) -> str:
+    """`text` with one run of `share` of its words replaced (Jaccard about 0.85)."""
     words = text.split(" ")
     length = max(1, int(len(words) * share))
-    start = random.Random(f"{copy}:{text[:64]}").randrange(len(words) - length + 1)
-    words[start : start + length] = [f"variant{copy}"] * length
+    start = random.Random(text[:64]).randrange(len(words) - length + 1)
+    words[start : start + length] = ["edited"] * length
     return " ".join(words)
 
 
-def write_corpus(folder: Path, texts: list[str], copies: int, parts: int) -> int:
-    """Write `copies` variants of `texts` round-robin into `parts` parts; return the byte count."""
+def write_corpus(folder: Path, distinct: list[str], copied: int, parts: int) -> int:
+    """The distinct documents and a near-copy of the first `copied`, round-robin into `parts`
+    parts; return the byte count."""
     folder.mkdir(parents=True)
     writers = [JsonlWriter(folder / f"clean-{part}.jsonl.zst") for part in range(parts)]
-    size = 0
-    for copy in range(copies):
-        for number, text in enumerate(texts):
-            text = variant(text, copy)
-            writers[number % parts].write({"text": text, "source": f"copy{copy}/doc{number}"})
-            size += len(text.encode())
+    texts = distinct + [near_copy(text) for text in distinct[:copied]]
+    for number, text in enumerate(texts):
+        writers[number % parts].write({"text": text, "source": f"doc{number}"})
     for writer in writers:
         writer.close()
-    return size
+    return sum(len(text.encode()) for text in texts)
 
 
-def peak_rss_mb(*args: str) -> tuple[float, float]:
-    """Run one step in a fresh interpreter; return its peak RSS in MB and its wall time."""
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", STEP, *args])
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"step {args} failed")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
+def peak_rss_mb(*args: str) -> float:
+    """Run one step in a fresh interpreter; return the peak RSS it reports in MB."""
+    result = subprocess.run([sys.executable, "-c", STEP, *args], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"step {args} failed:\n{result.stderr[-2000:]}")
+    return int(result.stdout.split()[-1]) * 1024 / 1e6
 
 
-def run_stage(folder: Path, parts: int) -> float:
-    """Run every step of the stage; print each one's peak RSS; return the largest."""
-    steps = [("sign", part) for part in range(parts)]
-    steps += [("cluster", 0)] + [("filter", part) for part in range(parts)]
-    peaks = []
-    for step, part in steps:
-        rss, seconds = peak_rss_mb(step, str(folder), str(parts), str(part))
-        label = step if step == "cluster" else f"{step} {part}"
-        print(f"  {label:10s} peak RSS {rss:7.1f} MB  {seconds:6.2f} s")
-        peaks.append(rss)
-    return max(peaks)
+def run_steps(folder: Path, parts: int, jobs: int) -> dict[str, float]:
+    """Run every step on one corpus; return the largest peak RSS of each kind of step."""
+    steps = [("sign", part) for part in range(parts)] + [("buckets", job) for job in range(jobs)]
+    steps += [("join", 0)] + [("filter", part) for part in range(parts)]
+    peaks: dict[str, float] = {}
+    for step, number in steps:
+        rss = peak_rss_mb(step, str(folder), str(parts), str(jobs), str(number))
+        peaks[step] = max(peaks.get(step, 0.0), rss)
+    return peaks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mb", type=float, default=8.0, help="size of the 1× corpus in MB")
+    parser.add_argument("--mb", type=float, default=16.0, help="distinct text of the base, MB")
     parser.add_argument("--parts", type=int, default=4)
+    parser.add_argument("--bucket-jobs", type=int, default=2)
     args = parser.parse_args()
 
-    texts = documents(int(args.mb * 1e6))
-    baseline, _ = peak_rss_mb("imports", ".", "0", "0")
+    distinct = documents(int(4 * args.mb * 1e6))
+    base = distinct[: len(distinct) // 4]
+    corpora = {
+        "base": (base, len(base) // 4),
+        "4× documents": (distinct, len(base) // 4),
+        "4× duplicates": (base, len(base)),
+    }
+    baseline = peak_rss_mb("none", ".", "1", "1", "0")
     print(f"interpreter with numpy and helox imported: peak RSS {baseline:.1f} MB")
-    stage_peaks = {}
+    peaks, linked = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scale in (1, 4):
-            folder = Path(tmp) / f"x{scale}"
-            size = write_corpus(folder, texts, scale, args.parts)
-            print(
-                f"{scale}× corpus: {len(texts) * scale} documents, {size / 1e6:.1f} MB, "
-                f"{args.parts} parts"
-            )
-            stage_peaks[scale] = run_stage(folder, args.parts)
+        for label, (texts, copied) in corpora.items():
+            folder = Path(tmp) / label.replace(" ", "-")
+            size = write_corpus(folder, texts, copied, args.parts)
+            start = time.perf_counter()
+            peaks[label] = run_steps(folder, args.parts, args.bucket_jobs)
             stats = read_json(folder / "stats.json")
+            linked[label] = stats["clusters"]["documents"]
             print(
-                f"  kept {stats['documents_out']} of {stats['documents_in']} documents; "
-                f"{stats['clusters']['count']} clusters, largest {stats['clusters']['largest']}"
+                f"{label}: {stats['documents_in']} documents, {size / 1e6:.1f} MB, "
+                f"{args.parts} parts, {args.bucket_jobs} bucket jobs; {linked[label]} in "
+                f"duplicate clusters, {stats['documents_out']} kept; "
+                f"{time.perf_counter() - start:.0f} s"
             )
-    for scale, peak in stage_peaks.items():
-        print(f"dedup peak RSS, {scale}× corpus: {peak:.1f} MB")
-    print(f"ratio (peak RSS 4× corpus / 1× corpus): {stage_peaks[4] / stage_peaks[1]:.2f}")
+    print("\n| step | base | 4× documents | 4× duplicates | ratios to the base |")
+    print("| --- | --- | --- | --- | --- |")
+    for step in peaks["base"]:
+        row = [peaks[label][step] for label in corpora]
+        print(
+            f"| {step} | {row[0]:.1f} MB | {row[1]:.1f} MB | {row[2]:.1f} MB "
+            f"| {row[1] / row[0]:.2f}, {row[2] / row[0]:.2f} |"
+        )
+    more = linked["4× duplicates"] - linked["base"]
+    grown = peaks["4× duplicates"]["join"] - peaks["base"]["join"]
+    same = peaks["4× documents"]["join"] / peaks["base"]["join"]
+    print(
+        f"\njoin: {grown:.1f} MB more for {more} more documents in duplicate clusters, "
+        f"{grown / more * 1000:.2f} MB per thousand; at 4× documents and the same "
+        f"duplicates, ratio {same:.2f}"
+    )
 
 
 if __name__ == "__main__":

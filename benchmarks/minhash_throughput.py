@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from datasketch import MinHash
 
-from helox.data.dedup import BATCH_CHARS
+from helox.data.dedup_index import BATCH_CHARS
 from helox.data.minhash import MinHasher, shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
 

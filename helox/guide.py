@@ -13,7 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from helox.common.config_files import ConfigError
 from helox.common.io import JsonlWriter, atomic_path, write_json
+from helox.common.schema import retired_key_error
 from helox.data.clean_config import CleanConfig
 from helox.data.documents import Document, Stats
 from helox.data.filters import Step, apply_steps, build_steps
@@ -38,21 +40,25 @@ class TextCleaner:
     """Clean one string at a time with the same steps as the clean stage.
 
     The arguments set the general limits over the default filters; `from_config`
-    takes a whole `clean` section instead.
+    takes a whole `clean` section instead. The guide's `max_urls`, a count of URLs, is
+    refused with what replaced it: `max_url_char_fraction`, the share of characters in URLs.
     """
 
     def __init__(
         self,
         min_length: int = CleanConfig.min_text_length,
         max_length: int = CleanConfig.max_text_length,
-        max_urls: int = CleanConfig.max_urls,
+        max_urls: int | None = None,
         unicode_form: str = CleanConfig.unicode_form,
+        max_url_char_fraction: float = CleanConfig.max_url_char_fraction,
     ):
+        if max_urls is not None:
+            raise ConfigError(retired_key_error("clean.max_urls"))
         self._configure(
             CleanConfig(
                 min_text_length=min_length,
                 max_text_length=max_length,
-                max_urls=max_urls,
+                max_url_char_fraction=max_url_char_fraction,
                 unicode_form=unicode_form,
             )
         )

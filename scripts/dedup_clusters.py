@@ -1,14 +1,13 @@
-"""Snakemake adapter: cluster exact and near duplicates across the signatures of every part."""
+"""Snakemake adapter: join the bucket jobs' pairs into clusters; each part's removed documents."""
 
-from helox.common.config_files import section_from_dict
 from helox.common.logs import setup_logging
-from helox.data.dedup import DedupConfig, cluster_parts
+from helox.data.dedup_join import join_pairs
 
 setup_logging(snakemake.log[0])
-cluster_parts(
+join_pairs(
     list(snakemake.input.signatures),
-    snakemake.output.duplicates,
+    list(snakemake.input.pairs),
+    list(snakemake.output.removed),
     snakemake.output.stats,
-    section_from_dict(DedupConfig, snakemake.params.dedup, "dedup"),
     clean_stats=list(snakemake.input.clean_stats),
 )

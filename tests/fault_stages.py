@@ -102,28 +102,48 @@ def _clean_outputs(part: int) -> tuple[str, str, str]:
 
 def _signatures(part: int) -> Callable[[], object]:
     def run() -> None:
-        from helox.data.dedup import sign_part
-        from helox.data.minhash import MinHasher
+        from helox.data.dedup_index import IndexSettings, sign_part
 
-        near = DedupConfig().near
-        hasher = MinHasher(lowercase=True, ngram=near.ngram, num_perm=near.num_perm, seed=near.seed)
-        sign_part(f"results/clean/part-{part}.jsonl.zst", _signature_path(part), hasher)
+        sign_part(
+            f"results/clean/part-{part}.jsonl.zst",
+            _signature_path(part),
+            IndexSettings.of(DedupConfig()),
+        )
 
     return run
 
 
 def _signature_path(part: int) -> str:
-    return f"results/dedup/signatures/part-{part}.npz"
+    return f"results/dedup/signatures/part-{part}"
+
+
+def _pairs_path(bucket: int) -> str:
+    return f"results/dedup/pairs/bucket-{bucket}.npz"
+
+
+def _buckets(bucket: int) -> Callable[[], object]:
+    def run() -> None:
+        from helox.data.dedup_pairs import find_pairs
+
+        config = DedupConfig()
+        signatures = [_signature_path(part) for part in range(PARTS)]
+        find_pairs(signatures, bucket, config.bucket_jobs, _pairs_path(bucket), config)
+
+    return run
+
+
+def _removed_path(part: int) -> str:
+    return f"results/dedup/removed/part-{part}.npz"
 
 
 def _clusters() -> None:
-    from helox.data.dedup import cluster_parts
+    from helox.data.dedup_join import join_pairs
 
-    cluster_parts(
+    join_pairs(
         [_signature_path(part) for part in range(PARTS)],
-        "results/dedup/duplicates.npz",
+        [_pairs_path(bucket) for bucket in range(DedupConfig().bucket_jobs)],
+        [_removed_path(part) for part in range(PARTS)],
         "results/dedup/stats.json",
-        DedupConfig(),
         clean_stats=[_clean_outputs(part)[2] for part in range(PARTS)],
     )
 
@@ -132,12 +152,7 @@ def _dedup(part: int) -> Callable[[], object]:
     def run() -> None:
         from helox.data.dedup import filter_part
 
-        filter_part(
-            f"results/clean/part-{part}.jsonl.zst",
-            "results/dedup/duplicates.npz",
-            part,
-            _dedup_path(part),
-        )
+        filter_part(f"results/clean/part-{part}.jsonl.zst", _removed_path(part), _dedup_path(part))
 
     return run
 
@@ -235,14 +250,23 @@ def _jobs() -> list[Job]:
     jobs += [
         Job(
             f"dedup_signatures_{part}",
-            "helox.data.dedup",
+            "helox.data.dedup_index",
             (_signature_path(part),),
             _signatures(part),
         )
         for part in range(PARTS)
     ]
-    outputs = ("results/dedup/duplicates.npz", "results/dedup/stats.json")
-    jobs.append(Job("dedup_clusters", "helox.data.dedup", outputs, _clusters))
+    jobs += [
+        Job(
+            f"dedup_buckets_{bucket}",
+            "helox.data.dedup_pairs",
+            (_pairs_path(bucket),),
+            _buckets(bucket),
+        )
+        for bucket in range(DedupConfig().bucket_jobs)
+    ]
+    outputs = (*map(_removed_path, range(PARTS)), "results/dedup/stats.json")
+    jobs.append(Job("dedup_clusters", "helox.data.dedup_join", outputs, _clusters))
     jobs += [
         Job(f"dedup_{part}", "helox.data.dedup", (_dedup_path(part),), _dedup(part))
         for part in range(PARTS)

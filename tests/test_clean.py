@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helox.common.config_files import section_from_dict
+from helox.common.config_files import ConfigError, section_from_dict
 from helox.common.io import iter_jsonl, read_json
 from helox.data.clean import clean_part
 from helox.data.clean_config import CleanConfig
@@ -82,10 +82,18 @@ def test_unicode_and_length_and_url_steps() -> None:
     assert run(MinLengthFilter(5), prose("12345")).text == "12345"
     assert run(MaxLengthFilter(5), prose("123456")).rule == "too_long"
     assert run(MaxLengthFilter(5), prose("12345")).text == "12345"
-    links = " ".join(f"https://example.org/{i}" for i in range(3)) + " WWW.example.com"
-    assert isinstance(run(UrlFilter(4), prose(links)), Document)
-    assert run(UrlFilter(3), prose(links)).rule == "too_many_urls"
-    assert isinstance(run(UrlFilter(0), prose("no links here")), Document)
+    # 20 characters of URL in 100 is at the threshold; 21 is over it.
+    assert isinstance(run(UrlFilter(0.2), prose("w" * 79 + " https://ex.org/abcde")), Document)
+    dropped = run(UrlFilter(0.2), prose("w" * 78 + " https://ex.org/abcdef"))
+    assert dropped == Drop(
+        "max_url_char_fraction", "mostly_urls", "0.210 of characters in URLs > 0.2"
+    )
+    assert run(UrlFilter(0.2), prose("w" * 60 + " WWW.example.com/long/path")).rule == "mostly_urls"
+    assert isinstance(run(UrlFilter(0.0), prose("no links here")), Document)
+    # A 100 KB module citing 21 papers is code, not a link list.
+    cites = "".join(f"# [{i}] https://doi.org/10.1000/paper-{i}\n" for i in range(21))
+    module = Document(cites + "x = compute(x)\n" * 6000, "m.py", "code")
+    assert run(UrlFilter(CleanConfig().max_url_char_fraction), module) is module
 
 
 def test_build_steps_follows_the_config() -> None:
@@ -96,7 +104,7 @@ def test_build_steps_follows_the_config() -> None:
         "empty",
         "min_text_length",
         "max_text_length",
-        "max_urls",
+        "max_url_char_fraction",
         "gopher_repetition",
         "gopher_quality",
         "c4",
@@ -188,7 +196,7 @@ def raw_dir(tmp_path: Path) -> Path:
     return root
 
 
-CONFIG = CleanConfig(min_text_length=100, max_text_length=5000, max_urls=20, parts=3)
+CONFIG = CleanConfig(min_text_length=100, max_text_length=5000, parts=3)
 TOTAL_FILES = 24 + 10 + 3
 REMOVED = {
     "unicode_normalization": 0,
@@ -196,7 +204,7 @@ REMOVED = {
     "empty": 1,
     "min_text_length": 1,
     "max_text_length": 1,
-    "max_urls": 1,
+    "max_url_char_fraction": 1,
     "gopher_repetition": 1,
     "gopher_quality": 1,
     "c4": 0,
@@ -260,7 +268,7 @@ def test_parts_cover_every_file_once_and_counts_add_up(raw_dir: Path, tmp_path: 
         change = report["modified"].get(name, {"bytes": 0})["bytes"]
         assert flow["bytes_in"] + change == flow["bytes_out"] + report["removed"][name]["bytes"]
     code_documents = 12 + 1
-    prose_left = report["filters"]["max_urls"]["documents_out"] - code_documents
+    prose_left = report["filters"]["max_url_char_fraction"]["documents_out"] - code_documents
     assert report["filters"]["gopher_repetition"]["documents_in"] == prose_left
     assert report["filters"]["code_size"]["documents_in"] == code_documents
     # Per raw file: the rows add up to the totals, JSONL lines under their file.
@@ -344,7 +352,9 @@ def test_sources_beyond_the_limit_add_up_in_one_row(monkeypatch) -> None:
 
 
 def test_text_cleaner() -> None:
-    cleaner = TextCleaner(min_length=20, max_urls=1)
+    with pytest.raises(ConfigError, match=r"clean.max_urls: retired: it counted URLs"):
+        TextCleaner(min_length=20, max_urls=1)
+    cleaner = TextCleaner(min_length=20, max_url_char_fraction=0.05)
     assert cleaner.clean("short") is None
     kept = cleaner.clean(paragraph(3).replace("\n", "  \r\n"))
     assert kept == paragraph(3)
@@ -352,7 +362,7 @@ def test_text_cleaner() -> None:
         cleaner.clean(paragraph(4) + "\nSee https://a.example and https://b.example too.") is None
     )
     assert cleaner.clean("A sentence long enough for the length check.") is None
-    assert cleaner.stats.removed["max_urls"].documents == 1
+    assert cleaner.stats.removed["max_url_char_fraction"].documents == 1
     assert cleaner.stats.removed["min_text_length"].documents == 1
     assert cleaner.stats.rules["gopher_quality"] == {"too_few_words": 1}
 

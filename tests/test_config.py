@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from helox.cli.main import main
-from helox.common.config_files import section_from_dict
+from helox.common.config_files import ConfigError, section_from_dict
+from helox.data.clean_config import CleanConfig
 from helox.pipeline.config import (
     FIXED_KEYS,
     NOT_INHERITED,
@@ -147,3 +148,17 @@ def test_helox_config_prints_an_overlay_and_names_a_bad_key(
     overlay.write_text("dedup: {near: {treshold: 0.8}}\n")
     assert main(["config", "--config", str(overlay)]) == 2
     assert "config key dedup.near.treshold: unknown key" in capsys.readouterr().err
+
+
+def test_a_retired_key_is_refused_with_what_replaced_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overlay = tmp_path / "old.yaml"
+    overlay.write_text("clean: {max_urls: 20}\n")
+    assert main(["config", "--config", str(overlay)]) == 2
+    error = capsys.readouterr().err
+    assert "config key clean.max_urls: retired: it counted URLs" in error
+    assert "Delete max_urls; set max_url_char_fraction" in error
+    with pytest.raises(ConfigError, match=r"clean\.max_urls: retired.*max_url_char_fraction"):
+        section_from_dict(CleanConfig, {"max_urls": 20}, "clean")
+    assert config_errors({"clean": {"max_url_char_fraction": 0.3}}) == []

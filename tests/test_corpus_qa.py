@@ -18,6 +18,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 from conftest import STDLIB, stdlib_sources
@@ -28,7 +30,7 @@ from helox.common.schema import schema_errors
 from helox.data import skips as reasons
 from helox.data.clean import clean_part
 from helox.data.clean_config import CleanConfig
-from helox.data.corpus import as_sources, part_of, raw_listings
+from helox.data.corpus import SourceConfig, as_sources, part_of, raw_listings
 from helox.data.documents import Document, Stats
 from helox.data.kinds import detect_kind
 from helox.data.readers import read_documents
@@ -178,6 +180,51 @@ def test_extensions_in_the_config_take_one_dot_or_none() -> None:
     assert "one dot" in error
 
 
+def test_sources_as_downloaded_each_read_by_its_own_text_field(tmp_path: Path, caplog) -> None:
+    """The Stack's parquet (`content`), FineWeb's (`text`) and RedPajama's JSONL (`raw_content`)
+    in one run; a file without its source's field is counted, naming what it does hold."""
+    modules = stdlib_sources(40, max_bytes=30_000)
+    paragraphs = [p for p in PROSE.split("\n\n") if len(p) > 300]
+    stack = {
+        "content": [text for _, text in modules],
+        "max_stars_repo_path": [name for name, _ in modules],
+        "lang": ["Python"] * len(modules),
+    }
+    (tmp_path / "the-stack" / "data" / "python").mkdir(parents=True)
+    (tmp_path / "fineweb").mkdir()
+    pq.write_table(pa.table(stack), tmp_path / "the-stack/data/python/train-00000.parquet")
+    fineweb = {"text": paragraphs, "id": [f"<urn:{i}>" for i in range(len(paragraphs))]}
+    fineweb["url"] = [f"https://example.org/{i}" for i in range(len(paragraphs))]
+    pq.write_table(pa.table(fineweb), tmp_path / "fineweb" / "000_00000.parquet")
+    # A FineWeb file in The Stack's folder holds no `content`: counted, never read.
+    pq.write_table(pa.table(fineweb), tmp_path / "the-stack" / "stray.parquet")
+    pajama = [{"raw_content": p, "meta": {"url": "u"}} for p in paragraphs]
+    pajama.append({"text": paragraphs[0], "meta": {}})
+    write(tmp_path / "redpajama" / "en_head_0000.jsonl", jsonl(pajama))
+    sources = [
+        SourceConfig("stack", str(tmp_path / "the-stack"), kind="code", text_field="content"),
+        SourceConfig("fineweb", str(tmp_path / "fineweb")),
+        SourceConfig("redpajama", str(tmp_path / "redpajama"), text_field="raw_content"),
+    ]
+    assert schema_errors({"corpus": {"sources": [vars(source) for source in sources]}}) == []
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="helox.data.readers"):
+        stats = clean_part(sources, 0, 1, CleanConfig(), out / "kept", out / "rej", out / "s")
+    rows = stats.to_dict()["sources"]
+    assert rows["stack/data/python/train-00000.parquet"]["documents_in"] == len(modules)
+    assert rows["fineweb/000_00000.parquet"]["documents_in"] == len(paragraphs)
+    assert rows["redpajama/en_head_0000.jsonl"]["documents_in"] == len(paragraphs)
+    assert stats.skipped_by_reason == {reasons.MISSING_TEXT: 2}
+    messages = "\n".join(record.getMessage() for record in caplog.records)
+    assert "stack/stray.parquet: skipped: missing text field (no 'content' column; " in messages
+    assert "it has 'text', 'id', 'url': the source's text_field (corpus.sources)" in messages
+    line = len(pajama)
+    assert f"en_head_0000.jsonl:{line}: skipped: missing text field (no " in messages
+    assert "'raw_content' key; it has 'text', 'meta'" in messages
+    kept = {record["corpus"] for record in iter_jsonl(out / "kept")}
+    assert kept == {"stack", "fineweb", "redpajama"}
+
+
 def test_many_bad_lines_log_a_few_and_sum_up_the_rest(tmp_path: Path, caplog) -> None:
     paragraphs = [p for p in PROSE.split("\n\n") if p.strip()]
     records = [{"id": i, "content": paragraphs[i % len(paragraphs)]} for i in range(500)]
@@ -192,7 +239,7 @@ def test_many_bad_lines_log_a_few_and_sum_up_the_rest(tmp_path: Path, caplog) ->
     assert len(messages) == shown + 1
     assert messages[0] == (
         "export.jsonl:1: skipped: missing text field (no 'text' key; it has 'id', 'content': "
-        "clean.jsonl_text_field names the text key)"
+        "the source's text_field (corpus.sources) or clean.jsonl_text_field names the text key)"
     )
     assert messages[-1] == (
         f"export.jsonl: {500 - shown} more lines skipped (not logged one by one): "

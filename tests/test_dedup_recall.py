@@ -3,8 +3,9 @@
 Each copy differs from its original by scattered word edits (raw Jaccard over the dedup's
 own word 5-gram shingles between 0.8 and 0.92); prose copies are also re-wrapped to another
 line width, as another edition would be. Originals, copies and unique documents go through
-the clean stage and the three dedup steps: at least 95% of the pairs must end as one
-document, and no unique document kept by cleaning may be removed.
+the clean stage and the dedup steps, at two numbers of parts and of bucket jobs: at least 95%
+of the pairs must end as one document, no unique document kept by cleaning may be removed,
+and both runs must keep the same documents.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from helox.data.dedup import DedupConfig
 from helox.data.minhash import shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
 
-PARTS = 2
+# (parts, bucket jobs): the kept documents must not depend on either.
+SPLITS = ((2, 1), (3, 4))
 
 
 def shingles(text: str) -> set[str]:
@@ -120,28 +122,35 @@ def test_planted_near_copies_collapse_after_cleaning_and_unique_documents_stay(
             similarities.append(similarity)
     assert min(similarities) >= 0.8 and len(pairs["prose"]) >= 40 and len(pairs["code"]) >= 60
 
-    cleaned = [tmp_path / "clean" / f"part-{part}.jsonl.zst" for part in range(PARTS)]
-    for part, output in enumerate(cleaned):
-        clean_part(
-            raw,
-            part,
-            PARTS,
-            CleanConfig(parts=PARTS),
-            output,
-            tmp_path / "clean" / f"rejected-{part}.jsonl.zst",
-            tmp_path / "clean" / f"part-{part}.stats.json",
-        )
-    after_clean = {record["source"] for path in cleaned for record in iter_jsonl(path)}
-    survivors, stats = dedup(cleaned, tmp_path / "dedup", DedupConfig())
-    kept = {record["source"] for part in survivors for record in part}
+    kept_sets = []
+    for parts, bucket_jobs in SPLITS:
+        folder = tmp_path / f"{parts}-{bucket_jobs}"
+        cleaned = [folder / "clean" / f"part-{part}.jsonl.zst" for part in range(parts)]
+        for part, output in enumerate(cleaned):
+            clean_part(
+                raw,
+                part,
+                parts,
+                CleanConfig(parts=parts),
+                output,
+                folder / "clean" / f"rejected-{part}.jsonl.zst",
+                folder / "clean" / f"part-{part}.stats.json",
+            )
+        after_clean = {record["source"] for path in cleaned for record in iter_jsonl(path)}
+        config = DedupConfig(bucket_jobs=bucket_jobs)
+        survivors, stats = dedup(cleaned, folder / "dedup", config)
+        kept = {record["source"] for part in survivors for record in part}
+        kept_sets.append(kept)
 
-    for kind, planted in pairs.items():
-        collapsed = sum(
-            (original in kept) + (copy in kept) == 1
-            for original, copy in planted
-            if original in after_clean or copy in after_clean
-        )
-        assert collapsed >= 0.95 * len(planted), f"{kind}: {collapsed} of {len(planted)} pairs"
-    lost = [name for name in unique if name in after_clean and name not in kept]
-    assert lost == []
-    assert stats["removed"]["near_duplicate"]["documents"] >= 0.95 * sum(map(len, pairs.values()))
+        for kind, planted in pairs.items():
+            collapsed = sum(
+                (original in kept) + (copy in kept) == 1
+                for original, copy in planted
+                if original in after_clean or copy in after_clean
+            )
+            assert collapsed >= 0.95 * len(planted), f"{kind}: {collapsed} of {len(planted)} pairs"
+        lost = [name for name in unique if name in after_clean and name not in kept]
+        assert lost == []
+        planted_copies = sum(map(len, pairs.values()))
+        assert stats["removed"]["near_duplicate"]["documents"] >= 0.95 * planted_copies
+    assert kept_sets[0] == kept_sets[1]

@@ -31,6 +31,7 @@ KILLS = [
     ("clean_0", 4),
     ("clean_1", 2),
     ("dedup_signatures_0", 1),
+    ("dedup_buckets_1", 1),
     ("dedup_clusters", 1),
     ("dedup_0", 1),
     ("dedup_1", 3),

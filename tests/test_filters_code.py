@@ -98,7 +98,7 @@ def test_filters_read_only_their_kinds() -> None:
     filters = stats.to_dict()["filters"]
     assert filters["gopher_repetition"]["documents_in"] == 1
     assert filters["code_size"]["documents_in"] == 2
-    assert filters["max_urls"]["documents_in"] == 3
+    assert filters["max_url_char_fraction"]["documents_in"] == 3
 
 
 def test_pii_redaction_counts_what_it_replaced() -> None:

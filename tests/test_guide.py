@@ -39,7 +39,7 @@ def copy_corpus(folder, count=40):
 
 def test_guide_manual_workflow(tmp_path):
     copy_corpus(tmp_path / "raw")
-    cleaner = TextCleaner(min_length=100, max_urls=10)
+    cleaner = TextCleaner(min_length=100, max_url_char_fraction=0.1)
     collected = DataCollector(tmp_path / "data", cleaner).collect_from_directory(
         tmp_path / "raw", recursive=True
     )

@@ -13,7 +13,10 @@ import yaml
 
 from helox.common.config_files import section_from_dict
 from helox.common.io import JsonlWriter
-from helox.data.dedup import DedupConfig, cluster_parts, sign_part
+from helox.data.dedup import DedupConfig
+from helox.data.dedup_index import IndexSettings, sign_part
+from helox.data.dedup_join import join_pairs
+from helox.data.dedup_pairs import find_pairs
 from helox.data.minhash import MinHasher, UnionFind, bucket_pairs, shingle_texts
 from helox.data.stdlib import stdlib_files, stdlib_root
 from helox.pipeline.config import resolve_config
@@ -151,11 +154,11 @@ def test_planted_near_duplicates_are_found_and_distinct_documents_kept(
     with JsonlWriter(corpus) as writer:
         for number, text in enumerate(docs):
             writer.write({"text": text, "source": f"doc{number}"})
-    near = config.near
-    hasher = MinHasher(near.num_perm, near.ngram, near.seed, config.lowercase)
-    sign_part(corpus, tmp_path / "signatures.npz", hasher)
-    cluster_parts([tmp_path / "signatures.npz"], tmp_path / "dup.npz", tmp_path / "s.json", config)
-    with np.load(tmp_path / "dup.npz") as removed:
+    index, pairs, removed = tmp_path / "index", tmp_path / "pairs.npz", tmp_path / "removed.npz"
+    sign_part(corpus, index, IndexSettings.of(config))
+    find_pairs([index], 0, 1, pairs, config)
+    join_pairs([index], [pairs], [removed], tmp_path / "stats.json")
+    with np.load(removed) as removed:
         keeper = dict(zip(removed["index"].tolist(), removed["keep_index"].tolist(), strict=True))
 
     similar = [pair for pair, value in similarity.items() if value >= 0.8]

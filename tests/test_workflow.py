@@ -300,7 +300,7 @@ def test_dedup_threshold_edit_reclusters_without_resigning(pipeline):
         )
     )
     downstream = {"tokenizer": 1, "shards": 2, "manifest": 1, "pretrain": 1, "sft": 1}
-    assert jobs == {"dedup_clusters": 1, "dedup": 2, **downstream}
+    assert jobs == {"dedup_buckets": 2, "dedup_clusters": 1, "dedup": 2, **downstream}
 
 
 def test_bad_config_value_names_the_key_before_any_job(tmp_path):

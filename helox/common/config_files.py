@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from helox.common.schema import coerce_values, schema_errors
+from helox.common.schema import coerce_values, retired_key_error, schema_errors
 
 T = TypeVar("T")
 
@@ -88,6 +88,9 @@ def section_from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> 
     data = dict(data or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
+    for key in unknown:
+        if retired := retired_key_error(f"{where}.{key}"):
+            raise ConfigError(retired)
     if unknown:
         raise ConfigError(
             f"unknown key {where}.{unknown[0]}; allowed keys: {', '.join(sorted(known))}"

@@ -25,6 +25,22 @@ LIMIT_RULES = (
     "minItems",
     "maxItems",
 )
+# Keys that once existed, each with what replaced it: a config that still sets one is refused
+# with this advice instead of "unknown key".
+RETIRED_KEYS = {
+    "clean.max_urls": (
+        "retired: it counted URLs whatever the length of the text, so it dropped long modules "
+        "that cite their sources. clean.max_url_char_fraction replaces it: the share of a "
+        "document's characters inside URLs above which it is dropped as a link list (default "
+        "0.2, NeMo Curator's rule). Delete max_urls; set max_url_char_fraction for another share"
+    ),
+}
+
+
+def retired_key_error(key: str) -> str | None:
+    """The error for dotted `key` if it is a retired key, naming what replaced it; else None."""
+    advice = RETIRED_KEYS.get(key)
+    return f"config key {key}: {advice}" if advice else None
 
 
 @functools.cache
@@ -152,6 +168,7 @@ def _unknown_key_errors(error: Any) -> list[str]:
     allowed = sorted(_allowed_keys(error.schema))
     where = "".join(f"{part}." for part in error.absolute_path)
     return [
-        f"config key {where}{key}: unknown key (allowed keys: {', '.join(allowed)})"
+        retired_key_error(f"{where}{key}")
+        or f"config key {where}{key}: unknown key (allowed keys: {', '.join(allowed)})"
         for key in sorted(set(error.instance) - set(allowed))
     ]

@@ -24,7 +24,8 @@ class CleanConfig:
     parts: int = 4  # scatter: one clean job per part, and at most one shards job
     min_text_length: int = 200  # characters
     max_text_length: int = 20_000_000  # dropped, never cut; a long novel holds about 3 million
-    max_urls: int = 20
+    # Share of characters inside URLs above which a document is a link list (NeMo Curator).
+    max_url_char_fraction: float = 0.2
     unicode_form: str = "NFC"
     text_extensions: list[str] = field(default_factory=lambda: [".txt", ".md", ".rst"])
     code_extensions: list[str] = field(

@@ -34,6 +34,10 @@ class SourceConfig:
     weight: float = 1.0
     # web, prose, docs or code for every document of the source; "" detects it per document.
     kind: str = ""
+    # The text key of its .jsonl and .json records and the text column of its .parquet files
+    # (`content` in The Stack, `raw_content` in RedPajama, `text` in FineWeb); "" = the clean
+    # section's jsonl_text_field and parquet_text_field.
+    text_field: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -115,7 +119,9 @@ def read_sources(
                 "or is not a folder"
             )
         chosen = None if select is None else _prefixed(select, labels.prefix)
-        yield from read_documents(source.path, config, stats, select=chosen, labels=labels)
+        yield from read_documents(
+            source.path, config, stats, select=chosen, labels=labels, text_field=source.text_field
+        )
 
 
 def _prefixed(select: Callable[[str], bool], prefix: str) -> Callable[[str], bool]:

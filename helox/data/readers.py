@@ -9,12 +9,12 @@ dropped), or UTF-16 or UTF-32 when it starts with their byte order mark. A sourc
 declared `kind` holds for all its documents but those whose record names its own; text
 of no declared kind is told apart by `helox.data.kinds.detect_kind` (web, prose or docs).
 
-`.jsonl` gives a document per line (source `path:line`, from 1) from its
-`clean.jsonl_text_field` key (a dotted name such as `data.text` reaches into nested
-objects), a `.json` array of such records one per record (source `path:index`, from 0),
-`.parquet` one per row of the `clean.parquet_text_field` column (source `path:row`,
-from 0), read one row group at a time; a record's own `kind` and `source` fields, where
-present, are used.
+`.jsonl` gives a document per line (source `path:line`, from 1) from its text key (a
+dotted name such as `data.text` reaches into nested objects), a `.json` array of such
+records one per record (source `path:index`, from 0), `.parquet` one per row of its text
+column (source `path:row`, from 0), read one row group at a time; a record's own `kind`
+and `source` fields, where present, are used. The text key and column are the source's
+`text_field` when it names one, else `clean.jsonl_text_field` and `clean.parquet_text_field`.
 
 Nothing in a raw folder stops a run: every file is either read or skipped, and a
 skipped file, folder, JSONL line or Parquet row is counted in `Stats` under its
@@ -51,11 +51,15 @@ def read_documents(
     select: Callable[[str], bool] | None = None,
     recursive: bool = True,
     labels: Labels = Labels(),
+    text_field: str = "",
 ) -> Iterator[Document]:
-    """Yield every document under `raw_dir` whose relative path `select` accepts."""
+    """Yield every document under `raw_dir` whose relative path `select` accepts; records'
+    text under `text_field`, or where it is "", the clean section's fields."""
     root = Path(raw_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"raw corpus folder {root} does not exist or is not a folder")
+    record_field = text_field or config.jsonl_text_field
+    column = text_field or config.parquet_text_field
     text_extensions = {ext.lower() for ext in config.text_extensions}
     code_extensions = {ext.lower() for ext in config.code_extensions}
     # No text of max_text_length characters takes more than 4 bytes a character (and a mark).
@@ -71,17 +75,11 @@ def read_documents(
         packing = split_packing(entry.path.name.lower())[1]
         suffix = file_extension(entry.path.name)
         if suffix == ".jsonl":
-            yield from read_jsonl(
-                entry.path, entry.relative, config.jsonl_text_field, stats, labels
-            )
+            yield from read_jsonl(entry.path, entry.relative, record_field, stats, labels)
         elif suffix == ".json":
-            yield from read_json_array(
-                entry.path, entry.relative, config.jsonl_text_field, stats, labels
-            )
+            yield from read_json_array(entry.path, entry.relative, record_field, stats, labels)
         elif suffix == ".parquet" and not packing:
-            yield from read_parquet(
-                entry.path, entry.relative, config.parquet_text_field, stats, labels
-            )
+            yield from read_parquet(entry.path, entry.relative, column, stats, labels)
         elif suffix in text_extensions or suffix in code_extensions:
             kind = "" if suffix in text_extensions else "code"
             doc = read_text_file(entry.path, entry.relative, kind, stats, labels, max_bytes)
@@ -106,5 +104,5 @@ def read_documents(
             "as a configuration file such as package.json does not",
             root,
             other_json,
-            config.jsonl_text_field,
+            record_field,
         )

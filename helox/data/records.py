@@ -125,8 +125,8 @@ def read_parquet(
         schema = parquet.schema_arrow
         if text_field not in schema.names:
             detail = (
-                f"no {text_field!r} column; it has {_names(schema.names)}: "
-                "clean.parquet_text_field names the text column"
+                f"no {text_field!r} column; it has {_names(schema.names)}: the source's "
+                "text_field (corpus.sources) or clean.parquet_text_field names the text column"
             )
             skip(stats, where, MISSING_TEXT, detail=detail)
             return
@@ -208,8 +208,8 @@ def _record_document(
     text = field_value(record, text_field)
     if text is ABSENT:
         detail = (
-            f"no {text_field!r} key; it has {_names(record)}: "
-            "clean.jsonl_text_field names the text key"
+            f"no {text_field!r} key; it has {_names(record)}: the source's text_field "
+            "(corpus.sources) or clean.jsonl_text_field names the text key"
         )
         skips.skip(MISSING_TEXT, line, detail)
         return None

@@ -20,7 +20,9 @@ SOURCES = corpus_sources(config["corpus"], "results/sample/raw")
 MODEL_STAGES = ["pretrain", "sft", "dpo"]  # every training stage, each writing results/{stage}/final
 RAW_DIRS = [source.path for source in SOURCES]
 # What cleaning reads of each source: not its weight, so a weight edit leaves it alone.
-CLEAN_SOURCES = [{"name": s.name, "path": s.path, "kind": s.kind} for s in SOURCES]
+CLEAN_SOURCES = [
+    {"name": s.name, "path": s.path, "kind": s.kind, "text_field": s.text_field} for s in SOURCES
+]
 # Training draws each source's rows by its weight, so only the training rules read the weights
 # (a lone source's weight changes nothing).
 WEIGHTS = {source.name: source.weight for source in SOURCES} if len(SOURCES) > 1 else {}

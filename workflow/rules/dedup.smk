@@ -1,26 +1,28 @@
-# Scatter: a fixed-size record per document of each cleaned part (text hash, MinHash signature);
-# gather: exact and near-duplicate clusters across all parts; scatter: each part without them.
+# Staged dedup, no job holding the corpus (helox/data/dedup.py): scatter, each part's index
+# (text hashes, MinHash signatures, lanes of keys sorted per LSH band); scatter, bucket jobs
+# finding the duplicate pairs in their range of keys; gather, one join of the pairs into
+# clusters; scatter, each part without its removed documents.
 
+import dataclasses
 
-def minhash_params(dedup):
-    """The slice of `dedup` that signatures depend on: an edit to bands, rows, threshold or
-    exact reruns the clustering only. num_perm 0 signs nothing (near-dedup switched off)."""
-    near = dedup["near"]
-    return {
-        "lowercase": dedup["lowercase"],
-        "ngram": near["ngram"],
-        "num_perm": near["num_perm"] if near["enabled"] else 0,
-        "seed": near["seed"],
-    }
+from helox.common.config_files import section_from_dict
+from helox.data.dedup import DedupConfig
+from helox.data.dedup_index import IndexSettings
+
+BUCKETS = list(range(config["dedup"]["bucket_jobs"]))
+# What a part's index depends on: an edit to the threshold, exact or bucket_jobs leaves it.
+INDEX_SETTINGS = dataclasses.asdict(
+    IndexSettings.of(section_from_dict(DedupConfig, config["dedup"], "dedup"))
+)
 
 
 rule dedup_signatures:
     input:
         "results/clean/part-{part}.jsonl.zst",
     output:
-        "results/dedup/signatures/part-{part}.npz",
+        directory("results/dedup/signatures/part-{part}"),
     params:
-        minhash=minhash_params(config["dedup"]),
+        index=INDEX_SETTINGS,
     log:
         "logs/dedup/signatures/part-{part}.log",
     benchmark:
@@ -31,15 +33,31 @@ rule dedup_signatures:
         "../../scripts/dedup_signatures.py"
 
 
-rule dedup_clusters:
+rule dedup_buckets:
     input:
-        signatures=expand("results/dedup/signatures/part-{part}.npz", part=PARTS),
-        clean_stats=expand("results/clean/part-{part}.stats.json", part=PARTS),
+        expand("results/dedup/signatures/part-{part}", part=PARTS),
     output:
-        duplicates="results/dedup/duplicates.npz",
-        stats="results/dedup/stats.json",
+        "results/dedup/pairs/bucket-{bucket}.npz",
     params:
         dedup=config["dedup"],
+    log:
+        "logs/dedup/pairs/bucket-{bucket}.log",
+    benchmark:
+        "logs/benchmarks/dedup/pairs/bucket-{bucket}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/dedup_buckets.py"
+
+
+rule dedup_clusters:
+    input:
+        signatures=expand("results/dedup/signatures/part-{part}", part=PARTS),
+        pairs=expand("results/dedup/pairs/bucket-{bucket}.npz", bucket=BUCKETS),
+        clean_stats=expand("results/clean/part-{part}.stats.json", part=PARTS),
+    output:
+        removed=expand("results/dedup/removed/part-{part}.npz", part=PARTS),
+        stats="results/dedup/stats.json",
     log:
         "logs/dedup/clusters.log",
     benchmark:
@@ -53,7 +71,7 @@ rule dedup_clusters:
 rule dedup:
     input:
         kept="results/clean/part-{part}.jsonl.zst",
-        duplicates="results/dedup/duplicates.npz",
+        removed="results/dedup/removed/part-{part}.npz",
     output:
         "results/dedup/part-{part}.jsonl.zst",
     log:

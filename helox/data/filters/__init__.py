@@ -75,7 +75,7 @@ __all__ = [
 
 
 def build_steps(config: CleanConfig) -> list[Step]:
-    """The steps, in order: normalise, check length and links, then the enabled filters.
+    """The steps, in order: normalise, check length and share of links, then the enabled filters.
 
     Each filter runs on the kinds of text its section lists: web text through datatrove's
     FineWeb order (Gopher repetition, Gopher quality, C4, FineWeb), long-form prose and
@@ -90,7 +90,7 @@ def build_steps(config: CleanConfig) -> list[Step]:
         EmptyFilter(),
         MinLengthFilter(config.min_text_length),
         MaxLengthFilter(config.max_text_length),
-        UrlFilter(config.max_urls),
+        UrlFilter(config.max_url_char_fraction),
     ]
     optional = [
         (config.gopher_repetition, GopherRepetitionFilter),

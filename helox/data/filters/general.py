@@ -1,4 +1,4 @@
-"""Steps for every kind of document: normalisation, emptiness, length and link count."""
+"""Steps for every kind of document: normalisation, emptiness, length and the share of links."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from collections import Counter
 from dataclasses import replace
 
 from helox.data.documents import Document
-from helox.data.filters.base import Drop, Step
+from helox.data.filters.base import Drop, Step, ratio
 from helox.data.kinds import unix_line_ends
 
 URL_PATTERN = re.compile(r"(?:https?|ftp)://[^\s<>\"']+|www\.[^\s<>\"']+", re.IGNORECASE)
+WWW = re.compile(r"www\.", re.IGNORECASE)
 EXTRA_BLANK_LINES = re.compile(r"\n{4,}")
 
 
@@ -80,18 +81,20 @@ class MaxLengthFilter(Step):
 
 
 class UrlFilter(Step):
-    """Drop documents holding more than `max_urls` URLs (link lists, spam)."""
+    """NeMo Curator's UrlsFilter: drop documents whose URLs take more than `max_fraction` of
+    their characters, as link lists do; a long module that cites its papers stays."""
 
-    name = "max_urls"
+    name = "max_url_char_fraction"
 
-    def __init__(self, max_urls: int):
-        self.max_urls = max_urls
+    def __init__(self, max_fraction: float):
+        self.max_fraction = max_fraction
 
     def __call__(self, doc: Document, tally: Counter[str]) -> Document | Drop:
-        # Every URL holds a "://" or starts with "www.": fewer of those than the limit is enough.
-        if doc.text.count("://") + doc.view.lower.count("www.") <= self.max_urls:
+        # Every URL holds a "://" or starts with "www.": a text with neither has none.
+        if "://" not in doc.text and not WWW.search(doc.text):
             return doc
-        for count, _ in enumerate(URL_PATTERN.finditer(doc.text), start=1):
-            if count > self.max_urls:
-                return self.drop("too_many_urls", f"more than {self.max_urls} URLs")
-        return doc
+        url_chars = sum(match.end() - match.start() for match in URL_PATTERN.finditer(doc.text))
+        share = ratio(url_chars, len(doc.text))
+        if share <= self.max_fraction:
+            return doc
+        return self.drop("mostly_urls", f"{share:.3f} of characters in URLs > {self.max_fraction}")
