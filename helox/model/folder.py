@@ -1,8 +1,10 @@
 """The self-contained model folder (`results/<stage>/final/`) that stages hand on.
 
 A folder holds `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and
-the Hugging Face tokenizer and generation configs; step checkpoints for resuming live
-apart, in helox.train.checkpoint.
+the Hugging Face tokenizer and generation configs; a model trained with LoRA adapters is
+saved with them merged into its weights, and the adapter alone in PEFT's format beside them
+(`adapter/`, helox.model.peft_adapter). Step checkpoints for resuming live apart, in
+helox.train.checkpoint.
 
 `HeloxLM` already uses Llama's parameter names, RoPE layout, RMSNorm arithmetic and
 SwiGLU order, so the weights need no conversion: a folder only needs Llama's keys in
@@ -28,7 +30,9 @@ from helox.common.config_files import section_from_dict
 from helox.common.distributed import DistributedEnv
 from helox.common.io import atomic_path, fsync_dir, fsync_file, read_json, write_json
 from helox.model.config import ModelConfig, head_dim, intermediate_size, kv_heads
+from helox.model.lora import lora_of, merge_adapters
 from helox.model.network import HeloxLM, create_model_from_config
+from helox.model.peft_adapter import ADAPTER_DIR, write_adapter
 from helox.model.tensors import load_model_tensors, model_tensors
 from helox.tokens.vocab import BOS, CHAT_MARKERS, EOS, PAD, SPECIAL_IDS, UNK
 
@@ -164,17 +168,22 @@ def save_final(
     model_config: ModelConfig,
     tokenizer_path: str | os.PathLike,
     metrics: dict,
+    adapter_base: str | os.PathLike | None = None,
 ) -> Path:
     """Write `model.safetensors`, `config.json`, `tokenizer.model`, `metrics.json` and the
-    Hugging Face tokenizer and generation configs, atomically.
+    Hugging Face tokenizer and generation configs, atomically; for a model with LoRA
+    adapters, the weights with the adapters merged, and the adapter on `adapter_base` (the
+    folder it was trained on) in `adapter/`.
 
     The folder loads in transformers as `LlamaForCausalLM` when the model is expressible as
     one. Every process must call it; rank 0 alone writes.
     """
     folder = Path(folder)
-    weights = model_tensors(model)
+    weights, lora = model_tensors(model), lora_of(model)
     if not DistributedEnv.from_environ().is_main:
         return folder
+    if lora is not None:
+        weights, factors = merge_adapters(weights, lora.scale)
     config_json = folder_config(model_config)
     if NOT_LLAMA_KEY in config_json:
         log.warning("%s will not load in transformers: %s", folder, config_json[NOT_LLAMA_KEY])
@@ -188,6 +197,9 @@ def save_final(
         write_json(tmp / METRICS_FILE, metrics)
         for path in tmp.iterdir():
             fsync_file(path)
+        if lora is not None:
+            base = str(Path(adapter_base).resolve()) if adapter_base else None
+            write_adapter(tmp / ADAPTER_DIR, factors, lora, base)
         fsync_dir(tmp)
     return folder
 

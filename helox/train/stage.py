@@ -77,6 +77,7 @@ class RunSpec:
     compare_with_start: bool = False  # evaluate before training; report it as base_*
     token_bytes: Tensor | None = None  # bytes per token id, for bits per byte
     objective: Objective | None = None  # None: next-token prediction
+    tuned_from: Path | None = None  # the folder a fine-tuning stage tunes: its adapter's base
 
 
 def train_stage(
@@ -132,7 +133,7 @@ def train_stage(
         "lineage": lineage,
         **{key: value for key, value in trained.items() if not key.startswith("val_")},
     }
-    save_final(run.output_dir, model, model.config, spec.tokenizer_path, metrics)
+    save_final(run.output_dir, model, model.config, spec.tokenizer_path, metrics, spec.tuned_from)
     if is_main:
         log.info(spec.result, metrics)
     device_manager.shutdown()

@@ -16,8 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
+import torch
+
+from helox.common.config_files import ConfigError, build_sections
 from helox.common.io import sha256_file
 from helox.model.folder import load_final
+from helox.model.lora import LoRAConfig, apply_lora
+from helox.model.network import HeloxLM
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.config import TrainingConfig
@@ -48,6 +53,26 @@ class TuningConfig(TrainingConfig):
     max_pairs: int = 4000  # derived pairs
     val_fraction: float = 0.05
     packing: bool = True  # several sequences per row; attention never crosses them
+    # Train low-rank adapters on the frozen model (helox.model.lora); None = every weight.
+    lora: LoRAConfig | None = None
+
+    def __post_init__(self) -> None:
+        build_sections(self, self.SECTION)
+        if self.lora is not None and self.float8:
+            raise ConfigError(
+                f"config key {self.SECTION}.float8: float8 matmuls replace the projections "
+                f"that {self.SECTION}.lora adapts; set float8: false for a LoRA stage"
+            )
+
+
+def tuned_model(folder: Path, config: TuningConfig, device: torch.device) -> tuple[HeloxLM, dict]:
+    """The model of `folder` to tune, on `device`: whole, or frozen with `config.lora`'s
+    adapters on it; and its parameters and those that train, for metrics.json."""
+    model, _ = load_final(folder, device)
+    if config.lora is not None:
+        apply_lora(model, config.lora, f"{config.SECTION}.lora")
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, {"parameters": model.num_parameters(), "trained_parameters": trained}
 
 
 @dataclass
@@ -124,7 +149,7 @@ def run_sft(
     )
 
     seed_everything(seed)
-    model, _ = load_final(pretrained_dir, device_manager.device)
+    model, sizes = tuned_model(pretrained_dir, config, device_manager.device)
     fingerprint = run_fingerprint(
         sft=run_defining(config),
         seed=seed,
@@ -145,10 +170,12 @@ def run_sft(
             "val_examples": len(val_examples),
             "skipped_lines": dict(data.skipped),
             **padding,
+            **sizes,
         },
         result="held-out response loss %(val_loss).4f after SFT, %(base_val_loss).4f before",
         compare_with_start=True,
         token_bytes=token_byte_lengths(tokenizer_path),
+        tuned_from=pretrained_dir,
     )
     return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 
