@@ -126,7 +126,7 @@ def test_a_lora_stage_holds_frozen_weights_and_trains_only_its_adapters(
     overlay.write_text("sft: {lora: {rank: 16}}\n")
     assert main(["plan", "--config", str(CONFIG), "--config", str(overlay)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^sft memory .* GiB \(LoRA rank 16 on q_proj, .*: [\d,]+ trained; ", out, re.M)
+    assert re.search(r"^sft memory .* GiB \(LoRA rank 16 on q_proj, .*: [\d,]+ trained;", out, re.M)
     assert re.search(r"^dpo memory .*\(every weight trains; checkpointing off: fits\)$", out, re.M)
 
 
