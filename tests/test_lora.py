@@ -98,7 +98,8 @@ def test_frozen_weights_stay_bit_identical_and_checkpoints_hold_only_adapters(
 ) -> None:
     """Neither gradients nor optimizer state for the frozen base; its tensors unchanged to the
     bit after training; step checkpoints hold the adapters and their moments alone. Under
-    `optimizer: muon` the adapters still train with AdamW."""
+    `optimizer: muon` the adapters still train with AdamW, and the FLOPs a token counts no
+    weight gradient for the frozen weights."""
     config = dataclasses.replace(SFT, total_steps=4, save_steps=4, optimizer="muon")
     model, _ = tuned_model(base_folder, config, torch.device("cpu"))
     frozen = {
@@ -118,6 +119,10 @@ def test_frozen_weights_stay_bit_identical_and_checkpoints_hold_only_adapters(
         "lora",
     )
     assert type(trainer.optimizer) is torch.optim.AdamW
+    plain, _ = load_final(base_folder)  # frozen weights cost no weight gradient: 4 FLOPs, not 6
+    adapters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    expected_flops = plain.flops_per_token(config.seq_len) - 2 * plain.num_parameters()
+    assert trainer.flops_per_token == expected_flops + 6 * adapters
     for _ in range(config.total_steps):
         trainer.train_step()
         assert all(model.get_parameter(name).grad is None for name in frozen)
