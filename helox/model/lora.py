@@ -34,7 +34,9 @@ class LoRAConfig:
 
     rank: int = 8
     alpha: float = 16.0  # the update is scaled by alpha / rank
-    dropout: float = 0.05  # on the adapter's input while training
+    # On the adapter's input while training (PEFT's and torchtune's default is none): each
+    # adapted projection then keeps a masked copy of its input for backward.
+    dropout: float = 0.0
     targets: list[str] = field(default_factory=lambda: list(PROJECTIONS))
 
     @property

@@ -62,7 +62,7 @@ def project(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tenso
 
     Fusing concatenates the weights on the fly: under autocast that copy replaces the
     cast each weight gets anyway, and the parameters keep their own names. Layers another
-    library replaced (torchao's Float8Linear) run one by one.
+    library replaced (torchao's Float8Linear) or that carry LoRA adapters run one by one.
     """
     if fuse and all(type(layer) is nn.Linear for layer in layers):
         weight = torch.cat([layer.weight for layer in layers])
