@@ -260,30 +260,42 @@ def test_dpo_reference_is_the_sft_model_with_the_adapters_off(
         assert not torch.equal(adapted(ids).logits, plain(ids).logits)
 
 
-def test_lora_dpo_in_two_processes_under_fsdp_follows_one_process(
+def test_lora_dpo_in_two_processes_follows_one_process_and_resumes_under_fsdp(
     base_folder, preference_pairs, tmp_path
 ) -> None:
-    """Adapters on a base sharded by FSDP2 over two processes, each scoring its share of the
+    """Adapters on a frozen base in two processes under DDP, each scoring its share of the
     reference with the adapters off: the losses, metrics and merged weights of one process
-    that takes the rows of both; training starts at the reference."""
+    that takes the rows of both, starting at the reference. Rerun from the checkpoint of step
+    3 with the base sharded by FSDP2, it ends as the uninterrupted run did."""
     config = DPOConfig(
         seq_len=64, batch_size=3, learning_rate=1e-2, warmup_steps=1, total_steps=6,
-        eval_steps=6, eval_batches=8, save_steps=6, log_steps=3, val_fraction=0.25,
-        device="cpu", compile=False, nproc=NPROC, fsdp=True,
-        lora=dataclasses.replace(LORA, dropout=0.0),
+        eval_steps=6, eval_batches=8, save_steps=3, log_steps=3, val_fraction=0.25,
+        device="cpu", compile=False, nproc=NPROC, lora=dataclasses.replace(LORA, dropout=0.0),
     )  # fmt: skip
     run = {"seed": SEED, "tracking": NO_TRACKING}
     two, one = tmp_path / "two" / "final", tmp_path / "one" / "final"
-    shared = launch_dpo(DPOJob(str(base_folder), str(preference_pairs), str(two), config, **run))
+    job = DPOJob(str(base_folder), str(preference_pairs), str(two), config, **run)
+    shared = launch_dpo(job)
     single = run_dpo(base_folder, preference_pairs, one, in_one_process(config), threads=1, **run)
     assert_same_losses(shared, single)
     for key in ("val_loss", "val_reward_accuracy", "val_chosen_logratio"):
         assert shared[key] == pytest.approx(single[key], rel=1e-5), key
     assert shared["base_val_chosen_logratio"] == shared["base_val_rejected_logratio"] == 0.0
     assert shared["base_val_reward_accuracy"] == 0.5 and shared["val_chosen_logratio"] != 0.0
-    sharded_weights = load_file(two / MODEL_FILE)
-    for name, value in load_file(one / MODEL_FILE).items():
-        assert torch.allclose(sharded_weights[name], value, rtol=1e-4, atol=1e-6), name
+    single_weights = load_file(one / MODEL_FILE)
+    for name, value in load_file(two / MODEL_FILE).items():
+        assert torch.allclose(value, single_weights[name], rtol=1e-4, atol=1e-6), name
+
+    as_if_killed_after(two, 3)
+    log_path = tmp_path / "dpo.log"
+    resumed = launch_dpo(
+        dataclasses.replace(job, config=dataclasses.replace(config, fsdp=True)), log_path
+    )
+    assert resumed_step(log_path.read_text()) == 3
+    assert_same_losses(resumed, shared)
+    assert resumed["val_loss"] == pytest.approx(shared["val_loss"], rel=1e-5)
+    for name, value in load_file(two / MODEL_FILE).items():
+        assert torch.allclose(value, single_weights[name], rtol=1e-4, atol=1e-6), name
     assert read_json(two / "adapter" / "adapter_config.json")["r"] == LORA.rank
 
 
