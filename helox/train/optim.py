@@ -250,8 +250,8 @@ def build_optimizer(
     model: nn.Module, config: TrainingConfig, device: torch.device
 ) -> torch.optim.Optimizer:
     """AdamW over the parameters that train, weight decay on matrices only, the fused kernel
-    on CUDA and CPU; with `optimizer: muon`, Muon takes the hidden matrices among them (all
-    of them with AdamW for the rest, or none at all)."""
+    on CUDA and CPU; with `optimizer: muon`, Muon takes the hidden matrices among them and
+    AdamW the rest (AdamW alone where no hidden matrix trains, as in a LoRA stage)."""
     kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     to_muon = {n for n, p in named if config.optimizer == "muon" and is_hidden_matrix(n, p)}
