@@ -51,7 +51,7 @@ import helox.model.network
 from helox.model.config import ModelConfig
 from helox.model.device import DeviceManager
 from helox.model.network import create_model_from_config
-from helox.pipeline.plan import RUNTIME_BYTES, estimate_memory
+from helox.model.step_cost import RUNTIME_BYTES, estimate_memory
 from helox.tokens.chat import RenderedChat
 from helox.train.config import TrainingConfig
 from helox.train.float8 import FLOAT8_CAPABILITY

@@ -110,6 +110,7 @@ LONGEST_GROUPS = (
     "test_distributed",  # 55
     "test_resume",  # 55
     "test_multinode",  # 45
+    "test_lora",  # 45
     "test_import_hf",  # 40
     "test_mixture",  # 40
     "test_lm_eval",  # 30

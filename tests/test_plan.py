@@ -15,9 +15,10 @@ from test_workflow import dry_run_jobs
 
 from helox.cli.main import main
 from helox.common.config_files import merged_config
-from helox.model.config import ModelConfig
+from helox.model.config import ModelConfig, intermediate_size
+from helox.model.lora import LoRAConfig
 from helox.model.network import create_model_from_config
-from helox.model.step_cost import block_parameters
+from helox.model.step_cost import adapter_parameters, block_parameters
 from helox.pipeline.config import validate_config
 from helox.pipeline.plan import (
     BUSY_MICRO_BATCH_TOKENS,
@@ -101,6 +102,32 @@ def test_memory_per_gpu_under_ddp_and_fsdp() -> None:
     assert sharded[1].optimizer == alone.optimizer // 8
     assert sharded[1].total(False) < sharded[0].total(False) < alone.total(False)
     assert sharded[1].activations == alone.activations, "each process holds its own rows"
+
+
+def test_a_lora_stage_holds_frozen_weights_and_trains_only_its_adapters(
+    tmp_path: Path, capsys
+) -> None:
+    """Gradients and AdamW's moments for the adapters alone (Muon takes none of them), the
+    frozen weights as ever; `helox plan` prints each fine-tuning stage so."""
+    model = shape_for_depth(12, 32768, 2048)
+    params, _, _ = count_model(model, 2048)
+    lora = LoRAConfig(rank=16)
+    adapters = adapter_parameters(model, lora)
+    width, mlp = model.hidden_size, intermediate_size(model)
+    assert adapters == 12 * 16 * (4 * (width + width) + 3 * (width + mlp))
+    full = estimate_memory(model, 2048, 4, "muon")
+    tuned = estimate_memory(model, 2048, 4, "muon", lora=lora)
+    assert (tuned.gradients, tuned.optimizer) == (4 * adapters, 8 * adapters)
+    assert tuned.weights == 6 * (params + adapters) and tuned.activations == full.activations
+    assert tuned.total(False) < full.total(False) - 8 * params  # 4 of gradients, 4+ of states
+    sharded = estimate_memory(model, 2048, 4, "muon", processes=8, fsdp=True, lora=lora)
+    assert sharded.optimizer == adapters and sharded.total(False) < tuned.total(False)
+    overlay = tmp_path / "lora.yaml"
+    overlay.write_text("sft: {lora: {rank: 16}}\n")
+    assert main(["plan", "--config", str(CONFIG), "--config", str(overlay)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^sft memory .* GiB \(LoRA rank 16 on q_proj, .*: [\d,]+ trained;", out, re.M)
+    assert re.search(r"^dpo memory .*\(every weight trains; checkpointing off: fits\)$", out, re.M)
 
 
 def test_hours_buy_the_deepest_compute_optimal_model_that_fits() -> None:

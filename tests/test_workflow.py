@@ -279,10 +279,9 @@ def test_nothing_reruns_without_a_change(pipeline):
     assert planned_jobs(snakemake(pipeline, "-n", "results/sft/final")) == {}
 
 
-def test_sft_edit_reruns_only_sft(pipeline):
-    jobs = planned_jobs(
-        snakemake(pipeline, "-n", "results/sft/final", overlay={"sft": {"learning_rate": 5e-4}})
-    )
+@pytest.mark.parametrize("edit", [{"learning_rate": 5e-4}, {"lora": {"rank": 4}}])
+def test_sft_edit_reruns_only_sft(pipeline, edit):
+    jobs = planned_jobs(snakemake(pipeline, "-n", "results/sft/final", overlay={"sft": edit}))
     assert jobs == {"sft": 1}
 
 

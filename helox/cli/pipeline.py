@@ -35,7 +35,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from helox.pipeline.config import load_config
     from helox.pipeline.plan import format_plan, make_plan, write_preset
+    from helox.pipeline.tuning_plan import format_tuning_memory
 
     sizing = (
         "hours",
@@ -51,6 +53,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config_paths = args.config or [path for path in ["config.yaml"] if Path(path).is_file()]
     plan = make_plan(config_paths, args.device, **chosen)
     print(format_plan(plan))
+    if args.hours is None and args.depth is None:  # the config as written: its fine-tuning too
+        print("\n".join(format_tuning_memory(load_config(config_paths), args.device)))
     if args.write:
         write_preset(plan, args.write)
         print(f"wrote {args.write}")

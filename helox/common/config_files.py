@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,11 +101,11 @@ def section_from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> 
 
 def build_sections(section: Any, where: str) -> None:
     """Build, in place, each field of dataclass `section` that holds a section (a dataclass,
-    or a list of them) and is still a mapping as read from YAML, naming `where.field` (and
-    `.index` in a list) for an unknown key."""
+    one or None, or a list of them) and is still a mapping as read from YAML, naming
+    `where.field` (and `.index` in a list) for an unknown key."""
     hints = typing.get_type_hints(type(section))
     for f in dataclasses.fields(section):
-        value, hint = getattr(section, f.name), hints[f.name]
+        value, hint = getattr(section, f.name), _without_none(hints[f.name])
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             setattr(section, f.name, section_from_dict(hint, value, f"{where}.{f.name}"))
         elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
@@ -116,6 +117,13 @@ def build_sections(section: Any, where: str) -> None:
                 for index, item in enumerate(value)
             ]
             setattr(section, f.name, items)
+
+
+def _without_none(hint: Any) -> Any:
+    """`X` for a type hint `X | None`; any other hint as it is."""
+    members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and len(members) == 1
+    return members[0] if optional else hint
 
 
 def section_from_file(cls: type[T], path: str | Path, section: str) -> T:

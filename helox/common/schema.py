@@ -60,6 +60,9 @@ def schema_errors(config: dict[str, Any]) -> list[str]:
             messages.extend(_unknown_key_errors(error))
             continue
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        if error.validator == "not":  # a key that no value makes right here, and why
+            messages.append(f"config key {key}: not allowed here: {error.schema['description']}")
+            continue
         messages.append(f"config key {key}: {error.message}{_allowed(error)}")
     return messages
 

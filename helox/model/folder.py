@@ -3,7 +3,9 @@
 A folder holds `model.safetensors`, `config.json`, `metrics.json` and its tokenizer's files
 (helox.tokens.folder_files.TOKENIZER_FILES: Helox's `tokenizer.model` with the Hugging Face
 tokenizer and generation configs it writes, or the files a model folder of another family
-brought, carried verbatim); step checkpoints for resuming live apart, in
+brought, carried verbatim); a model trained with LoRA adapters is saved with them merged into
+its weights, and the adapter alone in PEFT's format beside them (`adapter/`,
+helox.model.peft_adapter). Step checkpoints for resuming live apart, in
 helox.train.checkpoint.
 
 `HeloxLM` already uses the parameter names, RoPE layout, RMSNorm arithmetic and SwiGLU
@@ -32,7 +34,9 @@ from helox.common.distributed import DistributedEnv
 from helox.common.io import atomic_path, fsync_dir, fsync_file, read_json, write_json
 from helox.model.config import ModelConfig
 from helox.model.families import NotExportableError, to_hf_config
+from helox.model.lora import lora_of, merge_adapters
 from helox.model.network import HeloxLM, create_model_from_config
+from helox.model.peft_adapter import ADAPTER_DIR, write_adapter
 from helox.model.tensors import load_model_tensors, model_tensors
 from helox.model.weight_files import check_fits, read_header
 from helox.tokens.interface import Tokenizer
@@ -84,18 +88,23 @@ def save_final(
     model_config: ModelConfig,
     tokenizer: TokenizerSource,
     metrics: dict,
+    adapter_base: str | os.PathLike | None = None,
 ) -> Path:
     """Write `model.safetensors`, `config.json`, `metrics.json` and the tokenizer's files
-    (`tokenizer`: loaded, or the folder or file it is loaded from), atomically.
+    (`tokenizer`: loaded, or the folder or file it is loaded from), atomically; for a model
+    with LoRA adapters, the weights with the adapters merged, and the adapter on
+    `adapter_base` (the folder it was trained on) in `adapter/`.
 
     The folder loads in transformers as its family's class (`LlamaForCausalLM` unless
     imported from another) when the model is expressible as one. Every process must call
     it; rank 0 alone writes.
     """
     folder = Path(folder)
-    weights = model_tensors(model)
+    weights, lora = model_tensors(model), lora_of(model)
     if not DistributedEnv.from_environ().is_main:
         return folder
+    if lora is not None:
+        weights, factors = merge_adapters(weights, lora.scale)
     tokenizer = load_tokenizer(tokenizer)
     config_json = folder_config(model_config, tokenizer)
     if NOT_HF_KEY in config_json:
@@ -108,6 +117,9 @@ def save_final(
         write_json(tmp / METRICS_FILE, metrics)
         for path in tmp.iterdir():
             fsync_file(path)
+        if lora is not None:
+            base = str(Path(adapter_base).resolve()) if adapter_base else None
+            write_adapter(tmp / ADAPTER_DIR, factors, lora, base)
         fsync_dir(tmp)
     return folder
 

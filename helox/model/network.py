@@ -71,7 +71,7 @@ def project(x: Tensor, layers: tuple[nn.Linear, ...], fuse: bool) -> tuple[Tenso
 
     Fusing concatenates the weights on the fly: under autocast that copy replaces the
     cast each weight gets anyway, and the parameters keep their own names. Layers another
-    library replaced (torchao's Float8Linear) run one by one.
+    library replaced (torchao's Float8Linear) or that carry LoRA adapters run one by one.
     """
     if fuse and all(type(layer) is nn.Linear for layer in layers):
         weight = torch.cat([layer.weight for layer in layers])
@@ -315,10 +315,16 @@ class HeloxLM(nn.Module):
         return tables
 
     def flops_per_token(self, seq_len: int) -> int:
-        """Training FLOPs per token: 6N for the weights plus 12·L·d·T for attention (PaLM)."""
+        """Training FLOPs per token: 6N for the weights (4 for a frozen one, whose gradient is
+        not computed) plus 12·L·d·T for attention (PaLM)."""
         matmul_params = self.num_parameters(exclude_embeddings=True)
+        lookup = {id(p) for p in self._lookup_tables()}
+        frozen = sum(
+            p.numel() for p in self.parameters() if not p.requires_grad and id(p) not in lookup
+        )
         attention_width = self.config.num_attention_heads * head_dim(self.config)
-        return 6 * matmul_params + 12 * self.config.num_layers * attention_width * seq_len
+        attention = 12 * self.config.num_layers * attention_width * seq_len
+        return 6 * matmul_params - 2 * frozen + attention
 
     @torch.no_grad()
     def generate(

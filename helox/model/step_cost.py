@@ -1,6 +1,7 @@
 """What one training step costs on a GPU: parameters, FLOPs per token, and the memory of
 weights, gradients, optimizer state and activations under bf16 autocast, on one GPU or on each
-of several under DDP or FSDP2 (helox.pipeline.plan sizes models and budgets with it)."""
+of several under DDP or FSDP2, training every weight or LoRA adapters on the frozen model
+(helox.pipeline.plan sizes models and budgets with it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from helox.model.config import ModelConfig, head_dim, intermediate_size, kv_heads
+from helox.model.lora import LoRAConfig, apply_lora
 from helox.model.network import HeloxLM
 
 GIB = 1 << 30
@@ -66,19 +68,48 @@ def _block_parameters(model_fields: tuple) -> int:
     return sum(p.numel() for p in built.model.layers[0].parameters())
 
 
+def adapter_parameters(model: ModelConfig, lora: LoRAConfig) -> int:
+    """Parameters of `lora`'s adapters on `model`: rank × (in + out) of each projection they
+    adapt, counted on the model built on the meta device."""
+    return _adapter_parameters(dataclasses.astuple(model), lora.rank, tuple(lora.targets))
+
+
+@functools.cache
+def _adapter_parameters(model_fields: tuple, rank: int, targets: tuple[str, ...]) -> int:
+    with torch.device("meta"):
+        built = HeloxLM(ModelConfig(*model_fields))
+        apply_lora(built, LoRAConfig(rank=rank, targets=list(targets)), "lora")
+    return sum(p.numel() for p in built.parameters() if p.requires_grad)
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes one GPU holds at the peak of a training step under bf16 autocast."""
 
     weights: int  # fp32 masters plus the bf16 copies autocast makes for the matmuls
-    gradients: int  # fp32
-    optimizer: int  # AdamW: two fp32 moments; Muon: one fp32 momentum
+    gradients: int  # fp32, of the weights that train
+    optimizer: int  # AdamW: two fp32 moments; Muon: one fp32 momentum (of the same)
     activations: int  # what backward needs, for the whole micro-batch
     checkpointed_activations: int  # the same with gradient checkpointing
 
     def total(self, gradient_checkpointing: bool) -> int:
         activations = self.checkpointed_activations if gradient_checkpointing else self.activations
         return self.weights + self.gradients + self.optimizer + activations + RUNTIME_BYTES
+
+    def breakdown(self) -> str:
+        """`weights W + gradients G + ... = T GiB; with gradient checkpointing C GiB`."""
+        parts = (
+            ("weights", self.weights),
+            ("gradients", self.gradients),
+            ("optimizer", self.optimizer),
+            ("activations", self.activations),
+            ("runtime", RUNTIME_BYTES),
+        )
+        return (
+            " + ".join(f"{name} {value / GIB:.1f}" for name, value in parts)
+            + f" = {self.total(False) / GIB:.1f} GiB; with gradient checkpointing "
+            + f"{self.total(True) / GIB:.1f} GiB"
+        )
 
 
 def layer_activation_bytes(model: ModelConfig) -> int:
@@ -99,13 +130,22 @@ def estimate_memory(
     optimizer: str,
     processes: int = 1,
     fsdp: bool = False,
+    lora: LoRAConfig | None = None,
 ) -> MemoryEstimate:
     """Weights, gradients, optimizer states and activations of one training step on each of
     `processes` GPUs: whole under DDP (Helox's keeps the gradients in its reduction buckets,
     so they are not held twice), in shards under FSDP2 (`fsdp`), which gathers bf16 weights
-    a block at a time."""
+    a block at a time. With `lora`, only the adapters have gradients and AdamW's moments
+    (Muon takes none of them); the frozen weights are held as ever, and the activations are
+    full fine-tuning's: the adapters read the inputs the projections keep anyway, and their
+    rank-wide products are small beside them."""
     params, hidden, _ = count_model(model, seq_len)
-    states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
+    if lora is None:
+        trained = params
+        states = 4 * hidden + 8 * (params - hidden) if optimizer == "muon" else 8 * params
+    else:
+        trained = adapter_parameters(model, lora)
+        params, states = params + trained, 8 * trained
     tokens = micro_batch * seq_len
     per_layer = layer_activation_bytes(model)
     # The final norm's fp32 input and bf16 output with the embedding's output (10h), and the
@@ -120,13 +160,14 @@ def estimate_memory(
         # norm) stays gathered in bf16 through the step, and two blocks are gathered at once
         # (the one running and the one prefetched), each with its bf16 and fp32 gradients
         # while they are reduce-scattered.
-        block = block_parameters(model)
+        block = block_parameters(model) + (trained // model.num_layers if lora else 0)
         gathered = params - model.num_layers * block + 2 * block
+        trained_gathered = gathered if lora is None else 2 * trained // model.num_layers
         return MemoryEstimate(
             4 * params // processes + 2 * gathered,
-            4 * params // processes + 6 * gathered,
+            4 * trained // processes + 6 * trained_gathered,
             states // processes,
             stored,
             checkpointed,
         )
-    return MemoryEstimate(6 * params, 4 * params, states, stored, checkpointed)
+    return MemoryEstimate(6 * params, 4 * trained, states, stored, checkpointed)

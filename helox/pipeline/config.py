@@ -24,6 +24,7 @@ from helox.data.corpus import CorpusConfig
 from helox.data.dedup import DedupConfig
 from helox.eval.config import EvalConfig
 from helox.model.config import ModelConfig
+from helox.model.lora import LoRAConfig
 from helox.pipeline.checks import cross_key_errors
 from helox.tokens.shards import ShardsConfig
 from helox.tokens.tokenizer import TokenizerConfig
@@ -54,6 +55,10 @@ NOT_INHERITED = ("init_from", "nproc", "nodes", "rendezvous_timeout", "fsdp")
 # DPO always starts from the SFT model (the schema holds init_from to ""), so its section has
 # that key only where a config states it.
 FIXED_KEYS = {"dpo": ("init_from",)}
+# Keys that hold a section which is off (null) unless a config states it; stated, its other
+# keys take their defaults. Each fine-tuning stage's adapters are its own: `lora` is neither
+# pretraining's (the schema refuses it there) nor passed from one stage to the next.
+OPTIONAL_SECTIONS = {(stage, "lora"): LoRAConfig for stage in FINE_TUNING_STAGES}
 
 
 def section_defaults(cls: type) -> dict[str, Any]:
@@ -80,6 +85,9 @@ def default_config(config: dict[str, Any]) -> dict[str, Any]:
     pretrain = completed(defaults["pretrain"], config.get("pretrain", {}))
     for stage in FINE_TUNING_STAGES:
         defaults[stage] = fine_tuning_defaults(_mapping(pretrain), stage)
+    for (section, key), cls in OPTIONAL_SECTIONS.items():
+        if isinstance(_mapping(config.get(section)).get(key), dict):
+            defaults[section][key] = section_defaults(cls)
     return defaults
 
 

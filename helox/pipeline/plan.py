@@ -27,7 +27,6 @@ from helox.model.config import ModelConfig, head_dim
 from helox.model.step_cost import (
     DEVICES,
     GIB,
-    RUNTIME_BYTES,
     Device,
     MemoryEstimate,
     count_model,
@@ -252,12 +251,18 @@ def plan_for_hours(hours: float, sizing: Sizing, max_depth: int = 64) -> Plan:
     return best
 
 
+def config_model(config: dict[str, Any]) -> ModelConfig:
+    """The model of a completed config, its vocabulary the tokenizer's where it sets none."""
+    model = section_from_dict(ModelConfig, config["model"], "model")
+    if model.vocab_size:
+        return model
+    return dataclasses.replace(model, vocab_size=config["tokenizer"]["vocab_size"])
+
+
 def plan_for_config(config: dict[str, Any], device: str, mfu: float = DEFAULT_MFU) -> Plan:
     """The cost of a config's own model and pretraining, as written."""
     config = resolve_config(config)
-    model = section_from_dict(ModelConfig, config["model"], "model")
-    if not model.vocab_size:
-        model = dataclasses.replace(model, vocab_size=config["tokenizer"]["vocab_size"])
+    model = config_model(config)
     pretrain = section_from_dict(TrainingConfig, config["pretrain"], "pretrain")
     params, _, flops_per_token = count_model(model, pretrain.seq_len)
     memory = estimate_memory(
@@ -279,16 +284,6 @@ def format_plan(plan: Plan) -> str:
         f"{pretrain.gradient_accumulation_steps} accumulation"
         + (f" × {plan.processes} processes" if plan.processes > 1 else "")
     )
-    parts = " + ".join(
-        f"{name} {value / GIB:.1f}"
-        for name, value in (
-            ("weights", memory.weights),
-            ("gradients", memory.gradients),
-            ("optimizer", memory.optimizer),
-            ("activations", memory.activations),
-            ("runtime", RUNTIME_BYTES),
-        )
-    )
     chosen = "on" if pretrain.gradient_checkpointing else "off"
     layout = "one process"
     if plan.processes > 1:
@@ -309,8 +304,7 @@ def format_plan(plan: Plan) -> str:
             f"steps           {pretrain.total_steps:,} of {plan.tokens_per_step:,} tokens ({step})",
             f"learning rate   {pretrain.learning_rate:.2e} ({pretrain.optimizer}), "
             f"warm-up {pretrain.warmup_steps} steps",
-            f"memory per GPU  {parts} = {memory.total(False) / GIB:.1f} GiB; "
-            f"with gradient checkpointing {memory.total(True) / GIB:.1f} GiB "
+            f"memory per GPU  {memory.breakdown()} "
             f"(checkpointing {chosen}: {'fits' if plan.fits else 'does NOT fit'})",
             f"time            {plan.hours:.2f} hours at MFU {plan.mfu:g}",
         ]

@@ -1,9 +1,10 @@
 """Step checkpoints for exact resume (the `final/` model folder is helox.model.folder).
 
-A step checkpoint `<checkpoint_dir>/step_N/` holds `model.safetensors`,
-`optimizer.safetensors` (the optimizer's state tensors, keyed by parameter name),
-`rng.safetensors`, `state.json` (step, schedule, data position, Python/NumPy RNG,
-progress), `config.json` (model and training config, run fingerprint) and, written
+A step checkpoint `<checkpoint_dir>/step_N/` holds `model.safetensors` (the weights that
+train: all of them, or only a LoRA stage's adapters, whose frozen base the stage reloads from
+the folder it tunes), `optimizer.safetensors` (the optimizer's state tensors, keyed by
+parameter name), `rng.safetensors`, `state.json` (step, schedule, data position, Python/NumPy
+RNG, progress), `config.json` (model and training config, run fingerprint) and, written
 last, `COMPLETE` with every file's size and SHA-256. The folder is built under a
 temporary name, fsynced, then renamed. Nothing is pickled.
 
@@ -283,7 +284,8 @@ def save_checkpoint(
         os.replace(tmp, target)
         fsync_dir(target.parent)
     else:
-        weights, moments = model_tensors(model), optimizer_tensors(model, optimizer)
+        weights = model_tensors(model, trained_only=True)
+        moments = optimizer_tensors(model, optimizer)
         if not env.is_main:
             return target
         with atomic_path(target) as tmp:
@@ -338,7 +340,7 @@ def load_checkpoint(
     if (path / SHARDS_DIR).is_dir():
         load_shards(path, model, optimizer)
     else:
-        load_model_tensors(model, path / MODEL_FILE)
+        load_model_tensors(model, path / MODEL_FILE, trained_only=True)
         if optimizer is not None:
             load_optimizer_tensors(model, optimizer, path / OPTIMIZER_FILE)
     state = read_json(path / STATE_FILE)

@@ -6,7 +6,10 @@ Muon (Jordan et al. 2024) orthogonalises each matrix's Nesterov momentum by a qu
 Newton-Schulz iteration. Updates are scaled by 0.2·sqrt(max(rows, cols)) to match AdamW's
 RMS (Liu et al. 2025, Moonlight; torch's `adjust_lr_fn="match_rms_adamw"`), so one
 learning rate and schedule serve both. Embeddings, the output head, positions and norm
-gains stay with AdamW, as Muon's authors advise. `torch.optim.Muon` iterates in bf16,
+gains stay with AdamW, as Muon's authors advise, and so do LoRA adapters (helox.model.lora):
+their factors are thin rank-r matrices, not the square-ish hidden matrices Muon's
+orthogonalised step is made for, and PEFT and litgpt train them with AdamW; a LoRA stage with
+`optimizer: muon` trains with AdamW alone. `torch.optim.Muon` iterates in bf16,
 which on CPU took 0.55 s a step for the 2 × 128 model against 0.05 s in fp32
 (benchmarks/RESULTS.md); this one uses bf16 on CUDA only. It iterates on every matrix of one
 shape at once (one batched product per iteration), which took it from 0.54 to 0.78 of AdamW's
@@ -29,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.tensor import DTensor, Shard
 
+from helox.model.lora import ADAPTER_FACTORS
 from helox.train.config import TrainingConfig
 
 HIDDEN_MATRIX_PARENTS = (".self_attn.", ".mlp.")
@@ -224,8 +228,13 @@ def step_unless(optimizer: torch.optim.Optimizer, found_inf: Tensor) -> None:
 
 
 def is_hidden_matrix(name: str, param: nn.Parameter) -> bool:
-    """A 2-D weight of an attention or MLP projection, the matrices Muon is meant for."""
-    return param.dim() == 2 and any(part in name for part in HIDDEN_MATRIX_PARENTS)
+    """A 2-D weight of an attention or MLP projection (not a LoRA adapter's factor), the
+    matrices Muon is meant for."""
+    return (
+        param.dim() == 2
+        and any(part in name for part in HIDDEN_MATRIX_PARENTS)
+        and not name.endswith(ADAPTER_FACTORS)
+    )
 
 
 def adamw_param_groups(params: Iterable[Tensor], weight_decay: float) -> list[dict[str, Any]]:
@@ -237,36 +246,23 @@ def adamw_param_groups(params: Iterable[Tensor], weight_decay: float) -> list[di
     ]
 
 
-def muon_with_adamw(
-    model: nn.Module,
-    learning_rate: float,
-    weight_decay: float,
-    betas: tuple[float, float],
-    adamw_kernel: dict[str, bool],
-) -> CombinedOptimizer:
-    """Muon over the hidden matrices; AdamW over the rest (weight decay on matrices only)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    hidden = [p for n, p in named if is_hidden_matrix(n, p)]
-    rest = [p for n, p in named if not is_hidden_matrix(n, p)]
-    adamw = torch.optim.AdamW(
-        adamw_param_groups(rest, weight_decay), lr=learning_rate, betas=betas, **adamw_kernel
-    )
-    return CombinedOptimizer([Muon(hidden, learning_rate, weight_decay), adamw])
-
-
 def build_optimizer(
     model: nn.Module, config: TrainingConfig, device: torch.device
 ) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only, the fused kernel on CUDA and CPU; with
-    `optimizer: muon`, Muon takes the attention and MLP matrices."""
+    """AdamW over the parameters that train, weight decay on matrices only, the fused kernel
+    on CUDA and CPU; with `optimizer: muon`, Muon takes the hidden matrices among them and
+    AdamW the rest (AdamW alone where no hidden matrix trains, as in a LoRA stage)."""
     kernel = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
-    betas = (config.beta1, config.beta2)
-    if config.optimizer == "muon":
-        return muon_with_adamw(model, config.learning_rate, config.weight_decay, betas, kernel)
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(
-        adamw_param_groups(params, config.weight_decay),
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    to_muon = {n for n, p in named if config.optimizer == "muon" and is_hidden_matrix(n, p)}
+    hidden = [p for n, p in named if n in to_muon]
+    rest = [p for n, p in named if n not in to_muon]
+    adamw = torch.optim.AdamW(
+        adamw_param_groups(rest, config.weight_decay),
         lr=config.learning_rate,
-        betas=betas,
+        betas=(config.beta1, config.beta2),
         **kernel,
     )
+    if not hidden:
+        return adamw
+    return CombinedOptimizer([Muon(hidden, config.learning_rate, config.weight_decay), adamw])

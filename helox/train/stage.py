@@ -81,6 +81,7 @@ class RunSpec:
     objective: Objective | None = None  # None: next-token prediction
     # Entries of metrics.json known only once training ends (what the loader drew).
     after_training: Callable[[], dict[str, Any]] | None = None
+    tuned_from: Path | None = None  # the folder a fine-tuning stage tunes: its adapter's base
 
 
 def train_stage(
@@ -137,7 +138,7 @@ def train_stage(
         "lineage": lineage,
         **{key: value for key, value in trained.items() if not key.startswith("val_")},
     }
-    save_final(run.output_dir, model, model.config, spec.tokenizer, metrics)
+    save_final(run.output_dir, model, model.config, spec.tokenizer, metrics, spec.tuned_from)
     if is_main:
         log.info(spec.result, metrics)
     device_manager.shutdown()

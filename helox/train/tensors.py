@@ -55,10 +55,10 @@ def load_optimizer_tensors(model: HeloxLM, optimizer: torch.optim.Optimizer, pat
 def sharded_state(
     model: HeloxLM, optimizer: torch.optim.Optimizer | None = None
 ) -> dict[str, Tensor]:
-    """This process's part of the model (and optimizer) state, not gathered: DTensor shards
-    under FSDP, whole tensors otherwise; keyed `model.<name>` and `optimizer.<name>.<key>`
-    without a tied `lm_head.weight`. Every process must call it."""
-    weights = get_model_state_dict(model)
+    """This process's part of the model's trained weights (and the optimizer state), not
+    gathered: DTensor shards under FSDP, whole tensors otherwise; keyed `model.<name>` and
+    `optimizer.<name>.<key>` without a tied `lm_head.weight`. Every process must call it."""
+    weights = get_model_state_dict(model, options=StateDictOptions(ignore_frozen_params=True))
     if model.config.tie_word_embeddings:
         weights.pop("lm_head.weight", None)
     state = {f"model.{name}": tensor for name, tensor in weights.items()}

@@ -1,11 +1,12 @@
 """Preference tuning (DPO): an SFT folder + preference pairs → a preference-tuned folder.
 
 The SFT model is the frozen reference. Its log-probability of every answer is computed
-once, before training starts (the model being trained is still the reference then), under
-the autocast training uses, so no second copy of the model is held; a resumed run recomputes
-them the same way. `launch_dpo` is what the rule calls: like SFT, with `nproc` or `nodes`
-above 1 it starts that many torchrun processes, each computing its share of the reference
-log-probabilities and training on its rows of every batch.
+once, before training starts (the model being trained is still the reference then; with
+`dpo.lora`, the frozen model with its adapters switched off), under the autocast training
+uses, so no second copy of the model is held; a resumed run recomputes them the same way.
+`launch_dpo` is what the rule calls: like SFT, with `nproc` or `nodes` above 1 it starts that
+many torchrun processes, each computing its share of the reference log-probabilities and
+training on its rows of every batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from helox.common.io import sha256_file
-from helox.model.folder import load_final
+from helox.model.lora import adapters_disabled
 from helox.model.network import HeloxLM
 from helox.train.checkpoint import run_defining, run_fingerprint
 from helox.train.evaluate import Autocast, to_device
@@ -42,7 +43,7 @@ from helox.tune.dpo_data import (
     read_preference_data,
     split_pairs,
 )
-from helox.tune.sft import TuningConfig, fit_model_to
+from helox.tune.sft import TuningConfig, tuned_model
 from helox.tune.sft_data import describe_split
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ def attach_reference_logps(
     autocast: Autocast,
     pad_id: int,
 ) -> None:
-    """Set each pair's `reference` to the summed response log-probabilities under `model`.
-    Under several processes each scores every world-th batch and they sum what they found,
-    so every process ends with the values one process would have computed."""
+    """Set each pair's `reference` to the summed response log-probabilities under `model`
+    with its LoRA adapters (if any) switched off: the model it tunes. Under several processes
+    each scores every world-th batch and they sum what they found, so every process ends with
+    the values one process would have computed."""
     model.eval()
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     found = torch.zeros(len(pairs), 2, dtype=torch.float64, device=device)
@@ -80,7 +82,7 @@ def attach_reference_logps(
         batch = next(eval_pair_batches(chunk, len(chunk), pad_id))
         input_ids, labels, extra = to_device(batch, device)
         sequence_ids = extra.pop("sequence_ids")
-        with autocast:
+        with autocast, adapters_disabled(model):
             logits = model(input_ids, **extra).logits
         logps = sequence_log_probs(logits, labels, sequence_ids)
         found[start : start + len(chunk)] = logps.view(-1, 2)
@@ -124,8 +126,7 @@ def run_dpo(
     log.info("DPO on %s, device %s", counts, device_manager.get_device_info())
 
     seed_everything(seed)
-    model, _ = load_final(sft_dir, device_manager.device)
-    model = fit_model_to(model, prepared, sft_dir)
+    model, sizes = tuned_model(sft_dir, config, prepared, device_manager.device)
     autocast = device_manager.autocast(config.mixed_precision)
     for pairs in (train_encoded, val_encoded):  # val as its scoring batches: exact ties
         attach_reference_logps(
@@ -161,6 +162,7 @@ def run_dpo(
             "skipped_lines": dict(data.skipped),
             "beta": config.beta,
             "label_smoothing": config.label_smoothing,
+            **sizes,
         },
         result="held-out reward accuracy %(val_reward_accuracy).3f (reference "
         "%(base_val_reward_accuracy).3f), prefers the chosen answer "
@@ -168,6 +170,7 @@ def run_dpo(
         compare_with_start=True,
         token_bytes=token_bytes,
         objective=DPOObjective(config.beta, config.label_smoothing, token_bytes),
+        tuned_from=sft_dir,
     )
     return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 

@@ -16,8 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
+import torch
+
+from helox.common.config_files import ConfigError, build_sections
 from helox.common.io import sha256_file
 from helox.model.folder import load_final
+from helox.model.lora import LoRAConfig, apply_lora
 from helox.model.network import HeloxLM
 from helox.model.token_rows import add_token_rows, check_vocabulary_fits
 from helox.tokens.chat_setup import PreparedChat, prepare_chat
@@ -54,6 +58,16 @@ class TuningConfig(TrainingConfig):
     # A Jinja chat template file; "" = the model folder's own, else Helox's (its markers
     # then added to the tokenizer, helox.tokens.chat_setup).
     chat_template: str = ""
+    # Train low-rank adapters on the frozen model (helox.model.lora); None = every weight.
+    lora: LoRAConfig | None = None
+
+    def __post_init__(self) -> None:
+        build_sections(self, self.SECTION)
+        if self.lora is not None and self.float8:
+            raise ConfigError(
+                f"config key {self.SECTION}.float8: float8 matmuls replace the projections "
+                f"that {self.SECTION}.lora adapts; set float8: false for a LoRA stage"
+            )
 
     def prepare_chat(self, tokenizer_source, folder: Path) -> PreparedChat:
         """The tokenizer and chat format this stage trains the model of `folder` with."""
@@ -68,6 +82,27 @@ def fit_model_to(model: HeloxLM, prepared: PreparedChat, folder: Path) -> HeloxL
         return add_token_rows(model, prepared.added_ids, known=prepared.added_ids[0])
     check_vocabulary_fits(prepared.tokenizer, model.config.vocab_size, folder / "config.json")
     return model
+
+
+def tuned_model(
+    folder: Path, config: TuningConfig, prepared: PreparedChat, device: torch.device
+) -> tuple[HeloxLM, dict]:
+    """The model of `folder` to tune, on `device`, fitted to the tokens `prepared` added:
+    whole, or frozen with `config.lora`'s adapters on it; and its parameters and those that
+    train, for metrics.json. LoRA is refused where markers were added: their rows, frozen at
+    one mean, would never tell the turns apart."""
+    model = fit_model_to(load_final(folder, device)[0], prepared, folder)
+    if config.lora is not None:
+        if prepared.added_ids:
+            raise ConfigError(
+                f"config key {config.SECTION}.lora: {folder} brings no chat template, so "
+                f"Helox's markers are added as new tokens, whose rows a LoRA stage keeps "
+                f"frozen; fine-tune it whole first, or name a template whose markers the "
+                f"tokenizer has ({config.SECTION}.chat_template)"
+            )
+        apply_lora(model, config.lora, f"{config.SECTION}.lora")
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, {"parameters": model.num_parameters(), "trained_parameters": trained}
 
 
 @dataclass
@@ -147,8 +182,7 @@ def run_sft(
     )
 
     seed_everything(seed)
-    model, _ = load_final(pretrained_dir, device_manager.device)
-    model = fit_model_to(model, prepared, pretrained_dir)
+    model, sizes = tuned_model(pretrained_dir, config, prepared, device_manager.device)
     fingerprint = run_fingerprint(
         sft=run_defining(config),
         seed=seed,
@@ -170,10 +204,12 @@ def run_sft(
             "val_examples": len(val_examples),
             "skipped_lines": dict(data.skipped),
             **padding,
+            **sizes,
         },
         result="held-out response loss %(val_loss).4f after SFT, %(base_val_loss).4f before",
         compare_with_start=True,
         token_bytes=token_byte_lengths(tokenizer),
+        tuned_from=pretrained_dir,
     )
     return train_stage(run, spec, model, train_batches, val_batches, device_manager)
 
