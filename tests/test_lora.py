@@ -22,10 +22,11 @@ from helox.common.io import read_json
 from helox.data.stdlib import derive_sft_pairs, gather_stdlib
 from helox.model.device import DeviceManager
 from helox.model.folder import load_final, save_final
-from helox.model.import_hf import import_llama
+from helox.model.import_hf import import_hf_folder
 from helox.model.lora import LoRAConfig, LoRALinear, apply_lora, merge_adapters
 from helox.model.peft_adapter import PEFT_PREFIX
 from helox.pipeline.config import config_errors, resolve_config
+from helox.tokens.chat import HeloxChat
 from helox.tokens.vocab import load_tokenizer
 from helox.train.checkpoint import MODEL_FILE, OPTIMIZER_FILE, step_dirs
 from helox.train.loop import Trainer
@@ -101,14 +102,17 @@ def test_frozen_weights_stay_bit_identical_and_checkpoints_hold_only_adapters(
     `optimizer: muon` the adapters still train with AdamW, and the FLOPs a token counts no
     weight gradient for the frozen weights."""
     config = dataclasses.replace(SFT, total_steps=4, save_steps=4, optimizer="muon")
-    model, _ = tuned_model(base_folder, config, torch.device("cpu"))
+    prepared = config.prepare_chat(base_folder, base_folder)
+    model, _ = tuned_model(base_folder, config, prepared, torch.device("cpu"))
     frozen = {
         name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad
     }
     examples = encode_examples(
-        read_instruction_data(instructions).items, load_tokenizer(spm_model), config.seq_len
+        read_instruction_data(instructions).items, prepared.chat, config.seq_len
     )
-    batches = SFTBatches(examples, config.batch_size, SEED, config.seq_len)
+    batches = SFTBatches(
+        examples, config.batch_size, SEED, config.seq_len, pad_id=prepared.tokenizer.pad
+    )
     trainer = Trainer(
         model,
         batches,
@@ -193,7 +197,7 @@ def test_lora_sft_of_a_model_imported_from_hugging_face(instructions, spm_model,
     """A transformers Llama (GQA, untied head) imported, tuned with adapters on its attention
     only; PEFT puts the adapter on the transformers folder itself."""
     llama_folder(tmp_path / "hf", spm_model, vocab_size=400, max_position_embeddings=256)
-    import_llama(tmp_path / "hf", tmp_path / "imported")
+    import_hf_folder(tmp_path / "hf", tmp_path / "imported")
     attention = LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=["q_proj", "v_proj"])
     config = dataclasses.replace(SFT, total_steps=6, eval_steps=6, save_steps=6, lora=attention)
     output = tmp_path / "sft" / "final"
@@ -245,18 +249,20 @@ def test_dpo_reference_is_the_sft_model_with_the_adapters_off(
     cpu = DeviceManager("cpu", threads=1)
 
     def reference_logps(model: torch.nn.Module) -> list[tuple[float, float]]:
-        pairs = encode_pairs(items, processor, 64)
-        attach_reference_logps(model, pairs, 4, cpu.device, cpu.autocast("auto"))
+        pairs = encode_pairs(items, HeloxChat(processor), 64)
+        attach_reference_logps(model, pairs, 4, cpu.device, cpu.autocast("auto"), processor.pad)
         return [pair.reference for pair in pairs]
 
     plain, _ = load_final(base_folder)
-    adapted, _ = tuned_model(base_folder, DPOConfig(lora=LORA), cpu.device)
+    config = DPOConfig(lora=LORA)
+    prepared = config.prepare_chat(base_folder, base_folder)
+    adapted, _ = tuned_model(base_folder, config, prepared, cpu.device)
     for name, param in adapted.named_parameters():
         if name.endswith("lora_B.weight"):
             torch.nn.init.normal_(param, std=0.5)
     assert reference_logps(adapted) == reference_logps(plain)
     with torch.no_grad():
-        ids = torch.tensor([encode_pairs(items[:1], processor, 64)[0].chosen.ids])
+        ids = torch.tensor([encode_pairs(items[:1], HeloxChat(processor), 64)[0].chosen.ids])
         assert not torch.equal(adapted(ids).logits, plain(ids).logits)
 
 
