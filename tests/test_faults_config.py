@@ -121,6 +121,8 @@ def cases(node: dict, path: tuple, value: Any) -> Iterator[Case]:
                 for case in cases(branch, path, value):
                     if case.rule in BOUNDS:
                         yield Case(path, f"oneOf {case.rule}", case.value, allowed)
+        elif rule == "not" and limit == {}:
+            yield Case(path, "a key allowed nowhere here", {"rank": 8}, (node["description"],))
         elif rule in ("additionalProperties", "unevaluatedProperties") and limit is False:
             names = tuple(sorted(node.get("properties", {})))
             yield Case((*path, "no_such_key"), "unknown key", 1, names)
