@@ -121,6 +121,9 @@ def cases(node: dict, path: tuple, value: Any) -> Iterator[Case]:
                 for case in cases(branch, path, value):
                     if case.rule in BOUNDS:
                         yield Case(path, f"oneOf {case.rule}", case.value, allowed)
+        elif rule == "uniqueItems" and limit:
+            twice = (value or ["x"])[:1] * 2
+            yield Case(path, rule, twice, ("has non-unique elements",))
         elif rule == "not" and limit == {}:
             yield Case(path, "a key allowed nowhere here", {"rank": 8}, (node["description"],))
         elif rule in ("additionalProperties", "unevaluatedProperties") and limit is False:
@@ -150,7 +153,9 @@ def with_value(config: dict, path: tuple, value: Any) -> dict:
     for position, part in enumerate(path[:-1]):
         following = path[position + 1]
         if isinstance(node, dict):
-            node = node.setdefault(part, [] if isinstance(following, int) else {})
+            if node.get(part) is None:  # absent, or an optional section that is off (null)
+                node[part] = [] if isinstance(following, int) else {}
+            node = node[part]
         else:
             while len(node) <= part:
                 node.append([] if isinstance(following, int) else {})
