@@ -22,7 +22,6 @@ from helox.eval.choice import (
     read_choice_task,
     row_log_likelihoods,
     run_choice_task,
-    score_choice_task,
     score_choices,
     shot_indices,
     summarize,
@@ -222,7 +221,7 @@ def test_long_prompts_drop_shots_then_cut_the_context(processor, code_examples):
     for row, count, likelihood in zip(rows, scored, scores.log_likelihoods[-1], strict=True):
         direct = direct_log_likelihood(model, row[:-count], row[-count:])
         assert likelihood == pytest.approx(direct, rel=1e-5, abs=1e-4)
-    summary = score_choice_task(model, processor, examples, 3, 0, "cpu", 4)
+    summary = summarize(examples, scores, 3)
     assert summary["truncated"] == sum(scores.truncated) and summary["shots_dropped"] >= 1
 
 
@@ -259,12 +258,12 @@ def test_gold_set_to_the_models_choice_scores_one_and_random_gold_scores_chance(
         ChoiceExample(e.context, e.choices, max(range(len(e.choices)), key=ll.__getitem__))
         for e, ll in zip(code_examples, scores.log_likelihoods, strict=True)
     ]
-    summary = score_choice_task(model, processor, best, 0, 0, "cpu", batch_size=8)
+    summary = summarize(best, score_choices(model, processor, best, 0, 0, "cpu", 8), 0)
     assert summary["accuracy"] == 1.0 and summary["centered_accuracy"] == 1.0
     rng = random.Random(1)
     many = [example for _ in range(6) for example in code_examples]
     shuffled = [ChoiceExample(e.context, e.choices, rng.randrange(len(e.choices))) for e in many]
-    summary = score_choice_task(model, processor, shuffled, 0, 0, "cpu", batch_size=16)
+    summary = summarize(shuffled, score_choices(model, processor, shuffled, 0, 0, "cpu", 16), 0)
     assert summary["examples"] == 144
     assert abs(summary["accuracy"] - summary["chance"]) < 0.12
     assert abs(summary["centered_accuracy"]) < 0.2
@@ -278,7 +277,8 @@ def test_run_choice_task_scores_a_model_folder(tmp_path, tokenizer_path, code_ex
     write_lines(path, [json.dumps(vars(e)) for e in code_examples])
     result = run_choice_task(folder, path, shots=2, seed=0, device="cpu", batch_size=8)
     processor = load_tokenizer(tokenizer_path)
-    expected = score_choice_task(model, processor, code_examples, 2, 0, "cpu", 8)
+    scores = score_choices(model, processor, code_examples, 2, 0, "cpu", 8)
+    expected = summarize(code_examples, scores, 2)
     assert result == {"task": "code_lines", **expected}
     assert json.loads(json.dumps(result)) == result
     assert 0.0 <= result["accuracy"] <= 1.0 and result["examples"] == 24

@@ -327,24 +327,6 @@ def summarize(examples: list[ChoiceExample], scores: ChoiceScores, shots: int) -
     }
 
 
-def score_choice_task(
-    model: HeloxLM,
-    tokenizer: Tokenizer,
-    examples: list[ChoiceExample],
-    shots: int,
-    seed: int,
-    device: str | torch.device,
-    batch_size: int,
-) -> dict:
-    """Accuracy, per-byte accuracy, chance and centered accuracy of `model` on `examples`.
-
-    `truncated` counts the questions whose context was cut to fit the model's positions
-    even with no shots; `shots_dropped` those that got fewer shots than the others.
-    """
-    scores = score_choices(model, tokenizer, examples, shots, seed, device, batch_size)
-    return summarize(examples, scores, shots)
-
-
 def run_choice_task(
     folder: str | os.PathLike,
     path: str | os.PathLike,
@@ -355,10 +337,11 @@ def run_choice_task(
     name: str | None = None,
 ) -> dict:
     """Score the model of a final folder on the JSONL task at `path` (named after its file
-    unless `name` is given); the JSON-ready summary of `score_choice_task`."""
+    unless `name` is given); the JSON-ready summary of its scores."""
     examples = read_choice_task(path)
     torch_device = DeviceManager(device).device
     model, _ = load_final(folder, torch_device)
     tokenizer = load_tokenizer(folder)
-    summary = score_choice_task(model, tokenizer, examples, shots, seed, torch_device, batch_size)
+    scores = score_choices(model, tokenizer, examples, shots, seed, torch_device, batch_size)
+    summary = summarize(examples, scores, shots)
     return {"task": name or Path(path).stem, **summary}
