@@ -34,6 +34,8 @@ QWEN3 = Qwen3Config(
 STEPS = {"batch_size": 2, "total_steps": 4, "warmup_steps": 1, "eval_steps": 4, "save_steps": 4}
 OVERLAY = {
     "corpus": {"stdlib_max_bytes": 300_000},
+    "clean": {"parts": 1},
+    "shards": {"parts": 1},
     "pretrain": {**STEPS, "seq_len": 64, "eval_batches": 2, "log_steps": 2},
     "sft": {**STEPS, "max_pairs": 40, "log_steps": 2},
     "dpo": {**STEPS, "max_pairs": 24, "log_steps": 2},
