@@ -31,7 +31,8 @@ rule all:
     input:
         expand("results/{stage}/final", stage=MODEL_STAGES),
         rules.report_data.output,
-        rules.report_mixture.output,
         expand(rules.report_training.output, stage=MODEL_STAGES),
-        rules.report_samples.output,
         rules.report_eval.output,
+        # What pretraining drew, and answers before and after SFT, where those stages run.
+        rules.report_mixture.output if "pretrain" in MODEL_STAGES else [],
+        rules.report_samples.output if "sft" in MODEL_STAGES else [],

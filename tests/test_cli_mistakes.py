@@ -121,13 +121,13 @@ def test_heads_that_do_not_divide_the_width_are_refused_before_any_job() -> None
     ]
 
 
-def test_rows_longer_than_the_model_sees_are_refused_before_any_job() -> None:
+def test_rows_longer_than_the_model_sees_are_refused_before_any_job(tmp_path) -> None:
     errors = config_errors({"model": {"max_position_embeddings": 256}, "sft": {"seq_len": 384}})
     assert errors == [
         "config key sft.seq_len: 384 is more than model.max_position_embeddings 256, the "
         "longest sequence the model sees; lower the one or raise the other"
     ]
-    imported = {"model": {"max_position_embeddings": 256}, "pretrain": {"init_from": "hf/llama"}}
+    imported = {"model": {"max_position_embeddings": 256}, "pretrain": {"init_from": str(tmp_path)}}
     assert config_errors(imported | {"sft": {"seq_len": 384}}) == []  # the folder's positions
 
 
@@ -296,3 +296,17 @@ def test_status_outside_the_repository_says_where_to_run_it(tmp_path) -> None:
     assert "No Snakefile found" in result.stderr
     assert "Run helox status in the Helox repository" in result.stderr
     assert result.stdout == ""
+
+
+def test_an_init_from_names_a_folder_and_one_stage_sets_one(tmp_path) -> None:
+    missing = tmp_path / "no-such-model"
+    assert config_errors({"dpo": {"init_from": str(missing)}}) == [
+        f"config key dpo.init_from: {missing} is not a folder; name a Hugging Face model "
+        "folder (config.json, its safetensors and tokenizer)"
+    ]
+    both = {"pretrain": {"init_from": str(tmp_path)}, "sft": {"init_from": str(tmp_path)}}
+    assert config_errors(both) == [
+        "config key sft.init_from: pretrain.init_from is set too, and a run starts from one "
+        "imported folder (the stages before it do not run); keep one"
+    ]
+    assert config_errors({"dpo": {"init_from": str(tmp_path)}}) == []

@@ -16,7 +16,6 @@ from helox.cli.main import main
 from helox.common.config_files import ConfigError, section_from_dict
 from helox.data.clean_config import CleanConfig
 from helox.pipeline.config import (
-    FIXED_KEYS,
     NOT_INHERITED,
     SECTIONS,
     completed,
@@ -79,8 +78,7 @@ def test_every_default_is_valid_and_every_section_complete() -> None:
     assert config_errors(defaults) == []
     assert config_errors(resolve_config(SHIPPED)) == []
     for name, cls in SECTIONS.items():
-        fixed = FIXED_KEYS.get(name, ())
-        assert set(defaults[name]) == {f.name for f in dataclasses.fields(cls)} - set(fixed)
+        assert set(defaults[name]) == {f.name for f in dataclasses.fields(cls)}
         assert section_from_dict(cls, defaults[name], name) == cls()
 
 
@@ -102,7 +100,7 @@ def test_fine_tuning_stages_take_pretrains_training_keys_but_not_its_launch() ->
     sft, dpo = config["sft"], config["dpo"]
     assert (sft["seq_len"], sft["batch_size"], dpo["seq_len"], dpo["beta"]) == (77, 3, 77, 0.5)
     assert (sft["nproc"], sft["init_from"]) == (1, "")
-    assert (dpo["nproc"], dpo["fsdp"]) == (1, False) and "init_from" not in dpo
+    assert (dpo["nproc"], dpo["fsdp"], dpo["init_from"]) == (1, False, "")
     assert sft["max_pairs"] == section_defaults(SECTIONS["sft"])["max_pairs"]
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     assert list(sft)[: len(training) - len(NOT_INHERITED)] == [

@@ -12,7 +12,6 @@ import pytest
 import sentencepiece as spm
 import torch
 import torch.nn.functional as F
-from test_workflow import planned_jobs, snakemake
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from helox.cli.main import main
@@ -156,21 +155,6 @@ def test_a_tokenizer_of_its_own_is_carried_and_one_too_large_is_refused(tmp_path
     with pytest.raises(ValueError, match=rf"tokenizer.model has {VOCAB} tokens but .*config.json"):
         import_hf_folder(tmp_path / "small", tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
-
-
-def test_init_from_replaces_the_tokenizer_stage_or_everything_before_sft(tmp_path) -> None:
-    (tmp_path / "hf").mkdir()
-    init = {"init_from": str(tmp_path / "hf")}
-    scratch = planned_jobs(snakemake(tmp_path, "-n", "results/sft/final"))
-    assert scratch["tokenizer"] == scratch["pretrain"] == 1 and "import_hf" not in scratch
-    continued = planned_jobs(
-        snakemake(tmp_path, "-n", "results/sft/final", overlay={"pretrain": init})
-    )
-    assert "tokenizer" not in continued
-    assert continued["import_hf"] == continued["imported_tokenizer"] == 1
-    assert continued["pretrain"] == continued["sft"] == 1
-    fine_tuned = planned_jobs(snakemake(tmp_path, "-n", "results/sft/final", overlay={"sft": init}))
-    assert fine_tuned == {"import_hf": 1, "sample_instructions": 1, "sft": 1}
 
 
 def test_pretraining_and_sft_continue_an_imported_llama(

@@ -169,7 +169,6 @@ def test_the_config_picks_the_schedule() -> None:
     assert any("pretrain.decay_fraction" in e for e in errors)
     assert not config_errors({"sft": {"nproc": 2, "nodes": 2, "fsdp": True}})
     assert not config_errors({"dpo": {"nproc": 2, "nodes": 2, "fsdp": True}})
-    assert any("dpo.init_from" in e for e in config_errors({"dpo": {"init_from": "hf/llama"}}))
     assert any("pretrain.nodes" in e for e in config_errors({"pretrain": {"nodes": 0}}))
     assert not config_errors({"pretrain": {"nproc": 4, "fsdp": True, "max_consecutive_skips": 3}})
 

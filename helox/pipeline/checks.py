@@ -23,7 +23,35 @@ def cross_key_errors(complete: dict[str, Any]) -> list[str]:
         + lsh_errors(complete)
         + model_shape_errors(complete)
         + sequence_errors(complete)
+        + init_errors(complete)
     )
+
+
+TRAINING_STAGES = ("pretrain", "sft", "dpo")  # in the order the pipeline runs them
+
+
+def init_errors(config: dict[str, Any]) -> list[str]:
+    """An `init_from` names a folder, and only one stage sets one: the stages before it do
+    not run, so a second import would be thrown away."""
+    importing = [
+        stage
+        for stage in TRAINING_STAGES
+        if isinstance(_mapping(config.get(stage)).get("init_from"), str)
+        and _mapping(config.get(stage))["init_from"]
+    ]
+    messages = [
+        f"config key {stage}.init_from: {importing[0]}.init_from is set too, and a run starts "
+        f"from one imported folder (the stages before it do not run); keep one"
+        for stage in importing[1:]
+    ]
+    for stage in importing[:1]:
+        folder = config[stage]["init_from"]
+        if not os.path.isdir(folder):
+            messages.append(
+                f"config key {stage}.init_from: {os.path.abspath(folder)} is not a folder; "
+                "name a Hugging Face model folder (config.json, its safetensors and tokenizer)"
+            )
+    return messages
 
 
 def sequence_errors(config: dict[str, Any]) -> list[str]:
@@ -33,7 +61,7 @@ def sequence_errors(config: dict[str, Any]) -> list[str]:
     if type(positions) is not int:
         return []
     messages = []
-    for stage in ("pretrain", "sft", "dpo"):
+    for stage in TRAINING_STAGES:
         section = _mapping(config.get(stage))
         if section.get("init_from"):
             break

@@ -52,9 +52,6 @@ SECTIONS: dict[str, type] = {
 # but for where a stage starts and how it is launched, which stay each stage's own.
 FINE_TUNING_STAGES = ("sft", "dpo")
 NOT_INHERITED = ("init_from", "nproc", "nodes", "rendezvous_timeout", "fsdp")
-# DPO always starts from the SFT model (the schema holds init_from to ""), so its section has
-# that key only where a config states it.
-FIXED_KEYS = {"dpo": ("init_from",)}
 # Keys that hold a section which is off (null) unless a config states it; stated, its other
 # keys take their defaults. Each fine-tuning stage's adapters are its own: `lora` is neither
 # pretraining's (the schema refuses it there) nor passed from one stage to the next.
@@ -73,8 +70,7 @@ def fine_tuning_defaults(pretrain: dict[str, Any], stage: str) -> dict[str, Any]
     training = {f.name for f in dataclasses.fields(TrainingConfig)}
     inherited = {key: value for key, value in pretrain.items() if key not in NOT_INHERITED}
     own = {key: value for key, value in defaults.items() if key not in training}
-    launch = [key for key in NOT_INHERITED if key not in FIXED_KEYS.get(stage, ())]
-    return inherited | own | {key: defaults[key] for key in launch}
+    return inherited | own | {key: defaults[key] for key in NOT_INHERITED}
 
 
 def default_config(config: dict[str, Any]) -> dict[str, Any]:

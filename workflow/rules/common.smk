@@ -17,7 +17,12 @@ from helox.train.launch import scheduler_request
 PARTS = list(range(config["clean"]["parts"]))
 # corpus.sources, or raw_dir (default: the gathered standard library) as one source.
 SOURCES = corpus_sources(config["corpus"], "results/sample/raw")
-MODEL_STAGES = ["pretrain", "sft", "dpo"]  # every training stage, each writing results/{stage}/final
+TRAINING_STAGES = ["pretrain", "sft", "dpo"]  # in order, each writing results/{stage}/final
+# The stage that starts from an imported Hugging Face folder (its init_from; one at most), else
+# None. The stages before it do not run, and the folder's tokenizer is the pipeline's.
+INIT_STAGE = next((stage for stage in TRAINING_STAGES if config[stage]["init_from"]), None)
+IMPORTED = f"results/import/{INIT_STAGE}" if INIT_STAGE else None
+MODEL_STAGES = TRAINING_STAGES[TRAINING_STAGES.index(INIT_STAGE) :] if INIT_STAGE else TRAINING_STAGES
 RAW_DIRS = [source.path for source in SOURCES]
 # What cleaning reads of each source: not its weight, so a weight edit leaves it alone.
 CLEAN_SOURCES = [

@@ -1,4 +1,7 @@
-# Preference tuning (DPO) of the SFT model, which stays frozen as the reference.
+# Preference tuning (DPO) of the SFT model, which stays frozen as the reference; with
+# dpo.init_from, of an imported Hugging Face model (then pretraining and SFT do not run).
+
+DPO_BASE = IMPORTED if INIT_STAGE == "dpo" else "results/sft/final"
 
 DPO_DATA = config["dpo"]["data"] or "results/sample/dpo.jsonl"
 
@@ -23,7 +26,7 @@ rule sample_preferences:
 
 rule dpo:
     input:
-        sft="results/sft/final",
+        sft=DPO_BASE,
         data=DPO_DATA,
     output:
         directory("results/dpo/final"),

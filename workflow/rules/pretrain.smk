@@ -1,19 +1,19 @@
 # Pretraining; step checkpoints live beside final/ so a rerun after a crash resumes.
 # With pretrain.nproc or pretrain.nodes > 1 the adapter starts nodes × nproc processes through
 # torchrun (one torchrun per node under srun), and the job asks for exactly those nodes and GPUs.
-# With pretrain.init_from it continues an imported Hugging Face model, whose tokenizer's
-# files then take the tokenizer stage's place (the folder TOKENIZER, as that stage's).
+# With pretrain.init_from it continues an imported Hugging Face model.
 
-PRETRAIN_INIT = "results/import/pretrain" if config["pretrain"].get("init_from") else []
+PRETRAIN_INIT = IMPORTED if INIT_STAGE == "pretrain" else []
 
 
+# The folder the one init_from names (common.smk's INIT_STAGE), as a Helox model folder.
 rule import_hf:
     input:
         lambda wildcards: config[wildcards.stage]["init_from"],
     output:
         directory("results/import/{stage}"),
     wildcard_constraints:
-        stage="pretrain|sft",
+        stage="|".join(TRAINING_STAGES),
     log:
         "logs/import_hf_{stage}.log",
     benchmark:
@@ -24,13 +24,15 @@ rule import_hf:
         "../../scripts/import_hf.py"
 
 
-if PRETRAIN_INIT:
+if IMPORTED:
 
+    # The imported model's tokenizer files take the tokenizer stage's place (the folder
+    # TOKENIZER): the shards, and so its evaluation, are tokenized with them.
     ruleorder: imported_tokenizer > tokenizer
 
     rule imported_tokenizer:
         input:
-            folder=PRETRAIN_INIT,
+            folder=IMPORTED,
             documents=expand("results/dedup/part-{part}.jsonl.zst", part=PARTS),
         output:
             folder=directory(TOKENIZER),

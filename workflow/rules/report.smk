@@ -87,7 +87,7 @@ rule report_training:
 
 rule report_samples:
     input:
-        pretrained="results/pretrain/final",
+        pretrained=SFT_BASE,
         sft="results/sft/final",
     output:
         report("results/report/samples.html", caption="../report/samples.rst", category="Samples"),

@@ -1,12 +1,12 @@
 # Supervised fine-tuning of the pretrained model, or with sft.init_from of an imported
-# Hugging Face model (then nothing upstream of SFT runs but the import), on instruction pairs.
+# Hugging Face model (then pretraining does not run), on instruction pairs.
+
+SFT_BASE = IMPORTED if INIT_STAGE == "sft" else "results/pretrain/final"
 
 
 rule sft:
     input:
-        pretrained=(
-            "results/import/sft" if config["sft"].get("init_from") else "results/pretrain/final"
-        ),
+        pretrained=SFT_BASE,
         data=SFT_DATA,
     output:
         directory("results/sft/final"),
