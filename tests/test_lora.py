@@ -352,3 +352,20 @@ def test_each_stage_has_its_own_adapters() -> None:
     assert config["sft"]["lora"] == dataclasses.asdict(LoRAConfig(rank=4))
     assert config["dpo"]["lora"] is None and "lora" not in config["pretrain"]
     assert resolve_config({"dpo": {"lora": {}}})["dpo"]["lora"]["rank"] == LoRAConfig().rank
+
+
+def test_lora_is_refused_where_helox_adds_its_chat_markers(real_tokenizers, tmp_path) -> None:
+    """Mistral 7B v0.1's tokenizer has no chat template: SFT adds Helox's markers as new rows,
+    which frozen under LoRA would all stay one mean, so LoRA is refused naming the key."""
+    hf = tmp_path / "hf"
+    tokenizer = real_tokenizers / "mistral-7b-v0.1" / "tokenizer.model"
+    llama_folder(hf, tokenizer, vocab_size=32000, hidden_size=16, intermediate_size=32)
+    (hf / "tokenizer_config.json").write_text('{"bos_token": "<s>", "eos_token": "</s>"}')
+    imported = import_hf_folder(hf, tmp_path / "imported")
+    config = dataclasses.replace(SFT, lora=LORA)
+    prepared = config.prepare_chat(imported, imported)
+    assert prepared.added_ids
+    with pytest.raises(ConfigError, match=r"config key sft\.lora: .* brings no chat template"):
+        tuned_model(imported, config, prepared, torch.device("cpu"))
+    whole, _ = tuned_model(imported, SFTConfig(), prepared, torch.device("cpu"))
+    assert whole.config.vocab_size == 32000 + len(prepared.added_ids)
