@@ -38,6 +38,7 @@ KEPT_ON_PURPOSE = {
     ("sft", "data"),
     ("dpo", "data"),
     ("eval", "tasks"),
+    ("eval", "baselines"),
 }
 
 

@@ -1,5 +1,6 @@
-"""The settings of the evaluate stage's tasks: HumanEval, the built-in next-line task and the
-user's own multiple-choice tasks, composed by EvalConfig, the eval section."""
+"""The settings of the evaluate stage's tasks: HumanEval, the built-in next-line task, the
+user's own multiple-choice tasks and the public models scored beside the stages, composed by
+EvalConfig, the eval section."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ class ChoiceTaskConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """An imported Hugging Face folder scored beside the stages, as a column of the card."""
+
+    name: str  # the column's name and the file name of its results
+    path: str  # a local folder of a supported family (helox.model.import_hf)
+
+
+@dataclass
 class EvalConfig:
     device: str = "auto"
     batch_size: int = 8
@@ -58,6 +67,7 @@ class EvalConfig:
     humaneval: HumanEvalConfig = field(default_factory=HumanEvalConfig)
     next_line: NextLineTaskConfig = field(default_factory=NextLineTaskConfig)
     tasks: list[ChoiceTaskConfig] = field(default_factory=list)
+    baselines: list[BaselineConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         build_sections(self, "eval")

@@ -24,6 +24,7 @@ def cross_key_errors(complete: dict[str, Any]) -> list[str]:
         + model_shape_errors(complete)
         + sequence_errors(complete)
         + init_errors(complete)
+        + baseline_errors(complete)
     )
 
 
@@ -51,6 +52,33 @@ def init_errors(config: dict[str, Any]) -> list[str]:
                 f"config key {stage}.init_from: {os.path.abspath(folder)} is not a folder; "
                 "name a Hugging Face model folder (config.json, its safetensors and tokenizer)"
             )
+    return messages
+
+
+def baseline_errors(config: dict[str, Any]) -> list[str]:
+    """Each of eval.baselines names a column of its own (unique, and not a training stage's)
+    and a folder."""
+    baselines = _mapping(config.get("eval")).get("baselines")
+    messages = []
+    seen: set[str] = set()
+    for index, baseline in enumerate(baselines if isinstance(baselines, list) else []):
+        name, path = _mapping(baseline).get("name"), _mapping(baseline).get("path")
+        if isinstance(path, str) and path and not os.path.isdir(path):
+            messages.append(
+                f"config key eval.baselines.{index}.path: {os.path.abspath(path)} is not a "
+                "folder; name a Hugging Face model folder (config.json, its safetensors and "
+                "tokenizer)"
+            )
+        where = f"config key eval.baselines.{index}.name"
+        if name in TRAINING_STAGES:
+            messages.append(
+                f"{where}: {name!r} is a training stage's name, which its column would share; "
+                "name the baseline after its model"
+            )
+        elif isinstance(name, str) and name in seen:
+            messages.append(f"{where}: {name!r} names two baselines")
+        elif isinstance(name, str):
+            seen.add(name)
     return messages
 
 
