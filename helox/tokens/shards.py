@@ -192,6 +192,14 @@ def encoded_batches(
     """(record, the ids training sees of it) of every document of the inputs, a batch of
     about a MB at a time."""
     records = (record for path in input_paths for record in iter_jsonl(path, on_read))
+    return encoded_records(records, tokenizer, threads)
+
+
+def encoded_records(
+    records: Iterator[dict], tokenizer: Tokenizer, threads: int
+) -> Iterator[list[tuple[dict, list[int]]]]:
+    """(record, the ids training sees of it) of each of `records`, a batch of about a MB at a
+    time."""
     for batch in batched(records, ENCODE_BATCH_BYTES):
         encoded = tokenizer.encode_batch([record["text"] for record in batch], threads)
         yield [(r, tokenizer.document_ids(ids)) for r, ids in zip(batch, encoded, strict=True)]
@@ -294,6 +302,18 @@ def write_manifest(
     check_splits_hold_tokens(splits)
     manifest = {
         "splits": splits,
+        **tokenizer_fields(tokenizer),
+        **source_fields(inputs),
+        "shards_sha256": sha256_files(p for split in SPLITS for p in shard_paths[split]),
+        "sources": source_rows(parts, splits["train"]["files"]),
+    }
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def tokenizer_fields(tokenizer: Tokenizer) -> dict:
+    """What a manifest records of the tokenizer its shards hold the ids of."""
+    return {
         "vocab_size": tokenizer.vocab_size,
         "token_dtype": token_dtype(tokenizer.vocab_size).name,
         "eos_id": tokenizer.eos,
@@ -302,15 +322,16 @@ def write_manifest(
         "pad_id": tokenizer.pad,
         "tokenizer_kind": tokenizer.kind,
         "tokenizer_sha256": tokenizer.sha256,
-        "source_sha256": hashlib.sha256(
-            "".join(i["sha256"] for i in sorted(inputs, key=lambda i: i["path"])).encode()
-        ).hexdigest(),
-        "source_files": sorted(inputs, key=lambda i: i["path"]),
-        "shards_sha256": sha256_files(p for split in SPLITS for p in shard_paths[split]),
-        "sources": source_rows(parts, splits["train"]["files"]),
     }
-    write_json(manifest_path, manifest)
-    return manifest
+
+
+def source_fields(inputs: list[dict]) -> dict:
+    """The manifest's lineage of the deduplicated files (`{"path", "sha256"}` each) it read."""
+    ordered = sorted(inputs, key=lambda i: i["path"])
+    return {
+        "source_sha256": hashlib.sha256("".join(i["sha256"] for i in ordered).encode()).hexdigest(),
+        "source_files": ordered,
+    }
 
 
 def check_splits_hold_tokens(splits: Mapping[str, Mapping[str, int]]) -> None:
