@@ -1,5 +1,5 @@
-# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT → evaluation, then the
-# report's parts.
+# Helox: raw text → clean → dedup → tokenizer → shards → pretrain → SFT → evaluation (with
+# eval.baselines beside the stages), then the report's parts.
 # Snakemake decides what is outdated; every byte of real work happens in `helox`.
 
 from snakemake.utils import min_version
@@ -23,6 +23,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/sft.smk"
 include: "workflow/rules/dpo.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -33,6 +34,7 @@ rule all:
         rules.report_data.output,
         expand(rules.report_training.output, stage=MODEL_STAGES),
         rules.report_eval.output,
+        BASELINE_RESULTS,
         # What pretraining drew, and answers before and after SFT, where those stages run.
         rules.report_mixture.output if "pretrain" in MODEL_STAGES else [],
         rules.report_samples.output if "sft" in MODEL_STAGES else [],

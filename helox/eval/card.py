@@ -1,11 +1,15 @@
-"""The eval card: every model stage's scores side by side, each metric beside its baseline.
+"""The eval card: every model stage's scores side by side, each metric beside its baseline,
+then the imported models of eval.baselines as more columns.
 
-Drawn from the evaluate stage's `results/eval/{stage}.json` files, as an HTML table for the
-report and as plain text for `helox eval --card`.
+Drawn from the evaluate stage's `results/eval/{stage}.json` files (and a baseline's
+`results/eval/baselines/{name}.json`), as an HTML table for the report and as plain text for
+`helox eval --card`. Rows marked with COMPARABLE (` *`) do not depend on how a tokenizer cuts
+text, so they compare models of different tokenizers; the footnote says so under the table.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -15,6 +19,16 @@ from helox.common.html import html_table, write_html
 from helox.common.io import read_json
 
 Row = list[Any]
+COMPARABLE = " *"  # after a metric's name: its numbers compare across tokenizers
+FOOTNOTE = (
+    "* compares across tokenizers (a baseline's among them): bits per byte, per-byte accuracy "
+    "and HumanEval; the other rows depend on how each model's tokenizer cuts the text."
+)
+
+
+def comparable(metric: str) -> str:
+    """The metric's name marked as comparable across tokenizers."""
+    return metric + COMPARABLE
 
 
 def humaneval_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
@@ -31,10 +45,17 @@ def humaneval_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
     if not ks:
         return []
     rows = [
-        [f"HumanEval {k}", 0.0, *(r.get("humaneval", {}).get(k, math.nan) for r in results)]
+        [
+            comparable(f"HumanEval {k}"),
+            0.0,
+            *(r.get("humaneval", {}).get(k, math.nan) for r in results),
+        ]
         for k in ks
     ]
-    for key, label in (("problems_passed", "problems passed"), ("attempted", "problems attempted")):
+    for key, label in (
+        ("problems_passed", comparable("problems passed")),
+        ("attempted", "problems attempted"),
+    ):
         rows.append(
             [f"HumanEval {label}", "", *(r.get("humaneval", {}).get(key, "") for r in results)]
         )
@@ -42,33 +63,33 @@ def humaneval_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
 
 
 def task_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
-    """Accuracy beside chance and centered accuracy beside 0, for every task any stage ran."""
+    """Accuracy and per-byte accuracy beside chance and centered accuracy beside 0, for every
+    task any stage ran."""
     names = sorted({name for result in results for name in result.get("tasks", {})})
     rows = []
     for name in names:
         scores = [result.get("tasks", {}).get(name, {}) for result in results]
         chance = next(score["chance"] for score in scores if score)
         shots = next(score["shots"] for score in scores if score)
-        rows.append(
-            [
-                f"{name} accuracy ({shots}-shot)",
-                chance,
-                *(s.get("accuracy", math.nan) for s in scores),
-            ]
-        )
-        rows.append(
-            [
-                f"{name} centered accuracy",
-                0.0,
-                *(s.get("centered_accuracy", math.nan) for s in scores),
-            ]
-        )
+        for metric, key, baseline in (
+            (f"{name} accuracy ({shots}-shot)", "accuracy", chance),
+            (comparable(f"{name} per-byte accuracy ({shots}-shot)"), "accuracy_norm", chance),
+            (f"{name} centered accuracy", "centered_accuracy", 0.0),
+        ):
+            rows.append([metric, baseline, *(s.get(key, math.nan) for s in scores)])
     return rows
 
 
+def column_name(result: Mapping[str, Any]) -> str:
+    """A result's column: its stage, or an imported baseline's name marked as one."""
+    return f"{result['stage']} (baseline)" if result.get("baseline") else result["stage"]
+
+
 def card_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Row]]:
-    """Headers and rows: one row a metric, a baseline column, then one column a stage."""
-    headers = ["metric", "baseline", *(result["stage"] for result in results)]
+    """Headers and rows: one row a metric, a baseline column, then one column a stage, then
+    one column an imported baseline of eval.baselines."""
+    results = sorted(results, key=lambda result: bool(result.get("baseline")))
+    headers = ["metric", "baseline", *(column_name(result) for result in results)]
     rows = []
     for split in ("val", "test"):
         baseline = next(
@@ -77,7 +98,7 @@ def card_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Ro
         )
         rows.append(
             [
-                f"{split} bits per byte (unigram baseline)",
+                comparable(f"{split} bits per byte (unigram baseline)"),
                 baseline,
                 *(r["bpb"][split]["bpb"] for r in results),
             ]
@@ -109,7 +130,7 @@ def format_card(results: Sequence[Mapping[str, Any]]) -> str:
         )
         for row in cells
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", FOOTNOTE])
 
 
 def format_value(value: Any) -> str:
@@ -121,4 +142,5 @@ def format_value(value: Any) -> str:
 def write_card_html(paths: Sequence[str | os.PathLike], output_path: str | os.PathLike) -> None:
     """The report's eval card from the evaluate stage's JSON files."""
     headers, rows = card_table(read_results(paths))
-    write_html(output_path, "Evaluation", html_table(headers, rows))
+    body = html_table(headers, rows) + f"<p>{html.escape(FOOTNOTE)}</p>\n"
+    write_html(output_path, "Evaluation", body)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helox.common.io import write_json
+from helox.common.io import read_json, write_json
 from helox.eval.bpb import evaluate_folder
 from helox.eval.choice import run_choice_task
 from helox.eval.config import EvalConfig
@@ -40,13 +40,17 @@ def run_evaluation(
     output_path: str | os.PathLike,
     seq_len: int | None = None,
     tracking: TrackingConfig | None = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """Score `folder` on every evaluation the config enables, write `output_path`, and log
-    the card's numbers to the MLflow run that wrote the folder."""
+    the card's numbers to the MLflow run that wrote the folder. A `baseline` (an imported
+    model of eval.baselines, `stage` its name) is marked so in the result."""
     folder = Path(folder)
     device = DeviceManager(config.device).device.type
     seconds: dict[str, float] = {}
     result: dict[str, Any] = {"stage": stage, "folder": str(folder), "device": device}
+    if baseline:
+        result["baseline"] = True
     with timed(seconds, "bpb"):
         result["bpb"] = {
             split: split_bpb(folder, shards_dir, split, seq_len, config, device)
@@ -86,7 +90,8 @@ def split_bpb(
     device: str,
 ) -> dict[str, Any]:
     """The folder's loss and bits per byte on one split, beside a unigram model's bits per
-    byte (train-split token counts, add-one smoothed) at the same bytes per token."""
+    byte (train-split token counts, add-one smoothed) at the same bytes per token where the
+    shards have a train split (a baseline's held-out shards have none)."""
     scored = evaluate_folder(
         folder,
         shards_dir,
@@ -96,8 +101,10 @@ def split_bpb(
         max_batches=config.bpb_max_batches,
         device=device,
     )
-    unigram_loss = unigram_baseline(Path(shards_dir) / "manifest.json", "train", split)
-    scored["unigram_bpb"] = bits_per_byte(unigram_loss * scored["tokens"], scored["bytes"])
+    manifest_path = Path(shards_dir) / "manifest.json"
+    if "train" in read_json(manifest_path)["splits"]:
+        unigram_loss = unigram_baseline(manifest_path, "train", split)
+        scored["unigram_bpb"] = bits_per_byte(unigram_loss * scored["tokens"], scored["bytes"])
     return scored
 
 

@@ -21,6 +21,13 @@ def eval_device(stage):
     return config[stage]["device"] if device == "auto" else device
 
 
+def eval_params(device):
+    """The eval section as every evaluate job reads it, on `device`: without eval.baselines,
+    so that adding a baseline leaves the other models' scores as they are."""
+    settings = {key: value for key, value in config["eval"].items() if key != "baselines"}
+    return settings | {"device": device}
+
+
 rule next_line_task:
     input:
         manifest="results/shards/manifest.json",
@@ -48,7 +55,7 @@ rule evaluate:
     output:
         "results/eval/{stage}.json",
     params:
-        eval=lambda wildcards: config["eval"] | {"device": eval_device(wildcards.stage)},
+        eval=lambda wildcards: eval_params(eval_device(wildcards.stage)),
         tasks=list(eval_task_paths()),
         seq_len=config["pretrain"]["seq_len"],
         seed=config["seed"],

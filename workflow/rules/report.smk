@@ -106,6 +106,7 @@ rule report_samples:
 rule report_eval:
     input:
         expand("results/eval/{stage}.json", stage=MODEL_STAGES),
+        BASELINE_RESULTS,
     output:
         report("results/report/eval/card.html", caption="../report/eval.rst", category="Evaluation"),
     log:
