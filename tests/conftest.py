@@ -101,6 +101,23 @@ def pipeline(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="session")
+def evaluated(pipeline) -> dict[str, dict]:
+    """results/eval/{stage}.json of the tiny pipeline, built by Snakemake."""
+    import json
+
+    from test_workflow import snakemake
+
+    stages = ("pretrain", "sft", "dpo")
+    targets = [f"results/eval/{stage}.json" for stage in stages]
+    result = snakemake(pipeline, *targets)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {
+        stage: json.loads((pipeline / target).read_text())
+        for stage, target in zip(stages, targets, strict=True)
+    }
+
+
 # The longest groups, longest first (seconds each took in a full run on 2 cores): started first,
 # so that the workers finish together (pyproject's --no-loadscope-reorder keeps this order).
 LONGEST_GROUPS = (

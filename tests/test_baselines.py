@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_eval_stage import STAGES, evaluated  # noqa: F401 (the fixture, shared by name)
+from test_eval_stage import STAGES
 from test_hf_families import random_source, save_source
 from test_workflow import TINY, helox_cli, planned_jobs, snakemake
 from transformers import LlamaConfig
@@ -58,7 +58,7 @@ def tiny_llama(folder: Path, tokenizer: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def baseline_run(pipeline, evaluated, spm_model, tmp_path_factory) -> BaselineRun:  # noqa: F811
+def baseline_run(pipeline, evaluated, spm_model, tmp_path_factory) -> BaselineRun:
     """The pipeline (its stages evaluated) copied, then its card built with a baseline whose
     SentencePiece vocabulary is not the pipeline's."""
     root = tmp_path_factory.mktemp("baselines")

