@@ -143,8 +143,9 @@ def test_card_shows_the_baseline_after_the_stages(baseline_run):
         ([{"name": "sft", "path": "m"}], "eval.baselines.0.name: 'sft' is a training stage's"),
         ([{"name": "a", "path": "m"}, {"name": "a", "path": "n"}], "1.name: 'a' names two"),
         ([{"name": "../up", "path": "m"}], "eval.baselines.0.name: '../up' does not match"),
+        ([{"name": "q", "path": "no/such/model"}], "no/such/model is not a folder"),
     ],
 )
-def test_a_baseline_name_must_be_its_own_column(baselines, message):
+def test_a_bad_baseline_is_refused_by_its_key(baselines, message):
     errors = config_errors(resolve_config({"eval": {"baselines": baselines}}))
     assert any(message in error for error in errors), errors

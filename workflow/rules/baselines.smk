@@ -5,6 +5,8 @@
 BASELINES = {baseline["name"]: baseline["path"] for baseline in config["eval"]["baselines"]}
 BASELINE_RESULTS = expand("results/eval/baselines/{name}.json", name=list(BASELINES))
 BASELINE_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"  # one path component (the schema's pattern)
+# eval.device, or where it is auto the device the first training stage that runs uses.
+BASELINE_DEVICE = eval_device(MODEL_STAGES[0])
 
 
 rule import_baseline:
@@ -49,8 +51,7 @@ rule held_out_shards:
         "../../scripts/held_out_shards.py"
 
 
-# On the device pretraining used where eval.device is auto; at pretraining's seq_len, as the
-# stages are scored.
+# With the stages' settings, at pretraining's seq_len, as they are scored.
 rule evaluate_baseline:
     input:
         unpack(eval_task_inputs),
@@ -61,12 +62,12 @@ rule evaluate_baseline:
     wildcard_constraints:
         name=BASELINE_NAME,
     params:
-        eval=eval_params(eval_device("pretrain")),
+        eval=eval_params(BASELINE_DEVICE),
         tasks=list(eval_task_paths()),
         seq_len=config["pretrain"]["seq_len"],
         seed=config["seed"],
     resources:
-        gpu=1 if eval_device("pretrain") == "cuda" else 0,
+        gpu=1 if BASELINE_DEVICE == "cuda" else 0,
     log:
         "logs/eval/baselines/{name}.log",
     benchmark:
