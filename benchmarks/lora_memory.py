@@ -30,7 +30,8 @@ import torch
 
 from helox.model.config import ModelConfig
 from helox.model.device import DeviceManager
-from helox.model.lora import LoRAConfig, apply_lora
+from helox.model.lora import apply_lora
+from helox.model.lora_config import LoRAConfig
 from helox.model.network import IGNORE_INDEX, create_model_from_config
 from helox.train.config import TrainingConfig
 from helox.train.loop import Trainer

@@ -4,7 +4,8 @@
 from helox.common.config_files import section_from_dict
 from helox.common.logs import setup_logging
 from helox.train.launch import launch_snakemake_job
-from helox.tune.dpo import DPOConfig, DPOJob
+from helox.tune.config import DPOConfig
+from helox.tune.dpo import DPOJob
 
 setup_logging(snakemake.log[0])
 config = section_from_dict(DPOConfig, snakemake.params.dpo, "dpo")

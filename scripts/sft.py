@@ -4,7 +4,8 @@ when nproc or nodes > 1)."""
 from helox.common.config_files import section_from_dict
 from helox.common.logs import setup_logging
 from helox.train.launch import launch_snakemake_job
-from helox.tune.sft import SFTConfig, SFTJob
+from helox.tune.config import SFTConfig
+from helox.tune.sft import SFTJob
 
 setup_logging(snakemake.log[0])
 config = section_from_dict(SFTConfig, snakemake.params.sft, "sft")

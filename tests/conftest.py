@@ -122,7 +122,8 @@ def evaluated(pipeline) -> dict[str, dict]:
 # so that the workers finish together (pyproject's --no-loadscope-reorder keeps this order).
 LONGEST_GROUPS = (
     "test_slurm",  # 350, mostly waiting on the Slurm queue
-    "pipeline",  # 250
+    "pipeline",  # 280
+    "test_open_model_pipeline",  # 100
     "test_dpo",  # 80
     "test_distributed",  # 55
     "test_resume",  # 55

@@ -29,7 +29,7 @@ from helox.tokens.shards import ShardsConfig
 from helox.tokens.tokenizer import TokenizerConfig
 from helox.train.config import TrainingConfig
 from helox.train.tracking import TrackingConfig
-from helox.tune.sft import SFTConfig
+from helox.tune.config import SFTConfig
 
 SEED = 1337
 PARTS = 2

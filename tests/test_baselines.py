@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from test_eval_stage import STAGES
-from test_hf_families import random_source, save_source
+from test_import_hf import llama_folder
 from test_workflow import TINY, helox_cli, planned_jobs, snakemake
-from transformers import LlamaConfig
 
 from helox.eval.bpb import evaluate_folder
 from helox.eval.card import FOOTNOTE, comparable
@@ -41,22 +40,6 @@ class BaselineRun:
     planned: dict[str, int]
 
 
-def tiny_llama(folder: Path, tokenizer: Path) -> Path:
-    """A random Llama-shaped Hugging Face folder with `tokenizer` as its tokenizer.model."""
-    vocab_size = load_tokenizer(tokenizer).vocab_size
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )
-    return save_source(random_source(config), folder, tokenizer)
-
-
 @pytest.fixture(scope="module")
 def baseline_run(pipeline, evaluated, spm_model, tmp_path_factory) -> BaselineRun:
     """The pipeline (its stages evaluated) copied, then its card built with a baseline whose
@@ -64,7 +47,9 @@ def baseline_run(pipeline, evaluated, spm_model, tmp_path_factory) -> BaselineRu
     root = tmp_path_factory.mktemp("baselines")
     workdir = root / "pipeline"
     shutil.copytree(pipeline, workdir, symlinks=True)
-    source = tiny_llama(root / "hf", spm_model)
+    source = root / "hf"
+    vocab_size = load_tokenizer(spm_model).vocab_size
+    llama_folder(source, spm_model, vocab_size=vocab_size, max_position_embeddings=256)
     overlay = {"eval": {"baselines": [{"name": NAME, "path": str(source)}]}}
     planned = planned_jobs(snakemake(workdir, "-n", CARD, overlay=overlay))
     result = snakemake(workdir, CARD, overlay=overlay)

@@ -21,7 +21,7 @@ from helox.pipeline.config import config_errors
 from helox.tokens.shards import ShardsConfig, build_dataset_shards
 from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.train.config import TrainingConfig
-from helox.tune.sft import SFTConfig
+from helox.tune.config import SFTConfig
 
 
 @pytest.fixture(scope="module")

@@ -37,18 +37,14 @@ from helox.model.folder import load_final, save_final
 from helox.model.network import create_model_from_config
 from helox.tokens.chat import HeloxChat
 from helox.tokens.vocab import load_tokenizer
-from helox.train.checkpoint import (
-    MODEL_FILE,
-    SHARDS_DIR,
-    checkpoint_problem,
-    load_checkpoint,
-    step_dirs,
-)
+from helox.train.checkpoint import MODEL_FILE, SHARDS_DIR, checkpoint_problem, load_checkpoint
 from helox.train.config import TrainingConfig
 from helox.train.launch import torchrun_command
 from helox.train.pretrain import launch_pretrain
-from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo, run_dpo
-from helox.tune.sft import SFTConfig, SFTJob, launch_sft
+from helox.train.step_folders import step_dirs
+from helox.tune.config import DPOConfig, SFTConfig
+from helox.tune.dpo import DPOJob, launch_dpo, run_dpo
+from helox.tune.sft import SFTJob, launch_sft
 from helox.tune.sft_data import SFTBatches, encode_examples, read_instruction_data
 
 NPROC = 2

@@ -27,7 +27,8 @@ from helox.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from helox.tokens.vocab import load_tokenizer
 from helox.train.preference import DPOObjective, dpo_losses
 from helox.train.tracking import TrackingConfig
-from helox.tune.dpo import DPOConfig, run_dpo
+from helox.tune.config import DPOConfig, SFTConfig
+from helox.tune.dpo import run_dpo
 from helox.tune.dpo_data import (
     PreferenceBatches,
     PreferencePair,
@@ -37,7 +38,7 @@ from helox.tune.dpo_data import (
     read_preference_data,
     swap_body,
 )
-from helox.tune.sft import SFTConfig, run_sft
+from helox.tune.sft import run_sft
 
 SEED = 1337
 MODEL = ModelConfig(
@@ -317,7 +318,7 @@ def test_dpo_raises_held_out_preference_accuracy_over_the_reference(
 RUN_DPO = """
 import sys
 from pathlib import Path
-from helox.tune.dpo import DPOConfig
+from helox.tune.config import DPOConfig
 from helox.train.tracking import TrackingConfig
 from helox.tune.dpo import run_dpo
 sft, data, out, config = sys.argv[1:5]

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from fault_stages import JOBS, Job, run_counted
 
-from helox.train.checkpoint import checkpoint_problem, step_dirs
+from helox.train.checkpoint import checkpoint_problem
+from helox.train.step_folders import step_dirs
 
 RUNNER = Path(__file__).with_name("fault_stages.py")
 # (job, seed): every stage at least once, some twice. A seed picks the fraction of the

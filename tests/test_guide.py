@@ -24,7 +24,7 @@ from helox import (
 )
 from helox.cli.main import main as helox_main
 from helox.common.io import iter_jsonl, read_json
-from helox.train.checkpoint import step_dirs
+from helox.train.step_folders import step_dirs
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

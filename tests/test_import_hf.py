@@ -28,7 +28,8 @@ from helox.tokens.vocab import load_tokenizer
 from helox.train.config import TrainingConfig
 from helox.train.pretrain import run_pretrain
 from helox.train.tracking import TrackingConfig
-from helox.tune.sft import SFTConfig, run_sft
+from helox.tune.config import SFTConfig
+from helox.tune.sft import run_sft
 
 VOCAB = 700
 SEQ_LEN = 64

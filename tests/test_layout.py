@@ -4,6 +4,9 @@ only the layers below it, and no module too long to read in one sitting."""
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import helox
@@ -14,6 +17,7 @@ LAYERS = ("common", "data", "tokens", "model", "train", "tune", "eval", "pipelin
 # The guide's classes face users as the CLI does: they may import any layer.
 FACES = {"guide": len(LAYERS)}
 MAX_LINES = 450
+WORKFLOW = PACKAGE.parent / "workflow"
 
 
 def layer_of(module: str) -> int:
@@ -62,3 +66,20 @@ def test_no_module_is_longer_than_one_sitting() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_reading_the_workflow_imports_no_torch() -> None:
+    """Every Snakemake start (a dry run, `helox status`) parses the workflow: what its rule files
+    import of helox, every section's config among it, must not pull in torch (~2 s a start)."""
+    rule_files = [PACKAGE.parent / "Snakefile", *WORKFLOW.glob("rules/*.smk")]
+    imported = sorted(
+        {
+            name
+            for path in rule_files
+            for name in re.findall(r"^\s*from (helox[\w.]*) import", path.read_text(), re.M)
+        }
+    )
+    assert "helox.pipeline.config" in imported
+    check = f"import sys, {', '.join(imported)}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", (imported, result.stderr)

@@ -23,17 +23,20 @@ from helox.data.stdlib import derive_sft_pairs, gather_stdlib
 from helox.model.device import DeviceManager
 from helox.model.folder import load_final, save_final
 from helox.model.import_hf import import_hf_folder
-from helox.model.lora import LoRAConfig, LoRALinear, apply_lora, merge_adapters
+from helox.model.lora import LoRALinear, apply_lora, merge_adapters
+from helox.model.lora_config import LoRAConfig
 from helox.model.peft_adapter import PEFT_PREFIX
 from helox.pipeline.config import config_errors, resolve_config
 from helox.tokens.chat import HeloxChat
 from helox.tokens.vocab import load_tokenizer
-from helox.train.checkpoint import MODEL_FILE, OPTIMIZER_FILE, step_dirs
+from helox.train.checkpoint import MODEL_FILE, OPTIMIZER_FILE
 from helox.train.loop import Trainer
+from helox.train.step_folders import step_dirs
 from helox.train.tracking import TrackingConfig
-from helox.tune.dpo import DPOConfig, DPOJob, attach_reference_logps, launch_dpo, run_dpo
+from helox.tune.config import DPOConfig, SFTConfig
+from helox.tune.dpo import DPOJob, attach_reference_logps, launch_dpo, run_dpo
 from helox.tune.dpo_data import encode_pairs, read_preference_data
-from helox.tune.sft import SFTConfig, run_sft, tuned_model
+from helox.tune.sft import run_sft, tuned_model
 from helox.tune.sft_data import SFTBatches, encode_examples, read_instruction_data
 
 SEED = 7

@@ -32,7 +32,8 @@ from helox.tokens.template_chat import TemplateChat
 from helox.tokens.tokenizer import adopt_tokenizer
 from helox.tokens.vocab import CHAT_MARKERS, load_tokenizer
 from helox.train.tracking import TrackingConfig
-from helox.tune.sft import SFTConfig, run_sft
+from helox.tune.config import SFTConfig
+from helox.tune.sft import run_sft
 from helox.tune.sft_data import encode_examples
 
 TEXTS = [

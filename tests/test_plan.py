@@ -16,7 +16,7 @@ from test_workflow import dry_run_jobs
 from helox.cli.main import main
 from helox.common.config_files import merged_config
 from helox.model.config import ModelConfig, intermediate_size
-from helox.model.lora import LoRAConfig
+from helox.model.lora_config import LoRAConfig
 from helox.model.network import create_model_from_config
 from helox.model.step_cost import adapter_parameters, block_parameters
 from helox.pipeline.config import validate_config

@@ -17,8 +17,9 @@ from helox.train.config import TrainingConfig
 from helox.train.lineage import git_commit, lineage_tags, stage_job_arguments
 from helox.train.pretrain import PretrainJob
 from helox.train.tracking import PARENT_TAG, PIPELINE_TAG, Tracker, TrackingConfig
+from helox.tune.config import SFTConfig
 from helox.tune.dpo import run_dpo
-from helox.tune.sft import SFTConfig, SFTJob
+from helox.tune.sft import SFTJob
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,6 @@ from helox.train.checkpoint import (
     load_checkpoint,
     run_defining,
     run_fingerprint,
-    step_dirs,
 )
 from helox.train.config import TrainingConfig
 from helox.train.loop import NonFiniteTrainingError, Trainer, seed_everything
@@ -46,6 +45,7 @@ from helox.train.optim import (
 )
 from helox.train.pretrain import run_pretrain
 from helox.train.schedule import WarmupCosine, WarmupStableDecay, make_schedule
+from helox.train.step_folders import step_dirs
 from helox.train.tracking import Tracker, TrackingConfig, tracking_uri
 
 MODEL = ModelConfig(

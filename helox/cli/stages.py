@@ -65,7 +65,8 @@ def fine_tuning_fields(
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from helox.tune.sft import SFTConfig, SFTJob, launch_sft
+    from helox.tune.config import SFTConfig
+    from helox.tune.sft import SFTJob, launch_sft
 
     job = SFTJob(
         pretrained_dir=args.pretrained_model,
@@ -78,7 +79,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
-    from helox.tune.dpo import DPOConfig, DPOJob, launch_dpo
+    from helox.tune.config import DPOConfig
+    from helox.tune.dpo import DPOJob, launch_dpo
 
     job = DPOJob(
         sft_dir=args.sft_model,

@@ -15,33 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from helox.common.config_files import ConfigError
+from helox.model.lora_config import LoRAConfig
 
-# The attention and MLP projections: QLoRA and litgpt adapt all of them for quality.
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_FACTORS = (".lora_A.weight", ".lora_B.weight")
-
-
-@dataclass
-class LoRAConfig:
-    """A fine-tuning stage's adapters (`sft.lora`, `dpo.lora`); the stage trains every weight
-    without one."""
-
-    rank: int = 8
-    alpha: float = 16.0  # the update is scaled by alpha / rank
-    # On the adapter's input while training (PEFT's and torchtune's default is none): each
-    # adapted projection then keeps a masked copy of its input for backward.
-    dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: list(PROJECTIONS))
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
 
 class LoRALinear(nn.Module):

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from helox.common.io import fsync_dir, fsync_file, write_json
-from helox.model.lora import LoRAConfig
+from helox.model.lora_config import LoRAConfig
 
 ADAPTER_DIR = "adapter"  # beside the merged weights in a stage's final/ folder
 ADAPTER_CONFIG_FILE = "adapter_config.json"

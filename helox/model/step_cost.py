@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from helox.model.config import ModelConfig, head_dim, intermediate_size, kv_heads
-from helox.model.lora import LoRAConfig, apply_lora
+from helox.model.lora import apply_lora
+from helox.model.lora_config import LoRAConfig
 from helox.model.network import HeloxLM
 
 GIB = 1 << 30

@@ -24,14 +24,13 @@ from helox.data.corpus import CorpusConfig
 from helox.data.dedup import DedupConfig
 from helox.eval.config import EvalConfig
 from helox.model.config import ModelConfig
-from helox.model.lora import LoRAConfig
+from helox.model.lora_config import LoRAConfig
 from helox.pipeline.checks import cross_key_errors
 from helox.tokens.shards import ShardsConfig
 from helox.tokens.tokenizer import TokenizerConfig
 from helox.train.config import TrainingConfig
 from helox.train.tracking import TrackingConfig
-from helox.tune.dpo import DPOConfig
-from helox.tune.sft import SFTConfig
+from helox.tune.config import DPOConfig, SFTConfig
 
 DEFAULT_SEED = 1337
 # Each section of a configuration and the dataclass that holds its keys' defaults.

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from helox.model.config import ModelConfig
 from helox.model.network import HeloxLM
 from helox.model.tensors import load_model_tensors, model_tensors
 from helox.train.config import TrainingConfig
+from helox.train.step_folders import step_dirs
 from helox.train.tensors import (
     SHARDS_DIR,
     capture_rng_state,
@@ -59,7 +59,6 @@ CONFIG_FILE = "config.json"
 COMPLETE_FILE = "COMPLETE"
 CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, CONFIG_FILE)
 RUN_FILES = (RNG_FILE, STATE_FILE, CONFIG_FILE)  # in every checkpoint, whole or sharded
-STEP_DIR = re.compile(r"step_(\d+)")
 
 # Training knobs that change how a run is carried out or reported, not what it computes:
 # a checkpoint resumes across edits of these.
@@ -157,19 +156,6 @@ def _seal(folder: Path, manifest: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- step checkpoints
-
-
-def step_dirs(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Every `step_N` folder, oldest first, complete or not."""
-    root = Path(checkpoint_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = STEP_DIR.fullmatch(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
 
 
 def checkpoint_problem(path: Path, verify_contents: bool = True) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import helox
 from helox.common.config_files import section_from_dict
 from helox.common.io import read_json
-from helox.train.checkpoint import step_dirs
+from helox.train.step_folders import step_dirs
 from helox.train.tracking import FINAL_DIR_TAG, TrackingConfig
 
 UNKNOWN = "unknown"

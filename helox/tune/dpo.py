@@ -15,10 +15,8 @@ import dataclasses
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -35,6 +33,7 @@ from helox.train.metrics import token_byte_lengths
 from helox.train.preference import DPOObjective, sequence_log_probs
 from helox.train.stage import RunSpec, StageRun, train_stage
 from helox.train.tracking import TrackingConfig
+from helox.tune.config import DPOConfig
 from helox.tune.dpo_data import (
     EncodedPair,
     PreferenceBatches,
@@ -43,22 +42,10 @@ from helox.tune.dpo_data import (
     read_preference_data,
     split_pairs,
 )
-from helox.tune.sft import TuningConfig, tuned_model
+from helox.tune.sft import tuned_model
 from helox.tune.sft_data import describe_split
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DPOConfig(TuningConfig):
-    """Preference tuning of the SFT model, which stays frozen as the reference: `data` holds
-    {"prompt" | "messages", "chosen", "rejected"} lines."""
-
-    SECTION: ClassVar[str] = "dpo"
-
-    max_pairs: int = 1000  # derived pairs
-    beta: float = 0.1  # strength of the pull towards the reference
-    label_smoothing: float = 0.0  # conservative DPO: the share of preferences assumed flipped
 
 
 @torch.no_grad()

@@ -11,29 +11,26 @@ import dataclasses
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
-from helox.common.config_files import ConfigError, build_sections
+from helox.common.config_files import ConfigError
 from helox.common.io import sha256_file
 from helox.model.folder import load_final
-from helox.model.lora import LoRAConfig, apply_lora
+from helox.model.lora import apply_lora
 from helox.model.network import HeloxLM
 from helox.model.token_rows import add_token_rows, check_vocabulary_fits
-from helox.tokens.chat_setup import PreparedChat, prepare_chat
-from helox.tokens.vocab import load_tokenizer
+from helox.tokens.chat_setup import PreparedChat
 from helox.train.checkpoint import run_defining, run_fingerprint
-from helox.train.config import TrainingConfig
 from helox.train.launch import launch_stage, stage_job, worker_main
 from helox.train.lineage import tuned_lineage
 from helox.train.loop import seed_everything
 from helox.train.metrics import token_byte_lengths
 from helox.train.stage import RunSpec, StageRun, train_stage
 from helox.train.tracking import TrackingConfig
+from helox.tune.config import SFTConfig, TuningConfig
 from helox.tune.sft_data import (
     SFTBatches,
     describe_split,
@@ -45,34 +42,6 @@ from helox.tune.sft_data import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TuningConfig(TrainingConfig):
-    """A stage that tunes a trained model on a data file: SFT, DPO."""
-
-    data: str = ""  # the stage's data file; "" = derived from the standard library
-    max_pairs: int = 4000  # derived pairs
-    val_fraction: float = 0.05
-    packing: bool = True  # several sequences per row; attention never crosses them
-    # A Jinja chat template file; "" = the model folder's own, else Helox's (its markers
-    # then added to the tokenizer, helox.tokens.chat_setup).
-    chat_template: str = ""
-    # Train low-rank adapters on the frozen model (helox.model.lora); None = every weight.
-    lora: LoRAConfig | None = None
-
-    def __post_init__(self) -> None:
-        build_sections(self, self.SECTION)
-        if self.lora is not None and self.float8:
-            raise ConfigError(
-                f"config key {self.SECTION}.float8: float8 matmuls replace the projections "
-                f"that {self.SECTION}.lora adapts; set float8: false for a LoRA stage"
-            )
-
-    def prepare_chat(self, tokenizer_source, folder: Path) -> PreparedChat:
-        """The tokenizer and chat format this stage trains the model of `folder` with."""
-        key = f"{self.SECTION}.chat_template"
-        return prepare_chat(load_tokenizer(tokenizer_source), self.chat_template, key, str(folder))
 
 
 def fit_model_to(model: HeloxLM, prepared: PreparedChat, folder: Path) -> HeloxLM:
@@ -103,15 +72,6 @@ def tuned_model(
         apply_lora(model, config.lora, f"{config.SECTION}.lora")
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, {"parameters": model.num_parameters(), "trained_parameters": trained}
-
-
-@dataclass
-class SFTConfig(TuningConfig):
-    """Fine-tuning on instruction data: `data` holds {"instruction", "response"} lines."""
-
-    SECTION: ClassVar[str] = "sft"
-
-    max_response_chars: int = 2000
 
 
 def run_sft(

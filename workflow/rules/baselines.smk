@@ -75,4 +75,4 @@ rule evaluate_baseline:
     conda:
         "../../envs/train.yaml"
     script:
-        "../../scripts/evaluate_baseline.py"
+        "../../scripts/evaluate.py"
