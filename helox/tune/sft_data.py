@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -292,7 +293,7 @@ def first_fit_rows(lengths: list[int], width: int) -> list[list[int]]:
     return rows
 
 
-class TuningBatches(ShuffledBatches, Generic[T, Unit]):
+class TuningBatches(ShuffledBatches, ABC, Generic[T, Unit]):
     """Endless batches of tuning items (SFT examples, DPO pairs) in an order fixed by (seed,
     epoch); position restorable. Each epoch orders its units (`order_units`); a global batch
     is the next `world_size` × `batch_size` of them, moving into the next epoch when one runs
@@ -326,13 +327,13 @@ class TuningBatches(ShuffledBatches, Generic[T, Unit]):
         self.pad_id = pad_id
         self._units_of: tuple[int, list[Unit]] | None = None
 
+    @abstractmethod
     def slots(self, item: T) -> int:
         """The row slots that the longest sequence of `item` takes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def order_units(self) -> list[Unit]:
         """This epoch's units, in the order batches take them."""
-        raise NotImplementedError
 
     def epoch_units(self) -> list[Unit]:
         """`order_units` of this epoch, computed once per epoch."""
