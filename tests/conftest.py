@@ -121,9 +121,9 @@ def evaluated(pipeline) -> dict[str, dict]:
 # The longest groups, longest first (seconds each took in a full run on 2 cores): started first,
 # so that the workers finish together (pyproject's --no-loadscope-reorder keeps this order).
 LONGEST_GROUPS = (
-    "test_slurm",  # 350, mostly waiting on the Slurm queue
-    "pipeline",  # 280
-    "test_open_model_pipeline",  # 100
+    "test_slurm",  # 340, mostly waiting on the Slurm queue
+    "pipeline",  # 190
+    "test_open_model_pipeline",  # 150
     "test_dpo",  # 80
     "test_distributed",  # 55
     "test_resume",  # 55

@@ -86,6 +86,23 @@ def test_the_default_target_continues_a_qwen3_and_every_folder_stays_one(
     assert (results / "report" / "eval" / "card.html").is_file()
 
 
+def test_an_instruct_model_goes_straight_to_dpo(qwen3_folder: Path, tmp_path: Path) -> None:
+    """`dpo.init_from`: the imported model is DPO's start and frozen reference; pretraining
+    and SFT do not run, and the tuned folder is a Qwen3 again."""
+    overlay = OVERLAY | {"dpo": OVERLAY["dpo"] | {"init_from": str(qwen3_folder)}}
+    result = snakemake(tmp_path, overlay=overlay)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    results = tmp_path / "results"
+    assert not (results / "pretrain").exists() and not (results / "sft").exists()
+    imported = json.loads((results / "import" / "dpo" / "metrics.json").read_text())
+    metrics = json.loads((results / "dpo" / "final" / "metrics.json").read_text())
+    assert metrics["lineage"]["imported_sha256"] == imported["lineage"]["imported_sha256"]
+    assert metrics["val_pairs"] > 0 and metrics["steps"] == STEPS["total_steps"]
+    model = AutoModelForCausalLM.from_pretrained(results / "dpo" / "final")
+    assert type(model).__name__ == "Qwen3ForCausalLM"
+    assert json.loads((results / "eval" / "dpo.json").read_text())["stage"] == "dpo"
+
+
 @pytest.mark.parametrize(
     ("stage", "trained", "skipped"),
     [
