@@ -6,12 +6,14 @@
 #   here, once, with PyPI reachable:  bash benchmarks/gpu_session.sh wheels
 #       (wheels of what the device lacks, into .whl/, which .git/info/exclude ignores)
 #   on the device, one call:          bash benchmarks/gpu_session.sh [PHASE...]
-#       (carry: [".whl"]; phases flex, throughput, muon, pipeline; default all four)
+#       (carry: [".whl"]; phases flex, throughput, muon, pipeline; default all four;
+#        open_model, issue 26's SFT of a 1B-shaped Llama 3.2, in a call of its own)
 #   the pipeline phase's overlay, to read or test:  bash benchmarks/gpu_session.sh overlay
 #
 # Each phase has its own time limit (seconds, overridable below) so the whole call ends
 # inside one 600-second device command; a phase that runs out is logged and the next runs.
-# Files in $OUT: session.log, gpu.txt, throughput.json, pretrain_metrics.json, sft_metrics.json.
+# Files in $OUT: session.log, gpu.txt, throughput.json, pretrain_metrics.json, sft_metrics.json,
+# open_model_sft.json.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ THROUGHPUT_SECONDS=${THROUGHPUT_SECONDS:-300}
 PIPELINE_SECONDS=${PIPELINE_SECONDS:-180}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-15}
 MUON_SECONDS=${MUON_SECONDS:-60}
+OPEN_MODEL_SECONDS=${OPEN_MODEL_SECONDS:-400}
 TORCHAO_VERSION=0.17.0  # float8 training; built against torch 2.11, the device's
 
 build_wheels() {
@@ -43,6 +46,10 @@ build_wheels() {
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
         -d "$WHEELS" "torchao==$TORCHAO_VERSION"
+    # Llama 3.2's tokenizer files for the open_model phase (the device reaches no registry).
+    local tokenizer
+    tokenizer=$("$PYTHON" -c "import sys; sys.path.insert(0, 'tests'); import real_tokenizers as r; print(r.fetch('llama3.2'))")
+    rm -rf "$WHEELS/llama3.2" && cp -r "$tokenizer" "$WHEELS/llama3.2"
     du -sh "$WHEELS"
 }
 
@@ -121,10 +128,13 @@ main() {
             benchmarks/gpu_throughput.py --steps "$THROUGHPUT_STEPS" --json "$OUT/throughput.json" ;;
         muon) phase muon "$MUON_SECONDS" "$PYTHON" benchmarks/muon_step.py --shape 124m ;;
         pipeline) phase pipeline "$PIPELINE_SECONDS" bash -c run_pipeline ;;
-        *) echo "unknown phase $name (flex, throughput, muon, pipeline)" && return 2 ;;
+        open_model) phase open_model "$OPEN_MODEL_SECONDS" "$PYTHON" benchmarks/open_model_sft.py \
+            --tokenizer "$WHEELS/llama3.2" --json "$OUT/open_model_sft.json" ;;
+        *) echo "unknown phase $name (flex, throughput, muon, pipeline, open_model)" && return 2 ;;
         esac
     done
-    grep -E "^(SFT/pretraining|Helox/reference|torch Muon)|passed|failed|: exit " "$OUT/session.log"
+    grep -E "^(SFT/pretraining|Helox/reference|Helox/transformers|torch Muon)|passed|failed|: exit " \
+        "$OUT/session.log"
 }
 
 case ${1:-} in

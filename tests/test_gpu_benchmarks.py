@@ -1,5 +1,6 @@
 """What of the GPU benchmark and session script runs without a GPU: the throughput script's
-`--tiny` path on CPU, the session script's syntax, and its pipeline overlay."""
+`--tiny` path on CPU, the open-model SFT benchmark's tiny shape, the session script's
+syntax, and its pipeline overlay."""
 
 from __future__ import annotations
 
@@ -91,3 +92,21 @@ def test_session_pipeline_overlay_is_valid_and_plans_pretrain_and_sft(tmp_path: 
     assert merged["pretrain"]["total_steps"] == 120 and not merged["tracking"]["enabled"]
     jobs = dry_run_jobs(tmp_path, "results/sft/final", preset, overlay)
     assert jobs["pretrain"] == 1 and jobs["sft"] == 1
+
+
+def test_open_model_sft_benchmark_runs_both_sides_on_cpu(real_tokenizers: Path, tmp_path) -> None:
+    figures_path = tmp_path / "open_model_sft.json"
+    output = run_benchmark(
+        "open_model_sft.py",
+        *("--tokenizer", str(real_tokenizers / "llama3.2"), "--shape", "tiny"),
+        *("--steps", "3", "--seq-len", "64", "--batch-size", "2", "--device", "cpu"),
+        *("--json", str(figures_path)),
+    )
+    last = output.strip().splitlines()[-1]
+    ratios = r"Helox/transformers \(tiny\): tokens/s ([\d.]+), peak memory ([\d.]+)"
+    found = re.fullmatch(ratios, last)
+    assert found and float(found[1]) > 0 and float(found[2]) > 0, last
+    figures = json.loads(figures_path.read_text())
+    assert figures["helox"]["parameters"] > 128_256 * 64  # the vocabulary's rows and more
+    for side in ("helox", "transformers"):
+        assert figures[side]["tokens_per_second"] > 0 and figures[side]["peak_memory_gib"] > 0
