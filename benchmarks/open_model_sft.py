@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from lora_memory import reset_peak_resident, resident_mib
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from helox.data.stdlib import derive_sft_pairs, gather_stdlib
@@ -81,12 +82,10 @@ def save_source(folder: Path, shape: dict, tokenizer: Path) -> None:
 
 
 def peak_memory_gib(device: torch.device) -> float:
-    """The peak allocated (CUDA) or resident (CPU) memory so far, in GiB."""
+    """The peak allocated (CUDA) or resident (CPU) memory since `start_measuring`, in GiB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    with open("/proc/self/status") as status:
-        peak = next(line for line in status if line.startswith("VmHWM:"))
-    return int(peak.split()[1]) / 2**20
+    return resident_mib("VmHWM") / 1024
 
 
 def start_measuring(device: torch.device) -> None:
@@ -96,8 +95,7 @@ def start_measuring(device: torch.device) -> None:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # the kernel's resident high-water mark, from now
+        reset_peak_resident()
 
 
 def helox_sft(source: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
